@@ -1,0 +1,171 @@
+"""dnslab's Fabric tasks. Thin: each parses its arguments and calls into lab/, chaos/, loadtest/,
+reports/. Run `fab --list` for the list and `fab --help TASK` for a task's options."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from fabric import task
+
+from lab.config import Lab, lab_path, load_lab
+from lab.errors import LabError, cli_guard
+
+
+def _lab(lab: str | None, provider: str | None = None) -> Lab:
+    from lab.config import with_overrides
+
+    model = load_lab(lab)
+    return with_overrides(model, {"vm": {"provider": provider}}) if provider else model
+
+
+def _connection(model: Lab):
+    from lab.endpoint import connect
+    from lab.providers import get_provider
+
+    return connect(get_provider(model).endpoint())
+
+
+def _remainder() -> str:
+    argv = sys.argv
+    return " ".join(argv[argv.index("--") + 1 :]) if "--" in argv else ""
+
+
+@task(help={"provider": "qemu | vagrant | ssh (default: [vm] provider in lab.toml)",
+            "force": "rebuild even when the cached image matches its inputs",
+            "lab": "lab file (default: lab.toml)"})
+@cli_guard
+def image(c, provider=None, force=False, lab=None):
+    """Build (or reuse) the Debian 12 lab image: mmdebstrap base, packer layer, Vagrant box."""
+    from lab.image import build
+
+    model = _lab(lab, provider)
+    artifacts = build(model, force=force, box=model.vm.provider == "vagrant")
+    print(artifacts.describe())
+
+
+@task(help={"provider": "qemu | vagrant | ssh", "lab": "lab file (default: lab.toml)"})
+@cli_guard
+def up(c, provider=None, lab=None):
+    """Bring the lab VM up (building the image when needed) and wait for SSH."""
+    from lab.providers import get_provider
+
+    model = _lab(lab, provider)
+    endpoint = get_provider(model).up()
+    print(f"lab is up: ssh -p {endpoint.port} -i {endpoint.key} {endpoint.user}@{endpoint.host}")
+
+
+@task(help={"provider": "qemu | vagrant | ssh", "lab": "lab file (default: lab.toml)"})
+@cli_guard
+def down(c, provider=None, lab=None):
+    """Stop the lab VM and everything the provider started for it."""
+    from lab.providers import get_provider
+
+    get_provider(_lab(lab, provider)).down()
+
+
+@task(help={"cmd": "command to run (or give it after --)", "lab": "lab file"})
+@cli_guard
+def ssh(c, cmd=None, lab=None):
+    """Run a command in the lab VM: `fab ssh -- ip -br addr`."""
+    command = cmd or _remainder()
+    if not command:
+        raise LabError("fab ssh: give a command after --, e.g. `fab ssh -- uname -a`")
+    result = _connection(_lab(lab)).run(command, warn=True, hide=False, pty=False)
+    raise SystemExit(result.exited)
+
+
+@task(help={"json": "print JSON", "lab": "lab file"})
+@cli_guard
+def info(c, json_=False, lab=None):
+    """Provider, endpoint, image and kernel of the lab."""
+    from lab.providers import get_provider
+
+    data = get_provider(_lab(lab)).info()
+    print(json.dumps(data, indent=2) if json_ else "\n".join(f"{k:10} {v}" for k, v in data.items()))
+
+
+@task(help={"lab": "lab file (default: lab.toml)"})
+@cli_guard
+def deploy(c, lab=None):
+    """Build the IPVS / Keepalived / Unbound stack in the lab from lab.toml. Idempotent."""
+    from lab.deploy import deploy as run_deploy
+
+    model = _lab(lab)
+    summary = run_deploy(model, _connection(model))
+    if summary.failed:
+        raise SystemExit(1)
+
+
+@task(help={"json": "print JSON", "lab": "lab file"})
+@cli_guard
+def status(c, json_=False, lab=None):
+    """IPVS table, check states, resolver units and sysctls in force."""
+    from lab.status import format_status, read_status
+
+    model = _lab(lab)
+    data = read_status(model, _connection(model))
+    print(json.dumps(data, indent=2) if json_ else format_status(data))
+
+
+@task(help={"lab": "lab file"})
+@cli_guard
+def teardown(c, lab=None):
+    """Remove everything deploy made, leaving the VM as the image booted."""
+    from lab.deploy import teardown as run_teardown
+
+    model = _lab(lab)
+    run_teardown(model, _connection(model))
+
+
+@task(help={"seconds": "how long to load", "rate": "queries/s (default: [load] rate)",
+            "lab": "lab file"})
+@cli_guard
+def load(c, seconds=30, rate=None, lab=None):
+    """Run the Locust DNS user against the VIP from the client namespace; keep the records."""
+    from chaos.runner import run_load_only
+
+    model = _lab(lab)
+    run_dir = run_load_only(model, _connection(model), seconds=float(seconds),
+                            rate=float(rate) if rate is not None else None)
+    print(run_dir)
+
+
+@task(help={"experiment": "experiment name (chaos/experiments/NAME.yaml) or a file path",
+            "lab": "lab file"})
+@cli_guard
+def chaos(c, experiment="kill-one", lab=None):
+    """Run one chaos experiment while load runs; write reports/runs/<run-id>/."""
+    from chaos.runner import run_experiment
+
+    model = _lab(lab)
+    run_dir = run_experiment(model, _connection(model), experiment)
+    print(run_dir)
+
+
+@task(help={"suite": "suite name (chaos/experiments/suites.yaml)", "lab": "lab file"})
+@cli_guard
+def matrix(c, suite="standard", lab=None):
+    """Run a suite of experiments over a grid of settings, then the comparison report."""
+    from chaos.matrix import run_matrix
+
+    model = _lab(lab)
+    print(run_matrix(model, _connection(model), suite))
+
+
+@task(help={"run": "run directory (default: the latest under reports/runs/)"})
+@cli_guard
+def report(c, run=None):
+    """Write report.html for a run and print its JSON summary."""
+    from reports.cli import report_latest
+
+    report_latest(run)
+
+
+@task(help={"provider": "qemu | vagrant", "suite": "experiment suite", "lab": "lab file"})
+@cli_guard
+def demo(c, provider=None, suite="standard", lab=None):
+    """The whole job: image, VM, deploy, experiment suite, answers report."""
+    from lab.demo import run_demo
+
+    run_demo(_lab(lab, provider), suite=suite, lab_file=str(lab_path(lab)))

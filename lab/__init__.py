@@ -1,0 +1,1 @@
+"""dnslab: the lab model, rendering, image, providers and deploy."""

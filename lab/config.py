@@ -1,0 +1,411 @@
+"""The lab description: lab.toml parsed into a typed, immutable, validated model.
+
+Pure: `parse_lab` takes plain data and returns a `Lab` or raises `LabError` with a
+one-line message naming the file, the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from lab.errors import LabError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LAB = REPO_ROOT / "lab.toml"
+
+PROVIDERS = ("qemu", "vagrant", "ssh")
+ACCELS = ("auto", "kvm", "tcg")
+IPVLAN_MODES = ("l2", "l3", "l3s")
+KEEPALIVED_NETNS = ("root", "lb")
+CHECK_TYPES = ("DNS_CHECK", "MISC_CHECK", "UDP_CHECK", "TCP_CHECK")
+MISC_TOOLS = ("dig", "nslookup")
+LB_ALGOS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh")
+PROTOCOLS = ("udp", "tcp")
+SOCKET_MODES = ("fresh", "reuse")
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
+SYSCTL_RE = re.compile(r"^net\.[a-z0-9_.]+$")
+
+
+@dataclass(frozen=True)
+class VM:
+    provider: str = "qemu"
+    cpus: int = 2
+    memory_mib: int = 2048
+    accel: str = "auto"
+    boot_timeout_s: int = 300
+
+
+@dataclass(frozen=True)
+class SSHHost:
+    host: str = ""
+    port: int = 22
+    user: str = "root"
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class Network:
+    parent: str = "eth0"
+    vlan: bool = True
+    vlan_id: int = 53
+    ipvlan_mode: str = "l3s"
+    subnet: IPv4Network = IPv4Network("192.168.100.0/24")
+    vip: IPv4Address = IPv4Address("192.168.100.100")
+    director: IPv4Address = IPv4Address("192.168.100.254")
+    client: IPv4Address = IPv4Address("192.168.100.200")
+    keepalived_netns: str = "root"
+
+    @property
+    def lower_link(self) -> str:
+        """The link the ipvlan sits on: `eth0.53`, or a dummy when the VLAN is off."""
+        return f"{self.parent}.{self.vlan_id}" if self.vlan else "dnslab0"
+
+    @property
+    def director_netns(self) -> str | None:
+        """The namespace holding the VIP and IPVS: None for the root namespace."""
+        return None if self.keepalived_netns == "root" else "lb"
+
+
+@dataclass(frozen=True)
+class Resolver:
+    name: str
+    address: IPv4Address
+
+    @property
+    def real_server(self) -> str:
+        """`IP:PORT`, spelled as in ipvs.csv."""
+        return f"{self.address}:53"
+
+
+@dataclass(frozen=True)
+class Check:
+    type: str = "DNS_CHECK"
+    misc_tool: str = "dig"
+    delay_loop: float = 0.5
+    retry: int = 1
+    delay_before_retry: float = 0.5
+    connect_timeout: float = 0.5
+    inhibit_on_failure: bool = False
+
+    @property
+    def removal_bound_s(self) -> float:
+        """Worst case from a dead server to its removal: the bound the e2e test asserts."""
+        return (
+            self.delay_loop
+            + self.connect_timeout * (self.retry + 1)
+            + self.delay_before_retry * self.retry
+        )
+
+
+@dataclass(frozen=True)
+class Ipvs:
+    lb_algo: str = "rr"
+    ops: bool = False
+    protocols: tuple[str, ...] = ("udp", "tcp")
+    udp_timeout: int = 300
+    tcp_timeout: int = 900
+    tcpfin_timeout: int = 120
+
+
+@dataclass(frozen=True)
+class Load:
+    rate: float = 500.0
+    users: int = 4
+    timeout_ms: float = 100.0
+    retries: int = 0
+    tcp_share: float = 0.0
+    who_share: float = 1.0
+    socket_mode: str = "fresh"
+
+
+@dataclass(frozen=True)
+class Lab:
+    source: str
+    vm: VM
+    ssh: SSHHost
+    network: Network
+    resolvers: tuple[Resolver, ...]
+    check: Check
+    ipvs: Ipvs
+    sysctl: tuple[tuple[str, str], ...]
+    load: Load
+    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def resolver(self, name: str) -> Resolver:
+        """The resolver called `name`, or a LabError listing the known names."""
+        for r in self.resolvers:
+            if r.name == name:
+                return r
+        known = ", ".join(r.name for r in self.resolvers)
+        raise LabError(f"{self.source}: no resolver named {name!r}; known: {known}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data, for meta.json."""
+        data = asdict(self)
+        data.pop("raw")
+        return _jsonable(data)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, IPv4Address | IPv4Network):
+        return str(value)
+    return value
+
+
+class _Reader:
+    """Typed access to one TOML table, reporting errors as `file: [table] key: problem`."""
+
+    def __init__(self, source: str, table: str, data: Any) -> None:
+        self.source, self.table = source, table
+        if not isinstance(data, dict):
+            self.error("", f"must be a table, got {type(data).__name__}")
+        self.data: dict[str, Any] = data
+
+    def error(self, key: str, problem: str) -> None:
+        where = f"[{self.table}] {key}".strip() if self.table else key
+        raise LabError(f"{self.source}: {where}: {problem}")
+
+    def check_keys(self, known: tuple[str, ...]) -> None:
+        for key in self.data:
+            if key not in known:
+                self.error(key, f"unknown key; known keys: {', '.join(known)}")
+
+    def get(self, key: str, kind: type, default: Any) -> Any:
+        value = self.data.get(key, default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
+            self.error(key, f"must be {kind.__name__}, got {value!r}")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(key, str, default)
+        if value not in choices:
+            self.error(key, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def positive(self, key: str, kind: type, default: Any, *, zero: bool = False) -> Any:
+        value = self.get(key, kind, default)
+        if value < 0 or (value == 0 and not zero):
+            self.error(key, f"must be {'>= 0' if zero else '> 0'}, got {value!r}")
+        return value
+
+    def share(self, key: str, default: float) -> float:
+        value = self.get(key, float, default)
+        if not 0.0 <= value <= 1.0:
+            self.error(key, f"must be between 0 and 1, got {value!r}")
+        return value
+
+    def address(self, key: str, default: IPv4Address, subnet: IPv4Network) -> IPv4Address:
+        text = self.get(key, str, str(default))
+        try:
+            addr = IPv4Address(text)
+        except ValueError:
+            self.error(key, f"not an IPv4 address: {text!r}")
+        if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
+            self.error(key, f"{addr} is not a host address inside subnet {subnet}")
+        return addr
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(cls.__dataclass_fields__)
+
+
+def parse_lab(raw: Mapping[str, Any], source: str = "lab.toml") -> Lab:
+    """Validate plain data (as read from lab.toml) into a `Lab`."""
+    top = _Reader(source, "", dict(raw))
+    top.check_keys(("vm", "ssh", "network", "resolvers", "check", "ipvs", "sysctl", "load"))
+
+    v = _Reader(source, "vm", raw.get("vm", {}))
+    v.check_keys(_fields(VM))
+    vm = VM(
+        provider=v.choice("provider", PROVIDERS, VM.provider),
+        cpus=v.positive("cpus", int, VM.cpus),
+        memory_mib=v.positive("memory_mib", int, VM.memory_mib),
+        accel=v.choice("accel", ACCELS, VM.accel),
+        boot_timeout_s=v.positive("boot_timeout_s", int, VM.boot_timeout_s),
+    )
+    if vm.memory_mib < 512:
+        v.error("memory_mib", f"must be at least 512, got {vm.memory_mib}")
+
+    s = _Reader(source, "ssh", raw.get("ssh", {}))
+    s.check_keys(_fields(SSHHost))
+    ssh = SSHHost(
+        host=s.get("host", str, ""),
+        port=s.positive("port", int, 22),
+        user=s.get("user", str, "root"),
+        key=s.get("key", str, ""),
+    )
+    if vm.provider == "ssh" and not ssh.host:
+        s.error("host", 'required when [vm] provider = "ssh": name the host to build the lab on')
+
+    network = _parse_network(_Reader(source, "network", raw.get("network", {})))
+    resolvers = _parse_resolvers(source, raw.get("resolvers"), network)
+
+    c = _Reader(source, "check", raw.get("check", {}))
+    c.check_keys(_fields(Check))
+    check = Check(
+        type=c.choice("type", CHECK_TYPES, Check.type),
+        misc_tool=c.choice("misc_tool", MISC_TOOLS, Check.misc_tool),
+        delay_loop=c.positive("delay_loop", float, Check.delay_loop),
+        retry=c.positive("retry", int, Check.retry, zero=True),
+        delay_before_retry=c.positive("delay_before_retry", float, Check.delay_before_retry),
+        connect_timeout=c.positive("connect_timeout", float, Check.connect_timeout),
+        inhibit_on_failure=c.get("inhibit_on_failure", bool, False),
+    )
+
+    i = _Reader(source, "ipvs", raw.get("ipvs", {}))
+    i.check_keys(_fields(Ipvs))
+    protocols = i.get("protocols", list, list(Ipvs.protocols))
+    if not protocols or any(p not in PROTOCOLS for p in protocols) or len(set(protocols)) != len(
+        protocols
+    ):
+        i.error("protocols", f"must be a non-empty list of distinct udp/tcp, got {protocols!r}")
+    ipvs = Ipvs(
+        lb_algo=i.choice("lb_algo", LB_ALGOS, Ipvs.lb_algo),
+        ops=i.get("ops", bool, False),
+        protocols=tuple(protocols),
+        udp_timeout=i.positive("udp_timeout", int, Ipvs.udp_timeout),
+        tcp_timeout=i.positive("tcp_timeout", int, Ipvs.tcp_timeout),
+        tcpfin_timeout=i.positive("tcpfin_timeout", int, Ipvs.tcpfin_timeout),
+    )
+
+    sysctl = _parse_sysctl(_Reader(source, "sysctl", raw.get("sysctl", {})))
+
+    ld = _Reader(source, "load", raw.get("load", {}))
+    ld.check_keys(_fields(Load))
+    load = Load(
+        rate=ld.positive("rate", float, Load.rate, zero=True),
+        users=ld.positive("users", int, Load.users),
+        timeout_ms=ld.positive("timeout_ms", float, Load.timeout_ms),
+        retries=ld.positive("retries", int, Load.retries, zero=True),
+        tcp_share=ld.share("tcp_share", Load.tcp_share),
+        who_share=ld.share("who_share", Load.who_share),
+        socket_mode=ld.choice("socket_mode", SOCKET_MODES, Load.socket_mode),
+    )
+    return Lab(source, vm, ssh, network, resolvers, check, ipvs, sysctl, load, raw=dict(raw))
+
+
+def _parse_network(n: _Reader) -> Network:
+    n.check_keys(_fields(Network))
+    subnet_text = n.get("subnet", str, str(Network.subnet))
+    try:
+        subnet = IPv4Network(subnet_text, strict=True)
+    except ValueError as err:
+        n.error("subnet", f"not an IPv4 network ({err}); write it like 192.168.100.0/24")
+    if subnet.prefixlen > 29:
+        n.error("subnet", f"/{subnet.prefixlen} is too small; use /29 or larger")
+    if not subnet.is_private:
+        n.error("subnet", f"{subnet} is not a private range; the lab must stay private")
+    vlan_id = n.get("vlan_id", int, Network.vlan_id)
+    if not 1 <= vlan_id <= 4094:
+        n.error("vlan_id", f"must be between 1 and 4094, got {vlan_id}")
+    parent = n.get("parent", str, Network.parent)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,10}", parent):
+        n.error("parent", f"not an interface name: {parent!r}")
+    net = Network(
+        parent=parent,
+        vlan=n.get("vlan", bool, Network.vlan),
+        vlan_id=vlan_id,
+        ipvlan_mode=n.choice("ipvlan_mode", IPVLAN_MODES, Network.ipvlan_mode),
+        subnet=subnet,
+        vip=n.address("vip", Network.vip, subnet),
+        director=n.address("director", Network.director, subnet),
+        client=n.address("client", Network.client, subnet),
+        keepalived_netns=n.choice("keepalived_netns", KEEPALIVED_NETNS, "root"),
+    )
+    seen: dict[IPv4Address, str] = {}
+    for key in ("vip", "director", "client"):
+        addr = getattr(net, key)
+        if addr in seen:
+            n.error(key, f"{addr} is already used by {seen[addr]}")
+        seen[addr] = key
+    return net
+
+
+def _parse_resolvers(source: str, data: Any, network: Network) -> tuple[Resolver, ...]:
+    if not isinstance(data, list) or not data:
+        raise LabError(f"{source}: [[resolvers]]: at least one resolver is required")
+    taken = {network.vip: "[network] vip", network.director: "[network] director",
+             network.client: "[network] client"}
+    names: set[str] = set()
+    out = []
+    for index, item in enumerate(data):
+        r = _Reader(source, f"resolvers.{index}", item)
+        r.check_keys(("name", "address"))
+        if "name" not in item or "address" not in item:
+            r.error("", "needs both name and address")
+        name = r.get("name", str, "")
+        if not NAME_RE.match(name) or name in ("lb", "client"):
+            r.error("name", f"{name!r} must be 1-12 of a-z, 0-9, '-', start with a letter, "
+                            "and not be 'lb' or 'client'")
+        if name in names:
+            r.error("name", f"duplicate resolver name {name!r}")
+        addr = r.address("address", network.vip, network.subnet)
+        if addr in taken:
+            r.error("address", f"{addr} is already used by {taken[addr]}")
+        names.add(name)
+        taken[addr] = f"resolver {name}"
+        out.append(Resolver(name=name, address=addr))
+    return tuple(out)
+
+
+def _parse_sysctl(s: _Reader) -> tuple[tuple[str, str], ...]:
+    out = []
+    for key, value in s.data.items():
+        if not SYSCTL_RE.match(key):
+            s.error(f'"{key}"', "not a net.* sysctl name (quote it: \"net.ipv4.vs.conntrack\" = 1)")
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            s.error(f'"{key}"', f"value must be an integer or a string, got {value!r}")
+        out.append((key, str(value)))
+    return tuple(out)
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge `overrides` into a copy of `base` (tables merge, other values replace)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def with_overrides(lab: Lab, overrides: Mapping[str, Any], source: str | None = None) -> Lab:
+    """The lab with an experiment's overrides applied and validated again."""
+    return parse_lab(merge(lab.raw, overrides), source or lab.source)
+
+
+def lab_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The lab file to use: the argument, else $DNSLAB_LAB, else lab.toml at the repo root."""
+    return Path(path or os.environ.get("DNSLAB_LAB") or DEFAULT_LAB)
+
+
+def load_lab(path: str | os.PathLike[str] | None = None) -> Lab:
+    """Read and validate a lab file."""
+    p = lab_path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LabError(f"{p}: no such lab file; copy lab.toml from the repo root") from None
+    except OSError as err:
+        raise LabError(f"{p}: cannot read: {err.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise LabError(f"{p}: not valid TOML: {err}") from None
+    return parse_lab(raw, str(p))
+

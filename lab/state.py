@@ -1,0 +1,29 @@
+"""Where the lab keeps its local state: images, the running VM, keys, runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lab.config import REPO_ROOT
+
+
+def state_dir() -> Path:
+    """The lab's state directory: $DNSLAB_STATE, else `.lab/` at the repo root."""
+    path = Path(os.environ.get("DNSLAB_STATE") or REPO_ROOT / ".lab")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sub(name: str) -> Path:
+    """A subdirectory of the state directory, created on first use."""
+    path = state_dir() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def runs_dir() -> Path:
+    """`reports/runs/`, where every run directory lives (DESIGN section 5)."""
+    path = Path(os.environ.get("DNSLAB_RUNS") or REPO_ROOT / "reports" / "runs")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
