@@ -27,3 +27,10 @@ def runs_dir() -> Path:
     path = Path(os.environ.get("DNSLAB_RUNS") or REPO_ROOT / "reports" / "runs")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_dir() -> Path:
+    """Built images, shared by every lab state: $DNSLAB_CACHE, else `.lab/cache/` at the repo root."""
+    path = Path(os.environ.get("DNSLAB_CACHE") or REPO_ROOT / ".lab" / "cache")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
