@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
+import shlex
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import jinja2
 
-from lab.config import Lab, Resolver
+from lab.config import REPO_ROOT, Lab, Resolver
+from lab.netplan import Step, network_plan, topology_signature
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("lab", "templates"),
@@ -15,6 +21,31 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
     keep_trailing_newline=True,
 )
+_ENV.filters["shquote"] = shlex.quote
+
+KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+RESOLVER_UNIT = "/etc/systemd/system/dnslab-resolver@.service"
+KEEPALIVED_UNIT = "/etc/systemd/system/dnslab-keepalived.service"
+SYSCTL_CONF = "/etc/sysctl.d/60-dnslab.conf"
+NETWORK_SCRIPT = "/usr/local/sbin/dnslab-network.sh"
+LOADTEST_DIR = "/opt/dnslab/loadtest"
+
+
+@dataclass(frozen=True)
+class GuestFile:
+    """A file deploy installs in the guest: its bytes and permission bits."""
+
+    content: bytes
+    mode: int = 0o644
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+def unbound_path(name: str) -> str:
+    """Where a resolver's unbound.conf lives in the guest."""
+    return f"/etc/unbound/dnslab/{name}.conf"
 
 
 def render_unbound(
@@ -36,3 +67,115 @@ def render_unbound(
         allow=[str(lab.network.subnet), *extra_allow],
         source=lab.source,
     )
+
+
+def _netns_label(lab: Lab) -> str:
+    return lab.network.director_netns or "root"
+
+
+def misc_command(lab: Lab, resolver: Resolver, protocol: str) -> str:
+    """The MISC_CHECK command: the seed's nslookup or dig, bounded by connect_timeout."""
+    check = lab.check
+    tcp = protocol == "TCP"
+    if check.misc_tool == "dig":
+        probe = (f"/usr/bin/dig +time=1 +tries=1 +norecurse{' +tcp' if tcp else ''} "
+                 f"@{resolver.address} -p 53 who.lab.test TXT")
+    else:
+        probe = (f"/usr/bin/nslookup -timeout=1 -retry=0{' -vc' if tcp else ''} "
+                 f"-type=TXT who.lab.test {resolver.address}")
+    return f"/usr/bin/timeout {check.connect_timeout:g} {probe}"
+
+
+def render_keepalived(lab: Lab) -> str:
+    """keepalived.conf: one NAT virtual server per protocol on VIP:53, every resolver checked."""
+    virtual_servers = [
+        {"protocol": proto.upper(), "ops": lab.ipvs.ops and proto == "udp"}
+        for proto in lab.ipvs.protocols
+    ]
+    return _ENV.get_template("keepalived.conf.j2").render(
+        source=lab.source,
+        netns_label=_netns_label(lab),
+        vip=str(lab.network.vip),
+        virtual_servers=virtual_servers,
+        lb_algo=lab.ipvs.lb_algo,
+        check=lab.check,
+        resolvers=lab.resolvers,
+        misc_command=lambda rs, proto: misc_command(lab, rs, proto),
+        misc_timeout=math.ceil(lab.check.connect_timeout) + 1,
+    )
+
+
+def render_resolver_unit(lab: Lab) -> str:
+    """The systemd template unit `dnslab-resolver@NAME` (Unbound inside /run/netns/NAME)."""
+    return _ENV.get_template("dnslab-resolver@.service.j2").render(source=lab.source)
+
+
+def render_keepalived_unit(lab: Lab) -> str:
+    """The systemd unit `dnslab-keepalived` (in the director's namespace)."""
+    return _ENV.get_template("dnslab-keepalived.service.j2").render(
+        source=lab.source,
+        vip=str(lab.network.vip),
+        netns=lab.network.director_netns,
+        netns_label=_netns_label(lab),
+    )
+
+
+def render_sysctl(lab: Lab) -> str:
+    """The director's sysctls as a sysctl.d file."""
+    return _ENV.get_template("sysctl.conf.j2").render(
+        source=lab.source, netns_label=_netns_label(lab), sysctl=lab.sysctl
+    )
+
+
+def render_script(lab: Lab, steps: Sequence[Step], *, title: str, script: str,
+                  topology: str = "") -> str:
+    """A bash script running `steps` (up / down / check), printing `@@ STATUS NAME` per step."""
+    return _ENV.get_template("steps.sh.j2").render(
+        source=lab.source, title=title, script=script, topology=topology, steps=steps
+    )
+
+
+def render_network_script(lab: Lab) -> str:
+    """The network plan as the readable, runnable script deploy installs."""
+    return render_script(
+        lab,
+        network_plan(lab),
+        title="dnslab network plan: VLAN/dummy parent, ipvlan, namespaces, VIP, SNAT, tuning.",
+        script=NETWORK_SCRIPT,
+        topology=topology_signature(lab),
+    )
+
+
+def loadtest_files(root: Path = REPO_ROOT) -> dict[str, GuestFile]:
+    """The repo's load generator (`loadtest/*.py`), installed for the client namespace."""
+    return {
+        f"{LOADTEST_DIR}/{path.name}": GuestFile(path.read_bytes())
+        for path in sorted((root / "loadtest").glob("*.py"))
+    }
+
+
+def render_files(lab: Lab, root: Path = REPO_ROOT) -> dict[str, GuestFile]:
+    """Every file deploy installs, keyed by its absolute path in the guest."""
+    files = {
+        unbound_path(r.name): GuestFile(render_unbound(lab, r).encode()) for r in lab.resolvers
+    }
+    files[KEEPALIVED_CONF] = GuestFile(render_keepalived(lab).encode())
+    files[RESOLVER_UNIT] = GuestFile(render_resolver_unit(lab).encode())
+    files[KEEPALIVED_UNIT] = GuestFile(render_keepalived_unit(lab).encode())
+    files[SYSCTL_CONF] = GuestFile(render_sysctl(lab).encode())
+    files[NETWORK_SCRIPT] = GuestFile(render_network_script(lab).encode(), 0o755)
+    files.update(loadtest_files(root))
+    return files
+
+
+def write_tree(lab: Lab, out: str | Path) -> list[Path]:
+    """Write every file deploy installs under `out`, at its guest path; return the paths."""
+    base = Path(out)
+    written = []
+    for guest_path, file in render_files(lab).items():
+        target = base / guest_path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(file.content)
+        target.chmod(file.mode)
+        written.append(target)
+    return written

@@ -1,0 +1,156 @@
+"""The service half of a deploy as ordered plain data: file installs, units, readiness.
+
+Pure: every step's check compares the guest with hashes of the rendered files, so a step acts
+only when something it depends on changed. Files are staged under STAGE by deploy and installed
+by these steps; Keepalived's config is validated by the guest's own `keepalived -t` before it
+replaces the running one, so a rejected config leaves the old one in force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Mapping
+
+from lab.config import Lab
+from lab.netplan import STATE, Step, in_ns, topology_signature
+from lab.render import (
+    KEEPALIVED_CONF,
+    KEEPALIVED_UNIT,
+    NETWORK_SCRIPT,
+    RESOLVER_UNIT,
+    GuestFile,
+    unbound_path,
+)
+
+STAGE = f"{STATE}/stage"
+KEEPALIVED = "dnslab-keepalived.service"
+READY_TIMEOUT_S = 30
+
+
+def resolver_unit(name: str) -> str:
+    return f"dnslab-resolver@{name}.service"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _loaded(marker: str, value: str) -> str:
+    return f"[ \"$(cat {STATE}/{marker} 2>/dev/null)\" = '{value}' ]"
+
+
+def retire_step(lab: Lab) -> Step:
+    """Take down a previously deployed network whose topology differs (a variant change)."""
+    sig = topology_signature(lab)
+    return Step(
+        name="network: previous topology retired when it differs",
+        check=f"[ ! -x {NETWORK_SCRIPT} ] || grep -qx '# topology: {sig}' {NETWORK_SCRIPT}",
+        apply=f"{NETWORK_SCRIPT} down >/dev/null",
+    )
+
+
+def file_step(path: str, file: GuestFile) -> Step:
+    """Install a staged file when the guest's copy has another sha256."""
+    staged = f"{STAGE}{path}"
+    validate = ""
+    if path == KEEPALIVED_CONF:
+        validate = (f"out=$(keepalived --config-test --use-file {staged} 2>&1) || "
+                    f"{{ printf 'keepalived -t rejected the new config; the running Keepalived keeps "
+                    f"the old one:\\n%s\\n' \"$out\" >&2; exit 1; }}; ")
+    return Step(
+        name=f"file {path}",
+        check=f"echo {shlex.quote(f'{file.sha256}  {path}')} | sha256sum -c --status 2>/dev/null",
+        apply=f"{validate}install -D -m {file.mode:o} {staged} {path}",
+        undo=f"rm -f {path}",
+    )
+
+
+def units_step(files: Mapping[str, GuestFile]) -> Step:
+    digest = _digest(files[RESOLVER_UNIT].sha256, files[KEEPALIVED_UNIT].sha256)
+    return Step(
+        name="systemd: unit files loaded",
+        check=_loaded("units.loaded", digest),
+        apply=f"systemctl daemon-reload && echo {digest} > {STATE}/units.loaded",
+    )
+
+
+def resolver_step(lab: Lab, name: str, files: Mapping[str, GuestFile]) -> Step:
+    """The resolver's unit runs with the current config (restarted when config or network changed)."""
+    unit = resolver_unit(name)
+    digest = _digest(files[unbound_path(name)].sha256, files[RESOLVER_UNIT].sha256,
+                     topology_signature(lab))
+    marker = f"resolver-{name}.loaded"
+    return Step(
+        name=f"resolver {name}: {unit} running",
+        check=f"systemctl is-active -q {unit} && {_loaded(marker, digest)}",
+        apply=f"systemctl restart {unit} && echo {digest} > {STATE}/{marker}",
+        undo=f"systemctl stop {unit} 2>/dev/null; rm -f {STATE}/{marker}",
+    )
+
+
+def keepalived_step(lab: Lab, files: Mapping[str, GuestFile]) -> Step:
+    """Keepalived runs the current config: reloaded (SIGHUP) when only its config changed."""
+    unit_digest = _digest(files[KEEPALIVED_UNIT].sha256, topology_signature(lab))
+    want = f"{unit_digest} {files[KEEPALIVED_CONF].sha256[:16]}"
+    marker = f"{STATE}/keepalived.loaded"
+    vip = lab.network.vip
+    clear = "; ".join(
+        in_ns(lab.network.director_netns, f"ipvsadm -D -{'u' if p == 'udp' else 't'} {vip}:53 2>/dev/null")
+        for p in ("udp", "tcp")
+    )
+    return Step(
+        name=f"keepalived: {KEEPALIVED} running the current config",
+        check=f"systemctl is-active -q {KEEPALIVED} && {_loaded('keepalived.loaded', want)}",
+        apply=(f"if systemctl is-active -q {KEEPALIVED} && "
+               f"[ \"$(cut -d' ' -f1 {marker} 2>/dev/null)\" = {unit_digest} ]; "
+               f"then systemctl reload {KEEPALIVED}; else systemctl restart {KEEPALIVED}; fi "
+               f"&& echo '{want}' > {marker}"),
+        undo=f"systemctl stop {KEEPALIVED} 2>/dev/null; {clear}; rm -f {marker}",
+    )
+
+
+def ipvs_expected(lab: Lab) -> list[str]:
+    """Extended regexes, one per line `ipvsadm -Ln` must show once Keepalived is in force."""
+    flags = " ops" if lab.ipvs.ops else ""
+    lines = []
+    for proto in lab.ipvs.protocols:
+        vs_flags = flags if proto == "udp" else ""
+        lines.append(f"^{proto.upper()} +{lab.network.vip}:53 {lab.ipvs.lb_algo}{vs_flags} *$")
+    lines += [f"^ +-> {r.address}:53 +Masq +1 " for r in lab.resolvers]
+    return lines
+
+
+def ready_step(lab: Lab) -> Step:
+    """Every resolver answers `who.lab.test` and IPVS lists every virtual and real server."""
+    ns = lab.network.director_netns
+    answers = " && ".join(
+        in_ns(ns, f"dig +time=1 +tries=1 +short @{r.address} who.lab.test TXT")
+        + f" | grep -qx '\"{r.name}\"'"
+        for r in lab.resolvers
+    )
+    table = in_ns(ns, "ipvsadm -Ln")
+    rows = " && ".join(f"grep -qE '{line}' <<<\"$t\"" for line in ipvs_expected(lab))
+    check = f"t=$({table}) && {rows} && {answers}"
+    tries = READY_TIMEOUT_S * 5
+    return Step(
+        name="ready: resolvers answer, IPVS lists every real server",
+        check=check,
+        apply=(f"for i in $(seq {tries}); do {{ {check}; }} >/dev/null 2>&1 && exit 0; sleep 0.2; done; "
+               f"echo \"not ready after {READY_TIMEOUT_S} s; IPVS table:\" >&2; {table} >&2; exit 1"),
+        kind="service",
+    )
+
+
+def service_steps(lab: Lab, files: Mapping[str, GuestFile]) -> list[Step]:
+    """Units, resolvers, Keepalived and readiness, in that order."""
+    steps = [units_step(files)]
+    steps += [resolver_step(lab, r.name, files) for r in lab.resolvers]
+    steps += [keepalived_step(lab, files), ready_step(lab)]
+    return steps
+
+
+def deploy_steps(lab: Lab, files: Mapping[str, GuestFile], network: list[Step]) -> list[Step]:
+    """The whole deploy: retire a different topology, install files, network, services."""
+    installs = [file_step(path, file) for path, file in files.items()]
+    return [retire_step(lab), *installs, *network, *service_steps(lab, files)]
