@@ -1,0 +1,11 @@
+"""Chaos: break the lab on purpose while load runs, and record what was done and when.
+
+- `chaos.experiment`: experiment files (Chaos Toolkit shape) loaded and validated before anything runs.
+- `chaos.timeline`: the method's activities placed on a time axis (pure).
+- `chaos.actions`: fault and rollback actions over a Connection; each returns an event and its undo.
+- `chaos.probes`: the in-guest IPVS sampler, Keepalived's log, lab health, steady-state probes.
+- `chaos.sysctl_probe`: are `net.ipv4.vs.*` sysctls per network namespace?
+- `chaos.journal`: journal.json, in the Chaos Toolkit journal spirit.
+- `chaos.runner`: one experiment end to end into reports/runs/<run-id>/.
+- `chaos.matrix`: a suite of experiments over a grid of settings, then the comparison report.
+"""

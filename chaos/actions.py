@@ -1,0 +1,305 @@
+"""Fault and rollback actions on the lab, as plain functions over a Connection.
+
+Every action takes a `Target` (anything with `.run(cmd, warn=..., hide=...)`: a Fabric Connection
+to the guest, or an invoke Context for local tests; the lab model; the guest layout) and keyword
+arguments named in experiment files. It returns an `Outcome`: the event to record (its `t_ns` is
+taken by `date +%s%N` on the target, in the same shell command as the action, so it shares the
+clock of the query records) and the undo calls that put back what it changed. Actions on a resolver
+carry `detail.real_server` spelled as in ipvs.csv. Undo actions are idempotent ("ensure" semantics).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.config import Lab, with_overrides
+from lab.errors import LabError
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the lab is laid out on the target: unit names, how to find a process, namespaces."""
+
+    resolver_unit: str = "dnslab-resolver@{name}.service"
+    keepalived_unit: str = "dnslab-keepalived.service"
+    main_pid: str = "systemctl show -p MainPID --value {unit}"
+    resolver_netns: str = "{name}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where actions run: a connection, the lab model as deployed, and the guest layout."""
+
+    conn: Any
+    lab: Lab
+    layout: Layout = Layout()
+
+
+@dataclass(frozen=True)
+class Undo:
+    """A call that reverts an action: `ACTIONS[func](target, **arguments)`."""
+
+    func: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an action did (an events.jsonl object without `kind`) and how to undo it."""
+
+    t_ns: int
+    action: str
+    target: str
+    detail: dict[str, Any]
+    undo: tuple[Undo, ...] = ()
+
+    def event(self, kind: str) -> dict[str, Any]:
+        return {"t_ns": self.t_ns, "kind": kind, "action": self.action, "target": self.target,
+                "detail": self.detail}
+
+
+class ActionError(LabError):
+    """An action's command failed on the target."""
+
+
+def _run(t: Target, script: str) -> tuple[int, str]:
+    """Run a shell script that prints `date +%s%N` first; return (t_ns, the rest of stdout)."""
+    res = t.conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True)
+    lines = res.stdout.splitlines()
+    if res.exited != 0 or not lines or not lines[0].strip().isdigit():
+        err = " ".join((res.stderr or res.stdout).split())[:300]
+        raise ActionError(f"action failed (exit {res.exited}): {script.splitlines()[-1][:120]}: {err}",
+                          exit_code=1)
+    return int(lines[0]), "\n".join(lines[1:])
+
+
+def _pid_script(t: Target, unit: str) -> str:
+    lookup = t.layout.main_pid.format(unit=unit)
+    return (f"pid=$({lookup}); case \"$pid\" in ''|0|*[!0-9]*) "
+            f"echo 'no running process for {unit}' >&2; exit 3;; esac")
+
+
+def _resolver(t: Target, name: str) -> tuple[str, dict[str, Any]]:
+    r = t.lab.resolver(name)
+    return t.layout.resolver_unit.format(name=name), {"real_server": r.real_server,
+                                                        "address": str(r.address)}
+
+
+def _signal(t: Target, resolver: str, sig: str, action: str, undo: tuple[Undo, ...]) -> Outcome:
+    unit, detail = _resolver(t, resolver)
+    t_ns, pid = _run(t, f"{_pid_script(t, unit)}; date +%s%N; kill -{sig} $pid; echo $pid")
+    return Outcome(t_ns, action, resolver, {**detail, "signal": sig, "pid": int(pid)}, undo)
+
+
+# --- resolvers: processes -------------------------------------------------------------------------
+
+def kill_resolver(t: Target, resolver: str) -> Outcome:
+    """SIGKILL the resolver's main process (a crash)."""
+    return _signal(t, resolver, "KILL", "kill_resolver", (Undo("start_resolver", {"resolver": resolver}),))
+
+
+def terminate_resolver(t: Target, resolver: str) -> Outcome:
+    """SIGTERM the resolver's main process (Unbound exits cleanly, outside systemd's control)."""
+    return _signal(t, resolver, "TERM", "terminate_resolver",
+                   (Undo("start_resolver", {"resolver": resolver}),))
+
+
+def stop_resolver(t: Target, resolver: str) -> Outcome:
+    """SIGSTOP the resolver (a hung process: its socket stays open, nothing answers)."""
+    return _signal(t, resolver, "STOP", "stop_resolver", (Undo("cont_resolver", {"resolver": resolver}),))
+
+
+def cont_resolver(t: Target, resolver: str) -> Outcome:
+    """SIGCONT the resolver (ends a SIGSTOP). A no-op on a running process."""
+    unit, detail = _resolver(t, resolver)
+    lookup = t.layout.main_pid.format(unit=unit)
+    t_ns, _ = _run(t, f"pid=$({lookup}); date +%s%N; [ \"${{pid:-0}}\" -gt 0 ] && kill -CONT $pid || true")
+    return Outcome(t_ns, "cont_resolver", resolver, {**detail, "signal": "CONT"})
+
+
+def restart_resolver(t: Target, resolver: str) -> Outcome:
+    """`systemctl restart` the resolver's unit."""
+    unit, detail = _resolver(t, resolver)
+    t_ns, _ = _run(t, f"date +%s%N; systemctl restart {unit}")
+    return Outcome(t_ns, "restart_resolver", resolver, detail)
+
+
+def start_resolver(t: Target, resolver: str) -> Outcome:
+    """Make sure the resolver runs and is not stopped: SIGCONT it, start its unit when inactive."""
+    unit, detail = _resolver(t, resolver)
+    lookup = t.layout.main_pid.format(unit=unit)
+    t_ns, _ = _run(t, f"pid=$({lookup}); date +%s%N; [ \"${{pid:-0}}\" -gt 0 ] && kill -CONT $pid; "
+                      f"systemctl is-active -q {unit} || systemctl restart {unit}")
+    return Outcome(t_ns, "start_resolver", resolver, detail)
+
+
+def unit_stop_resolver(t: Target, resolver: str) -> Outcome:
+    """`systemctl stop` the resolver's unit (a clean, announced shutdown)."""
+    unit, detail = _resolver(t, resolver)
+    t_ns, _ = _run(t, f"date +%s%N; systemctl stop {unit}")
+    return Outcome(t_ns, "unit_stop_resolver", resolver, detail,
+                   (Undo("start_resolver", {"resolver": resolver}),))
+
+
+# --- resolvers: network -----------------------------------------------------------------------------
+
+def _iface(t: Target, resolver: str) -> tuple[str, str]:
+    """(netns, interface) holding the resolver's address."""
+    ns = t.layout.resolver_netns.format(name=resolver)
+    addr = str(t.lab.resolver(resolver).address)
+    res = t.conn.run(f"ip -n {ns} -o -4 addr show", warn=True, hide=True)
+    for line in res.stdout.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[3].split("/")[0] == addr:
+            return ns, fields[1].split("@")[0]
+    raise ActionError(f"no interface with {addr} in netns {ns}; is the lab deployed (`fab deploy`)?",
+                      exit_code=1)
+
+
+def link_down(t: Target, resolver: str) -> Outcome:
+    """Take the resolver's interface down in its namespace (network loss). Keeps its routes for undo."""
+    ns, dev = _iface(t, resolver)
+    routes = t.conn.run(f"ip -n {ns} -4 route show dev {dev}", warn=True, hide=True).stdout.splitlines()
+    _, detail = _resolver(t, resolver)
+    t_ns, _ = _run(t, f"date +%s%N; ip -n {ns} link set {dev} down")
+    return Outcome(t_ns, "link_down", resolver, {**detail, "dev": dev},
+                   (Undo("link_up", {"resolver": resolver, "routes": [r for r in routes if r.strip()]}),))
+
+
+def link_up(t: Target, resolver: str, routes: list[str] | None = None) -> Outcome:
+    """Bring the resolver's interface up and put back the routes it had (idempotent)."""
+    ns, dev = _iface(t, resolver)
+    _, detail = _resolver(t, resolver)
+    restore = "".join(f"; ip -n {ns} route replace {r.strip()} dev {dev}" for r in routes or ())
+    t_ns, _ = _run(t, f"date +%s%N; ip -n {ns} link set {dev} up{restore}")
+    return Outcome(t_ns, "link_up", resolver, {**detail, "dev": dev})
+
+
+def netem(t: Target, resolver: str, delay_ms: float = 0.0, loss_pct: float = 0.0,
+          jitter_ms: float = 0.0) -> Outcome:
+    """Add delay and/or loss to everything the resolver sends (netem on its interface)."""
+    ns, dev = _iface(t, resolver)
+    _, detail = _resolver(t, resolver)
+    spec = f"delay {delay_ms}ms {jitter_ms}ms loss {loss_pct}%" if jitter_ms else \
+        f"delay {delay_ms}ms loss {loss_pct}%"
+    t_ns, _ = _run(t, f"date +%s%N; tc -n {ns} qdisc replace dev {dev} root netem {spec}")
+    return Outcome(t_ns, "netem", resolver,
+                   {**detail, "dev": dev, "delay_ms": delay_ms, "loss_pct": loss_pct, "jitter_ms": jitter_ms},
+                   (Undo("netem_clear", {"resolver": resolver}),))
+
+
+def netem_clear(t: Target, resolver: str) -> Outcome:
+    """Remove any netem qdisc from the resolver's interface (idempotent)."""
+    ns, dev = _iface(t, resolver)
+    _, detail = _resolver(t, resolver)
+    t_ns, _ = _run(t, f"date +%s%N; tc -n {ns} qdisc del dev {dev} root 2>/dev/null || true")
+    return Outcome(t_ns, "netem_clear", resolver, {**detail, "dev": dev})
+
+
+# --- director ---------------------------------------------------------------------------------------
+
+def _director(t: Target, cmd: str) -> str:
+    ns = t.lab.network.director_netns
+    return f"ip netns exec {ns} {cmd}" if ns else cmd
+
+
+def kill_keepalived(t: Target) -> Outcome:
+    """SIGKILL Keepalived's main process: the IPVS table stays as it was, nobody checks any more."""
+    unit = t.layout.keepalived_unit
+    t_ns, _ = _run(t, f"{_pid_script(t, unit)}; date +%s%N; kill -KILL $pid")
+    return Outcome(t_ns, "kill_keepalived", "keepalived", {"signal": "KILL"},
+                   (Undo("start_keepalived"),))
+
+
+def restart_keepalived(t: Target) -> Outcome:
+    """`systemctl restart` Keepalived."""
+    t_ns, _ = _run(t, f"date +%s%N; systemctl restart {t.layout.keepalived_unit}")
+    return Outcome(t_ns, "restart_keepalived", "keepalived", {})
+
+
+def start_keepalived(t: Target) -> Outcome:
+    """Make sure Keepalived runs (idempotent)."""
+    unit = t.layout.keepalived_unit
+    t_ns, _ = _run(t, f"date +%s%N; systemctl is-active -q {unit} || systemctl restart {unit}")
+    return Outcome(t_ns, "start_keepalived", "keepalived", {})
+
+
+def reload_keepalived(t: Target) -> Outcome:
+    """SIGHUP Keepalived: it rereads its configuration and reconciles the IPVS table."""
+    unit = t.layout.keepalived_unit
+    t_ns, _ = _run(t, f"{_pid_script(t, unit)}; date +%s%N; kill -HUP $pid")
+    return Outcome(t_ns, "reload_keepalived", "keepalived", {"signal": "HUP"})
+
+
+def set_sysctl(t: Target, name: str, value: str | int) -> Outcome:
+    """Set a sysctl in the director's namespace; the undo puts the previous value back."""
+    key = shlex.quote(str(name))
+    t_ns, out = _run(t, f"prev=$({_director(t, f'sysctl -n {key}')}); date +%s%N; echo \"$prev\"; "
+                        f"{_director(t, f'sysctl -q -w {key}={shlex.quote(str(value))}')}")
+    previous = out.strip()
+    return Outcome(t_ns, "set_sysctl", "director",
+                   {"name": name, "value": str(value), "previous": previous, "netns": _ns_name(t)},
+                   (Undo("set_sysctl", {"name": name, "value": previous}),))
+
+
+def _ns_name(t: Target) -> str:
+    return t.lab.network.director_netns or "root"
+
+
+def set_udp_timeout(t: Target, seconds: int) -> Outcome:
+    """`ipvsadm --set` the UDP timeout (tcp and tcpfin kept); the undo restores the previous one."""
+    t_ns, out = _run(t, f"cur=$({_director(t, 'ipvsadm -L --timeout')}); date +%s%N; "
+                        "set -- $(echo \"$cur\" | sed 's/.*: *//'); echo \"$1 $2 $3\"; "
+                        f"{_director(t, 'ipvsadm --set $1 $2')} {int(seconds)}")
+    tcp, tcpfin, udp = out.split()
+    return Outcome(t_ns, "set_udp_timeout", "director",
+                   {"udp_timeout": int(seconds), "previous": int(udp), "tcp": int(tcp),
+                    "tcpfin": int(tcpfin)},
+                   (Undo("set_udp_timeout", {"seconds": int(udp)}),))
+
+
+def flush_conntrack(t: Target) -> Outcome:
+    """Flush the director namespace's conntrack table (IPVS connections stay)."""
+    t_ns, _ = _run(t, f"date +%s%N; {_director(t, 'conntrack -F')} 2>&1 | grep -v 'have been deleted' >&2; "
+                      "exit 0")
+    return Outcome(t_ns, "flush_conntrack", "director", {"netns": _ns_name(t)})
+
+
+def switch_check(t: Target, **check: Any) -> Outcome:
+    """Change Keepalived's check type or timers in place (deploy with overrides: a reload).
+
+    Arguments are [check] keys of lab.toml (type, misc_tool, delay_loop, retry, ...).
+    """
+    from lab.deploy import deploy
+
+    target_lab = with_overrides(t.lab, {"check": check})
+    previous = {k: getattr(t.lab.check, k) for k in check}
+    t_ns, _ = _run(t, "date +%s%N")
+    deploy(target_lab, t.conn)
+    return Outcome(t_ns, "switch_check", "keepalived", {"check": dict(check), "previous": previous},
+                   (Undo("switch_check", previous),))
+
+
+ActionFunc = Callable[..., Outcome]
+
+ACTIONS: dict[str, ActionFunc] = {f.__name__: f for f in (
+    kill_resolver, terminate_resolver, stop_resolver, cont_resolver, restart_resolver, start_resolver,
+    unit_stop_resolver, link_down, link_up, netem, netem_clear, kill_keepalived, restart_keepalived,
+    start_keepalived, reload_keepalived, set_sysctl, set_udp_timeout, flush_conntrack, switch_check,
+)}
+
+RESTORES = frozenset({"cont_resolver", "restart_resolver", "start_resolver", "link_up", "netem_clear",
+                      "start_keepalived"})
+
+
+def kind_in_method(func: str) -> str:
+    """The events.jsonl kind of an action in the method: restoring actions are rollbacks."""
+    return "rollback" if func in RESTORES else "fault"
+
+
+def run_undo(t: Target, undo: Undo) -> Outcome:
+    """Run one undo call."""
+    return ACTIONS[undo.func](t, **undo.arguments)

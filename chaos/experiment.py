@@ -1,0 +1,352 @@
+"""Experiment files: chaos/experiments/NAME.yaml, in the shape of a Chaos Toolkit experiment.
+
+Loading is pure and strict: a missing file, malformed YAML, an unknown key, module, function or
+argument, or a resolver the lab does not have is a one-line `LabError` naming the file, the line
+and the key, raised before anything touches the lab.
+
+Shape (Chaos Toolkit keys, plus dnslab's timing in `configuration`):
+
+    title: Kill one resolver
+    description: ...
+    configuration:
+      overrides: {sysctl: {...}, check: {...}, network: {...}}   # lab.toml shape, deployed first
+      load: {rate: 300, socket_mode: fresh}                      # the [load] profile for this run
+      timing: {warmup_s: 2, steady_s: 8, recover_s: 10}
+    steady-state-hypothesis:
+      title: queries keep being answered
+      window_s: 3
+      probes:
+        - {type: probe, name: success ratio, tolerance: [0.999, 1.0],
+           provider: {type: python, module: chaos.probes, func: success_ratio}}
+    method:
+      - {type: action, name: kill rs2, at: 0,
+         provider: {type: python, module: chaos.actions, func: kill_resolver, arguments: {resolver: rs2}}}
+    rollbacks:
+      - {type: action, name: restart rs2, provider: {...}}
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.config import SYSCTL_RE, Lab, with_overrides
+from lab.errors import LabError
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
+TOP_KEYS = ("title", "description", "tags", "contributions", "configuration",
+            "steady-state-hypothesis", "method", "rollbacks")
+CONFIG_KEYS = ("overrides", "load", "timing")
+TIMING_KEYS = ("warmup_s", "steady_s", "recover_s")
+ACTIVITY_KEYS = ("type", "name", "provider", "at", "pauses", "tolerance", "background")
+PROVIDER_KEYS = ("type", "module", "func", "arguments")
+HYPOTHESIS_KEYS = ("title", "window_s", "probes")
+ACTIVITY_MODULES = {"action": ("chaos.actions",), "probe": ("chaos.sysctl_probe",)}
+
+
+@dataclass(frozen=True)
+class Call:
+    """A python provider: `module.func(target, **arguments)`."""
+
+    module: str
+    func: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+
+    def resolve(self) -> Callable[..., Any]:
+        return registry()[(self.module, self.func)]
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One entry of `method` or `rollbacks`: an action or a probe, and when it runs."""
+
+    type: str
+    name: str
+    call: Call
+    at: float | None = None
+    before: float = 0.0
+    after: float = 0.0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A steady-state probe over the query records and the range its value must fall in."""
+
+    name: str
+    call: Call
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Timing:
+    warmup_s: float = 2.0
+    steady_s: float = 8.0
+    recover_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    path: Path
+    title: str
+    description: str
+    overrides: Mapping[str, Any]
+    load: Mapping[str, Any] | None
+    timing: Timing
+    window_s: float
+    hypothesis: tuple[Tolerance, ...]
+    method: tuple[Activity, ...]
+    rollbacks: tuple[Activity, ...]
+    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def uses_load(self) -> bool:
+        return self.load is not None
+
+
+def registry() -> dict[tuple[str, str], Callable[..., Any]]:
+    """Every function an experiment may name, keyed by (module, func)."""
+    from chaos import actions, probes, sysctl_probe
+
+    out: dict[tuple[str, str], Callable[..., Any]] = {}
+    for module, table in (("chaos.actions", actions.ACTIONS), ("chaos.probes", probes.PROBES),
+                          ("chaos.sysctl_probe", sysctl_probe.PROBES)):
+        out.update({(module, name): func for name, func in table.items()})
+    return out
+
+
+def experiment_path(name: str) -> Path:
+    """chaos/experiments/NAME.yaml, or NAME itself when it is a path to a file."""
+    is_path = name.endswith((".yaml", ".yml")) or "/" in name
+    path = Path(name) if is_path else EXPERIMENTS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(available())
+        raise LabError(f"no experiment {name!r} ({path} does not exist); known: {known}")
+    return path
+
+
+def available() -> list[str]:
+    """Names of the experiments shipped in chaos/experiments/ (the suites file excluded)."""
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml") if p.stem != "suites")
+
+
+def load_experiment(name: str, lab: Lab) -> Experiment:
+    """Read, parse and validate an experiment against the lab it will run on."""
+    path = experiment_path(name)
+    data, lines = read_yaml(path)
+    return parse_experiment(data, lab, source=str(path), lines=lines, name=path.stem)
+
+
+def read_yaml(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """The YAML document and the line number of every key path in it."""
+    text = path.read_text()
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise LabError(f"{path}{where}: malformed YAML: {problem}") from None
+    lines: dict[tuple[Any, ...], int] = {}
+    _index(node, (), lines)
+    return data, lines
+
+
+def _index(node: Any, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
+    if node is None:
+        return
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            lines[path + (key.value,)] = key.start_mark.line + 1
+            _index(value, path + (key.value,), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index(item, path + (i,), lines)
+
+
+class _Where:
+    """Builds `file:line: key.path: problem` errors."""
+
+    def __init__(self, source: str, lines: Mapping[tuple[Any, ...], int]) -> None:
+        self.source, self.lines = source, lines
+
+    def error(self, path: tuple[Any, ...], problem: str) -> LabError:
+        line = next((self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines),
+                    None)
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".") or "top"
+        return LabError(f"{self.source}{f':{line}' if line else ''}: {key}: {problem}")
+
+    def mapping(self, value: Any, path: tuple[Any, ...], known: tuple[str, ...]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(path, f"must be a mapping, got {type(value).__name__}")
+        for key in value:
+            if key not in known:
+                raise self.error(path + (key,), f"unknown key; known keys: {', '.join(known)}")
+        return value
+
+    def number(self, value: Any, path: tuple[Any, ...], *, zero: bool = True) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (
+                value == 0 and not zero):
+            raise self.error(path, f"must be a number {'>= 0' if zero else '> 0'}, got {value!r}")
+        return float(value)
+
+
+def parse_experiment(data: Any, lab: Lab, *, source: str = "<experiment>",
+                     lines: Mapping[tuple[Any, ...], int] | None = None, name: str = "") -> Experiment:
+    """Validate plain data (a parsed experiment file) against the lab into an `Experiment`."""
+    w = _Where(source, lines or {})
+    top = w.mapping(data, (), TOP_KEYS)
+    title = top.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise w.error(("title",), "required: a one-line title")
+    cfg = w.mapping(top.get("configuration"), ("configuration",), CONFIG_KEYS)
+    overrides = w.mapping(cfg.get("overrides"), ("configuration", "overrides"),
+                          ("network", "resolvers", "check", "ipvs", "sysctl", "load"))
+    load = cfg.get("load", {})
+    if load is not False:
+        w.mapping(load, ("configuration", "load"), _load_keys())
+    try:
+        target = with_overrides(lab, _lab_overrides(overrides, load), source=f"{source}: configuration")
+    except LabError as err:
+        raise w.error(("configuration", "overrides"), str(err).split(": ", 1)[-1]) from None
+    tm = w.mapping(cfg.get("timing"), ("configuration", "timing"), TIMING_KEYS)
+    timing = Timing(**{k: w.number(v, ("configuration", "timing", k)) for k, v in tm.items()})
+
+    hyp = w.mapping(top.get("steady-state-hypothesis"), ("steady-state-hypothesis",), HYPOTHESIS_KEYS)
+    window_s = w.number(hyp.get("window_s", 3.0), ("steady-state-hypothesis", "window_s"), zero=False)
+    probes = hyp.get("probes", [])
+    if not isinstance(probes, list):
+        raise w.error(("steady-state-hypothesis", "probes"), "must be a list of probes")
+    hypothesis = tuple(_tolerance(w, p, ("steady-state-hypothesis", "probes", i), target)
+                       for i, p in enumerate(probes))
+
+    if not isinstance(top.get("method"), list):
+        raise w.error(("method",), "required: a list of actions and probes (may be empty: [])")
+    method = _activities(w, top.get("method"), "method", target)
+    rollbacks = _activities(w, top.get("rollbacks", []), "rollbacks", target)
+    for i, act in enumerate(rollbacks):
+        if act.at is not None or act.before or act.after:
+            raise w.error(("rollbacks", i), "rollbacks run right away: remove `at` and `pauses`")
+    from chaos.timeline import schedule
+
+    try:
+        schedule(method)
+    except ValueError as err:
+        raise w.error(("method",), str(err)) from None
+    return Experiment(
+        name=name or Path(source).stem, path=Path(source), title=title.strip(),
+        description=str(top.get("description", "")).strip(), overrides=overrides,
+        load=None if load is False else dict(load or {}), timing=timing, window_s=window_s,
+        hypothesis=hypothesis, method=method, rollbacks=rollbacks, raw=data,
+    )
+
+
+def _load_keys() -> tuple[str, ...]:
+    from lab.config import Load
+
+    return tuple(Load.__dataclass_fields__)
+
+
+def _lab_overrides(overrides: Mapping[str, Any], load: Any) -> dict[str, Any]:
+    """The experiment's lab overrides with its load profile merged into [load]."""
+    out = dict(overrides)
+    if isinstance(load, dict) and load:
+        out["load"] = {**dict(out.get("load", {})), **load}
+    return out
+
+
+def lab_for(experiment: Experiment, lab: Lab) -> Lab:
+    """The lab as this experiment runs it: overrides and load profile applied."""
+    return with_overrides(lab, _lab_overrides(experiment.overrides, experiment.load or {}))
+
+
+def _provider(w: _Where, value: Any, path: tuple[Any, ...]) -> Call:
+    p = w.mapping(value, path, PROVIDER_KEYS)
+    if p.get("type", "python") != "python":
+        raise w.error(path + ("type",), f"only python providers are supported, got {p.get('type')!r}")
+    module, func = p.get("module"), p.get("func")
+    funcs = registry()
+    modules = sorted({m for m, _ in funcs})
+    if module not in modules:
+        raise w.error(path + ("module",), f"unknown module {module!r}; known: {', '.join(modules)}")
+    if (module, func) not in funcs:
+        known = ", ".join(sorted(f for m, f in funcs if m == module))
+        raise w.error(path + ("func",), f"unknown function {func!r} in {module}; known: {known}")
+    arguments = w.mapping(p.get("arguments"), path + ("arguments",),
+                          tuple(p.get("arguments") or {}))
+    try:
+        inspect.signature(funcs[(module, func)]).bind(None, **arguments)
+    except TypeError as err:
+        raise w.error(path + ("arguments",), f"{func}: {err}") from None
+    return Call(module=module, func=func, arguments=dict(arguments))
+
+
+def _check_targets(w: _Where, call: Call, path: tuple[Any, ...], lab: Lab) -> None:
+    """Arguments that name lab objects must name ones that exist."""
+    args = call.arguments
+    if "resolver" in args:
+        names = [r.name for r in lab.resolvers]
+        if args["resolver"] not in names:
+            raise w.error(path + ("arguments", "resolver"),
+                          f"no resolver named {args['resolver']!r}; the lab has {', '.join(names)}")
+    if call.func == "set_sysctl" and not SYSCTL_RE.match(str(args.get("name", ""))):
+        raise w.error(path + ("arguments", "name"), f"not a net.* sysctl name: {args.get('name')!r}")
+    if call.func == "switch_check":
+        try:
+            with_overrides(lab, {"check": dict(args)})
+        except LabError as err:
+            raise w.error(path + ("arguments",), str(err).split(": ", 1)[-1]) from None
+
+
+def _activities(w: _Where, value: Any, key: str, lab: Lab) -> tuple[Activity, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise w.error((key,), "must be a list of activities")
+    out = []
+    for i, item in enumerate(value):
+        path = (key, i)
+        a = w.mapping(item, path, ACTIVITY_KEYS)
+        kind = a.get("type")
+        if kind not in ("action", "probe"):
+            raise w.error(path + ("type",), f"must be action or probe, got {kind!r}")
+        if not isinstance(a.get("name"), str):
+            raise w.error(path + ("name",), "required: a name for this activity")
+        call = _provider(w, a.get("provider"), path + ("provider",))
+        allowed = ACTIVITY_MODULES[kind]
+        if call.module not in allowed:
+            raise w.error(path + ("provider", "module"),
+                          f"a {kind} here must come from {' or '.join(allowed)}, got {call.module}")
+        _check_targets(w, call, path + ("provider",), lab)
+        pauses = w.mapping(a.get("pauses"), path + ("pauses",), ("before", "after"))
+        at = a.get("at")
+        out.append(Activity(
+            type=kind, name=a["name"], call=call,
+            at=None if at is None else w.number(at, path + ("at",)),
+            before=w.number(pauses.get("before", 0), path + ("pauses", "before")),
+            after=w.number(pauses.get("after", 0), path + ("pauses", "after")),
+        ))
+    return tuple(out)
+
+
+def _tolerance(w: _Where, value: Any, path: tuple[Any, ...], lab: Lab) -> Tolerance:
+    p = w.mapping(value, path, ACTIVITY_KEYS)
+    call = _provider(w, p.get("provider"), path + ("provider",))
+    if call.module != "chaos.probes":
+        raise w.error(path + ("provider", "module"), "steady-state probes come from chaos.probes")
+    tol = p.get("tolerance")
+    if (not isinstance(tol, list) or len(tol) != 2
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in tol)
+            or tol[0] > tol[1]):
+        raise w.error(path + ("tolerance",), f"must be a range [low, high], got {tol!r}")
+    return Tolerance(name=str(p.get("name", call.func)), call=call, low=float(tol[0]), high=float(tol[1]))

@@ -1,0 +1,150 @@
+"""A suite of experiments over a grid of settings (chaos/experiments/suites.yaml), then the comparison.
+
+`cells` is pure: a suite becomes the list of (experiment, lab overrides) cells. `run_matrix` checks
+every cell against the lab before the first one runs, runs them one by one (a failed cell is
+recorded and the next one runs; Ctrl-C stops after rolling back the current one), puts lab.toml's
+settings back, and runs `python -m reports compare` over the cells.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chaos.experiment import EXPERIMENTS_DIR, load_experiment, read_yaml
+from lab.config import Lab, merge, with_overrides
+from lab.errors import LabError
+from lab.state import runs_dir
+
+SUITES = EXPERIMENTS_DIR / "suites.yaml"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a matrix: an experiment and the lab overrides of this grid point."""
+
+    experiment: str
+    overrides: dict[str, Any]
+    varied: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        parts = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.varied.items()]
+        return self.experiment + (f" [{', '.join(parts)}]" if parts else "")
+
+    @property
+    def slug(self) -> str:
+        parts = [f"{k.rsplit('.', 1)[-1]}-{v}" for k, v in self.varied.items()]
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join([self.experiment, *parts])).lower()
+
+
+def setting(path: str, value: Any) -> dict[str, Any]:
+    """`sysctl.net.ipv4.vs.x`, 1 -> {"sysctl": {"net.ipv4.vs.x": 1}} (the table is before the first dot)."""
+    table, _, key = path.partition(".")
+    if not key:
+        raise ValueError(f"grid key {path!r} must be TABLE.KEY, e.g. check.delay_loop")
+    return {table: {key: value}}
+
+
+def cells(suite: Mapping[str, Any]) -> list[Cell]:
+    """Every cell of a suite, in order: experiments x the product of the grid values."""
+    out = []
+    for run in suite["runs"]:
+        grid: Mapping[str, list[Any]] = run.get("grid") or {}
+        keys = list(grid)
+        for experiment in run["experiments"]:
+            for values in itertools.product(*(grid[k] for k in keys)):
+                overrides = dict(run.get("overrides") or {})
+                for key, value in zip(keys, values, strict=True):
+                    overrides = merge(overrides, setting(key, value))
+                out.append(Cell(experiment, overrides, dict(zip(keys, values, strict=True))))
+    return out
+
+
+def load_suite(name: str, path: Path = SUITES) -> dict[str, Any]:
+    """The suite called `name`, shape-checked, or a one-line LabError naming the file and line."""
+    data, lines = read_yaml(path)
+    if not isinstance(data, dict) or name not in data:
+        known = ", ".join(data) if isinstance(data, dict) else "none"
+        raise LabError(f"{path}: no suite named {name!r}; known: {known}")
+    suite = data[name]
+    where = f"{path}:{lines.get((name,), '?')}: {name}"
+    if not isinstance(suite, dict) or not isinstance(suite.get("runs"), list) or not suite["runs"]:
+        raise LabError(f"{where}: needs `runs:`, a list of {{experiments: [...], grid: {{...}}}}")
+    for i, run in enumerate(suite["runs"]):
+        at = f"{path}:{lines.get((name, 'runs', i), '?')}: {name}.runs[{i}]"
+        exps = run.get("experiments") if isinstance(run, dict) else None
+        if not exps or not isinstance(exps, list):
+            raise LabError(f"{at}: needs `experiments:`, a non-empty list of experiment names")
+        unknown = set(run) - {"experiments", "grid", "overrides"}
+        if unknown:
+            raise LabError(f"{at}: unknown key {sorted(unknown)[0]!r}; known: experiments, grid, overrides")
+        grid = run.get("grid") or {}
+        if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
+            raise LabError(f"{at}.grid: must map TABLE.KEY to a non-empty list of values")
+        for key in grid:
+            if "." not in str(key):
+                raise LabError(f"{at}.grid: key {key!r} must be TABLE.KEY, e.g. check.delay_loop")
+    return suite
+
+
+def check_cells(lab: Lab, suite_cells: list[Cell]) -> None:
+    """Validate every cell (experiment file and overrides) before anything runs."""
+    for cell in suite_cells:
+        try:
+            load_experiment(cell.experiment, with_overrides(lab, cell.overrides))
+        except LabError as err:
+            raise LabError(f"matrix cell {cell.label}: {err}") from None
+
+
+def run_matrix(lab: Lab, conn: Any, suite: str) -> Path:
+    """Run every cell of the suite, then the comparison report; the report's path."""
+    from chaos.runner import console, run_experiment
+    from lab.deploy import deploy
+
+    todo = cells(load_suite(suite))
+    check_cells(lab, todo)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out_dir = runs_dir().parent / "matrix" / f"{stamp}-{suite}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done: list[dict[str, Any]] = []
+    interrupted = False
+    try:
+        for i, cell in enumerate(todo, 1):
+            console.rule(f"cell {i}/{len(todo)}: {cell.label}")
+            entry: dict[str, Any] = {"experiment": cell.experiment, "settings": cell.varied,
+                                     "overrides": cell.overrides}
+            try:
+                run_dir = run_experiment(lab, conn, cell.experiment, cell=cell.overrides,
+                                         run_id=f"{stamp}-{suite}-{i:02d}-{cell.slug}"[:120])
+                entry.update(run_dir=str(run_dir), status="completed")
+            except LabError as err:
+                entry.update(status="failed", error=str(err))
+                console.print(f"[red]cell failed: {err}[/]")
+            done.append(entry)
+            (out_dir / "matrix.json").write_text(json.dumps({"suite": suite, "cells": done}, indent=1) + "\n")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        with console.status("putting lab.toml's settings back"):
+            deploy(lab, conn)
+    runs = [c["run_dir"] for c in done if c.get("run_dir")]
+    (out_dir / "matrix.json").write_text(json.dumps({"suite": suite, "cells": done}, indent=1) + "\n")
+    if interrupted:
+        raise KeyboardInterrupt
+    if not runs:
+        raise LabError(f"no cell of suite {suite!r} completed; see {out_dir / 'matrix.json'}", 1)
+    report = out_dir / "comparison.html"
+    res = subprocess.run([sys.executable, "-m", "reports", "compare", *runs, "--out", str(report)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise LabError(f"comparison report failed: {' '.join(res.stderr.split())[-300:]}; runs: {out_dir}", 1)
+    return report

@@ -1,0 +1,117 @@
+"""Probes: the in-guest IPVS sampler, Keepalived's log, lab health, and steady-state probes.
+
+Steady-state probes (`PROBES`) are pure functions over a window of query records (a pandas
+DataFrame with queries.csv's columns); the experiment's tolerance is a range their value must be in.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from chaos.ipvs_sampler import parse as parse_ip_vs
+from lab.config import Lab
+
+SAMPLER = Path(__file__).resolve().parent / "ipvs_sampler.py"
+GUEST_PYTHON = "python3"
+
+
+# --- steady-state probes over query records ---------------------------------------------------------
+
+def success_ratio(records: pd.DataFrame) -> float:
+    """Share of queries answered `ok` (1.0 for an empty window: nothing failed)."""
+    return float((records["outcome"] == "ok").mean()) if len(records) else 1.0
+
+
+def latency_ms(records: pd.DataFrame, percentile: float = 99.0) -> float:
+    """The given percentile of answer latency over `ok` queries (0 when there are none)."""
+    ok = records.loc[records["outcome"] == "ok", "latency_ms"]
+    return float(ok.quantile(percentile / 100.0)) if len(ok) else 0.0
+
+
+def query_count(records: pd.DataFrame) -> float:
+    """How many queries were sent in the window (catches a load that did not run)."""
+    return float(len(records))
+
+
+PROBES = {f.__name__: f for f in (success_ratio, latency_ms, query_count)}
+
+
+def window(records: pd.DataFrame, start_ns: int, end_ns: int) -> pd.DataFrame:
+    """Records sent in [start_ns, end_ns)."""
+    t = records["t_send_ns"]
+    return records[(t >= start_ns) & (t < end_ns)]
+
+
+# --- background processes in the guest ---------------------------------------------------------------
+
+def start_background(conn: Any, command: str, pidfile: str, log: str, netns: str | None = None) -> None:
+    """Start `command` detached (setsid) in the guest, optionally in a netns; its PID goes to pidfile."""
+    inner = f"echo $$ > {shlex.quote(pidfile)}; exec {command}"
+    wrapped = f"ip netns exec {netns} sh -c {shlex.quote(inner)}" if netns else f"sh -c {shlex.quote(inner)}"
+    conn.run(f"setsid {wrapped} > {shlex.quote(log)} 2>&1 < /dev/null &", hide=True)
+
+
+def stop_background(conn: Any, pidfile: str, sig: str = "TERM", timeout_s: float = 30.0) -> bool:
+    """Signal the process in pidfile and wait for it to exit; True when it exited in time."""
+    script = (f"pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) || exit 0; "
+              f"kill -{sig} $pid 2>/dev/null || exit 0; for i in $(seq {int(timeout_s * 10)}); "
+              "do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; "
+              "kill -KILL $pid 2>/dev/null; exit 1")
+    return conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True).exited == 0
+
+
+def start_sampler(conn: Any, lab: Lab, remote_dir: str, hz: float = 20.0) -> str:
+    """Upload the IPVS sampler and start it in the director's namespace; returns its pidfile."""
+    script = f"{remote_dir}/ipvs_sampler.py"
+    conn.put(str(SAMPLER), script)
+    pidfile = f"{remote_dir}/sampler.pid"
+    start_background(conn, f"{GUEST_PYTHON} {script} {remote_dir}/ipvs.csv --hz {hz}",
+                     pidfile, f"{remote_dir}/sampler.log", lab.network.director_netns)
+    return pidfile
+
+
+# --- logs and health ----------------------------------------------------------------------------------
+
+def keepalived_log(conn: Any, start_ns: int, end_ns: int, unit: str = "dnslab-keepalived.service") -> str:
+    """Keepalived's journal lines from start_ns to end_ns (guest clock), one per line."""
+    since, until = start_ns // 10**9 - 1, end_ns // 10**9 + 2
+    res = conn.run(f"journalctl -u {unit} --since @{since} --until @{until} -o short-iso-precise --no-pager",
+                   warn=True, hide=True)
+    return res.stdout
+
+
+def ipvs_table(conn: Any, lab: Lab) -> list[tuple[str, str, str, int, int, int]]:
+    """The director's IPVS table now: (vip, proto, real_server, weight, active, inactive) rows."""
+    ns = lab.network.director_netns
+    cmd = f"ip netns exec {ns} cat /proc/net/ip_vs" if ns else "cat /proc/net/ip_vs"
+    return parse_ip_vs(conn.run(cmd, warn=True, hide=True).stdout)
+
+
+def health(conn: Any, lab: Lab) -> dict[str, Any]:
+    """Does every resolver answer `who.lab.test TXT` with its name, and is the IPVS table whole?"""
+    answers = {}
+    for r in lab.resolvers:
+        res = conn.run(f"ip netns exec {r.name} dig +time=1 +tries=2 +short @{r.address} who.lab.test TXT",
+                       warn=True, hide=True)
+        answers[r.name] = res.stdout.strip().strip('"') == r.name
+    table = ipvs_table(conn, lab)
+    vip = f"{lab.network.vip}:53"
+    missing = [f"{proto}/{r.real_server}" for proto in lab.ipvs.protocols for r in lab.resolvers
+               if not any(v == vip and p == proto and rs == r.real_server and w > 0
+                          for v, p, rs, w, _, _ in table)]
+    return {"ok": all(answers.values()) and not missing, "resolvers": answers, "ipvs_missing": missing}
+
+
+def wait_healthy(conn: Any, lab: Lab, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Poll `health` until it is ok or timeout_s passes; returns the last result."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = health(conn, lab)
+        if state["ok"] or time.monotonic() > deadline:
+            return state
+        time.sleep(1.0)

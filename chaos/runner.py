@@ -1,0 +1,376 @@
+"""Run one chaos experiment end to end into reports/runs/<run-id>/ (DESIGN section 5).
+
+Order: validate -> deploy the overrides -> check the lab is healthy -> start the IPVS sampler and
+the load in the client namespace -> steady window -> timeline -> recovery -> ALWAYS roll back
+(also on Ctrl-C or a failed action) -> stop load and sampler -> verify the lab is healthy again ->
+fetch queries, IPVS samples and Keepalived's log -> evaluate the steady-state hypothesis on the
+records before and after the method -> events.jsonl, journal.json, meta.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from chaos import actions, probes
+from chaos.experiment import Activity, Experiment, Timing, lab_for, load_experiment
+from chaos.journal import Journal, activity_dict, utc_iso
+from chaos.timeline import Phases, Step, phases, schedule
+from lab.config import Lab, merge
+from lab.errors import LabError
+from lab.state import runs_dir
+
+GUEST_RUNS = "/var/tmp/dnslab/runs"
+LOCUST = "/opt/dnslab/venv/bin/locust"
+LOCUSTFILE = "/opt/dnslab/loadtest/dns.py"
+LOAD_START_TIMEOUT_S = 90.0
+HEALTH_TIMEOUT_S = 60.0
+
+console = Console(stderr=True)
+
+
+def run_experiment(lab: Lab, conn: Any, name: str, *, cell: Mapping[str, Any] | None = None,
+                   run_id: str | None = None) -> Path:
+    """Run experiment `name` (chaos/experiments/NAME.yaml or a path) on the lab; the run directory.
+
+    `cell` holds extra lab overrides (a matrix cell); they are deployed on top of the experiment's.
+    """
+    base = lab_from_cell(lab, cell)
+    exp = load_experiment(name, base)
+    return Run(lab_for(exp, base), conn, exp, settings=settings_of(exp, cell), run_id=run_id).execute()
+
+
+def run_load_only(lab: Lab, conn: Any, seconds: float, rate: float | None = None) -> Path:
+    """Load the lab for `seconds` without faults; the run directory (queries.csv, ipvs.csv, ...)."""
+    load = {"rate": rate} if rate is not None else {}
+    exp = Experiment(name="load", path=Path("<load>"), title=f"Load only, {seconds:g} s", description="",
+                     overrides={}, load=load, timing=Timing(warmup_s=0.0, steady_s=seconds, recover_s=0.0),
+                     window_s=seconds, hypothesis=(), method=(), rollbacks=())
+    from lab.config import with_overrides
+
+    return Run(with_overrides(lab, {"load": load}), conn, exp, settings=flatten({"load": load})).execute()
+
+
+def lab_from_cell(lab: Lab, cell: Mapping[str, Any] | None) -> Lab:
+    from lab.config import with_overrides
+
+    return with_overrides(lab, cell) if cell else lab
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"sysctl": {"net.ipv4.vs.x": 1}} -> {"sysctl.net.ipv4.vs.x": 1}."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def settings_of(exp: Experiment, cell: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The settings this run varies from lab.toml: the experiment's overrides, load and the cell's."""
+    data = merge(dict(exp.overrides), {"load": dict(exp.load or {})})
+    return flatten(merge(data, dict(cell or {})))
+
+
+@dataclass
+class Run:
+    """One run's state; `execute` is the whole sequence."""
+
+    lab: Lab
+    conn: Any
+    exp: Experiment
+    settings: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    undo: list[actions.Undo] = field(default_factory=list)
+    marks: dict[str, int] = field(default_factory=dict)
+    status: str = "completed"
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.run_id = self.run_id or f"{stamp}-{self.exp.name}"
+        self.dir = runs_dir() / self.run_id
+        n = 1
+        while self.dir.exists():
+            n += 1
+            self.dir = runs_dir() / f"{self.run_id}-{n}"
+        self.run_id = self.dir.name
+        self.remote = f"{GUEST_RUNS}/{self.run_id}"
+        self.target = actions.Target(self.conn, self.lab)
+        self.journal = Journal(experiment=dict(self.exp.raw) or {"title": self.exp.title})
+        self.steps = schedule(self.exp.method)
+        t = self.exp.timing
+        self.phases: Phases = phases(t.warmup_s, t.steady_s, t.recover_s, self.steps)
+
+    # --- the sequence ---------------------------------------------------------------------------------
+
+    def execute(self) -> Path:
+        """Deploy, load, fault, recover, roll back, collect. Always rolls back and keeps the data."""
+        self.dir.mkdir(parents=True)
+        console.print(f"[bold]{self.exp.title}[/] -> {self.dir}")
+        self.deploy()
+        before = probes.wait_healthy(self.conn, self.lab, HEALTH_TIMEOUT_S)
+        if not before["ok"]:
+            raise LabError(f"the lab is not healthy before the experiment: {before}; run `fab status`", 1)
+        interrupted = False
+        try:
+            self.start_probes()
+            self.timeline()
+        except KeyboardInterrupt:
+            interrupted, self.status = True, "interrupted"
+            self.errors.append("interrupted by SIGINT")
+        except LabError as err:
+            self.status = "failed"
+            self.errors.append(str(err))
+        finally:
+            with _sigint_deferred():
+                self.marks.setdefault("recover_end", self.guest_now())
+                self.rollback()
+                self.stop_probes()
+                after = probes.wait_healthy(self.conn, self.lab, HEALTH_TIMEOUT_S)
+                self.collect(after)
+        if interrupted:
+            console.print(f"[yellow]interrupted: rolled back, data kept in {self.dir}[/]")
+            raise KeyboardInterrupt
+        if not after["ok"]:
+            raise LabError(f"the lab is not healthy after rollback: {after}; data in {self.dir}", 1)
+        if self.status == "failed":
+            raise LabError(f"experiment failed: {self.errors[0]}; rolled back, data in {self.dir}", 1)
+        return self.dir
+
+    def deploy(self) -> None:
+        from lab.deploy import deploy
+
+        with console.status("deploying the experiment's settings"):
+            summary = deploy(self.lab, self.conn)
+        if getattr(summary, "failed", False):
+            raise LabError("deploy failed before the experiment; run `fab deploy` to see why", 1)
+
+    def guest_now(self) -> int:
+        return int(self.conn.run("date +%s%N", hide=True).stdout.strip())
+
+    def note(self, action: str, **detail: Any) -> None:
+        t_ns = self.guest_now()
+        self.marks[action] = t_ns
+        self.events.append({"t_ns": t_ns, "kind": "note", "action": action, "target": "run",
+                            "detail": detail})
+
+    def start_probes(self) -> None:
+        self.conn.run(f"mkdir -p {self.remote}/records", hide=True)
+        probes.start_sampler(self.conn, self.lab, self.remote)
+        if self.exp.uses_load:
+            probes.start_background(self.conn, self.locust_command(), f"{self.remote}/load.pid",
+                                    f"{self.remote}/locust.log", "client")
+            self.wait_for_load()
+        self.note("load_start" if self.exp.uses_load else "start")
+
+    def locust_command(self) -> str:
+        ld = self.lab.load
+        run_time = int(self.phases.end + 120)
+        args = [
+            LOCUST, "-f", LOCUSTFILE, "--headless", "--only-summary", "--loglevel", "WARNING",
+            "--host", str(self.lab.network.vip), "-u", str(ld.users), "-r", str(ld.users),
+            "--run-time", f"{run_time}s", "--dns-rate", f"{ld.rate:g}",
+            "--dns-timeout-ms", f"{ld.timeout_ms:g}",
+            "--dns-retries", str(ld.retries), "--dns-tcp-share", f"{ld.tcp_share:g}",
+            "--dns-who-share", f"{ld.who_share:g}", "--dns-socket-mode", ld.socket_mode,
+            "--dns-records", f"{self.remote}/records",
+        ]
+        return "env PYTHONPATH=/opt/dnslab " + " ".join(shlex.quote(a) for a in args)
+
+    def wait_for_load(self) -> None:
+        """Wait until the load generator has written its first records (Locust starts slowly under TCG)."""
+        deadline = time.monotonic() + LOAD_START_TIMEOUT_S
+        with console.status("starting the load generator"):
+            while time.monotonic() < deadline:
+                res = self.conn.run(f"ls {self.remote}/records/ 2>/dev/null | head -1; "
+                                    f"kill -0 $(cat {self.remote}/load.pid) 2>/dev/null && echo alive",
+                                    hide=True, warn=True)
+                lines = res.stdout.split()
+                if "alive" not in lines:
+                    log = self.conn.run(f"tail -5 {self.remote}/locust.log", hide=True, warn=True).stdout
+                    raise LabError(f"the load generator exited at start: {' '.join(log.split())[-300:]}", 1)
+                if len(lines) > 1:
+                    return
+                time.sleep(0.5)
+        raise LabError(f"the load generator wrote no records within {LOAD_START_TIMEOUT_S:g} s", 1)
+
+    def timeline(self) -> None:
+        """Warmup and steady window, the method at its offsets, then recovery; shown with rich."""
+        p = self.phases
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                      TextColumn("{task.fields[total_s]:.0f} s"), console=console, transient=False) as bar:
+            task = bar.add_task("warmup", total=p.end, total_s=p.end)
+            t0 = time.monotonic()
+
+            def wait_until(offset: float, phase: str) -> None:
+                bar.update(task, description=phase)
+                while (left := offset - (time.monotonic() - t0)) > 0:
+                    bar.update(task, completed=time.monotonic() - t0)
+                    time.sleep(min(0.2, left))
+
+            wait_until(p.warmup_end, "warmup")
+            self.note("steady_start")
+            wait_until(p.method_start, "steady state")
+            self.note("method_start")
+            for step in self.steps:
+                wait_until(p.method_start + step.offset_s, f"method: next {step.activity.name}")
+                self.perform(step, bar)
+            wait_until(p.end, "recovery")
+            bar.update(task, completed=p.end, description="done")
+        self.note("recover_end")
+
+    def perform(self, step: Step, bar: Progress) -> None:
+        act: Activity = step.activity  # type: ignore[assignment]
+        start = utc_iso()
+        try:
+            if act.type == "probe":
+                result = act.call.resolve()(self.target, **act.call.arguments)
+                out = self.dir / f"{act.call.func}.json"
+                out.write_text(json.dumps(result, indent=1) + "\n")
+                self.note(act.call.func, file=out.name)
+                self.journal.record("run", activity_dict(act), start, "succeeded", output=str(out.name))
+                bar.console.print(f"  +{step.offset_s:5.1f} s  probe {act.name} -> {out.name}")
+                return
+            outcome: actions.Outcome = act.call.resolve()(self.target, **act.call.arguments)
+        except LabError as err:
+            self.journal.record("run", activity_dict(act), start, "failed", error=str(err))
+            raise
+        self.events.append(outcome.event(actions.kind_in_method(act.call.func)))
+        self.undo.extend(outcome.undo)
+        self.journal.record("run", activity_dict(act), start, "succeeded", output=outcome.event("fault"))
+        bar.console.print(f"  +{step.offset_s:5.1f} s  {act.name}: {outcome.action} {outcome.target}")
+
+    def rollback(self) -> None:
+        """The experiment's rollbacks, then every action's own undo (latest first). Errors are kept."""
+        calls: list[tuple[dict[str, Any], str, dict[str, Any]]] = [
+            (activity_dict(a), a.call.func, dict(a.call.arguments)) for a in self.exp.rollbacks]
+        calls += [({"type": "action", "name": f"undo {u.func}", "provider": {
+            "type": "python", "module": "chaos.actions", "func": u.func, "arguments": u.arguments}},
+            u.func, u.arguments) for u in reversed(self.undo)]
+        for activity, func, arguments in calls:
+            start = utc_iso()
+            try:
+                outcome = actions.ACTIONS[func](self.target, **arguments)
+            except LabError as err:
+                self.errors.append(f"rollback {func}: {err}")
+                self.journal.record("rollbacks", activity, start, "failed", error=str(err))
+                continue
+            self.events.append(outcome.event("rollback"))
+            self.journal.record("rollbacks", activity, start, "succeeded", output=outcome.event("rollback"))
+            console.print(f"  rollback: {outcome.action} {outcome.target}")
+
+    def stop_probes(self) -> None:
+        if self.exp.uses_load:
+            self.note("load_stop")
+            probes.stop_background(self.conn, f"{self.remote}/load.pid", "INT", timeout_s=30)
+        probes.stop_background(self.conn, f"{self.remote}/sampler.pid", "TERM", timeout_s=10)
+
+    # --- collection -----------------------------------------------------------------------------------
+
+    def collect(self, after: dict[str, Any]) -> None:
+        """Fetch records, samples and logs; write events, steady state, journal and meta."""
+        with console.status("fetching the run's data"):
+            self.fetch()
+        end_ns = self.guest_now()
+        start_ns = min((e["t_ns"] for e in self.events), default=end_ns)
+        (self.dir / "keepalived.log").write_text(probes.keepalived_log(self.conn, start_ns, end_ns))
+        self.events.sort(key=lambda e: e["t_ns"])
+        with (self.dir / "events.jsonl").open("w") as f:
+            f.writelines(json.dumps(e) + "\n" for e in self.events)
+        steady = self.steady_state()
+        journal = self.journal.render(self.status, steady, {"errors": self.errors, "health_after": after})
+        (self.dir / "journal.json").write_text(json.dumps(journal, indent=1) + "\n")
+        (self.dir / "meta.json").write_text(json.dumps(self.meta(steady, after), indent=1) + "\n")
+        self.conn.run(f"rm -rf {self.remote}", hide=True, warn=True)
+
+    def fetch(self) -> None:
+        """Copy ipvs.csv, the loadtest's records and logs from the guest; merge records into queries.csv."""
+        files = self.conn.run(f"cd {self.remote} && ls", hide=True, warn=True).stdout.split()
+        records = self.dir / "records"
+        records.mkdir(exist_ok=True)
+        for name in ("ipvs.csv", "locust.log", "sampler.log"):
+            if name in files:
+                local = (self.dir if name == "ipvs.csv" else records) / name
+                self.conn.get(f"{self.remote}/{name}", str(local))
+        listing = self.conn.run(f"ls {self.remote}/records", hide=True, warn=True).stdout.split()
+        for name in listing:
+            if name.endswith(".dq"):
+                self.conn.get(f"{self.remote}/records/{name}", str(records / name))
+        if self.exp.uses_load:
+            merged = subprocess.run([sys.executable, "-m", "loadtest.merge", str(records), "--out",
+                                     str(self.dir / "queries.csv")], capture_output=True, text=True)
+            if merged.returncode != 0:
+                self.errors.append(f"merging records failed: {' '.join(merged.stderr.split())[-300:]}")
+
+    def steady_state(self) -> dict[str, Any]:
+        """The hypothesis over the records before the method and at the end of recovery."""
+        path = self.dir / "queries.csv"
+        if not self.exp.hypothesis or not path.exists():
+            return {}
+        import pandas as pd
+
+        records = pd.read_csv(path)
+        w = int(self.exp.window_s * 1e9)
+        before_end = self.marks.get("method_start", self.marks["recover_end"])
+        windows = {"before": (before_end - w, before_end),
+                   "after": (self.marks["recover_end"] - w, self.marks["recover_end"])}
+        return {name: evaluate(self.exp, probes.window(records, lo, hi), lo, hi)
+                for name, (lo, hi) in windows.items()}
+
+    def meta(self, steady: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+        info = self.conn.run(
+            "uname -r; unbound -V 2>&1 | head -1; keepalived --version 2>&1 | head -1; "
+            f"ipvsadm --version 2>&1 | head -1; {LOCUST} --version 2>&1 | tail -1", hide=True, warn=True)
+        lines = (info.stdout.splitlines() + [""] * 5)[:5]
+        first_t = min((e["t_ns"] for e in self.events), default=None)
+        last_t = max((e["t_ns"] for e in self.events), default=None)
+        return {
+            "run_id": self.run_id, "experiment": self.exp.name, "title": self.exp.title,
+            "description": self.exp.description, "lab": self.lab.as_dict(), "settings": self.settings,
+            "tools": {"unbound": lines[1], "keepalived": lines[2], "ipvsadm": lines[3], "locust": lines[4]},
+            "kernel": lines[0], "start": utc_iso(first_t), "end": utc_iso(last_t), "status": self.status,
+            "steady_state": steady, "healthy_after": after["ok"], "errors": self.errors,
+            "timing": {"warmup_s": self.exp.timing.warmup_s, "steady_s": self.exp.timing.steady_s,
+                       "recover_s": self.exp.timing.recover_s},
+        }
+
+
+def evaluate(exp: Experiment, records: Any, start_ns: int, end_ns: int) -> dict[str, Any]:
+    """Each steady-state probe's value over a window of records against its tolerance."""
+    results = []
+    for tol in exp.hypothesis:
+        value = tol.call.resolve()(records, **tol.call.arguments)
+        results.append({"name": tol.name, "value": value, "tolerance": [tol.low, tol.high],
+                        "ok": tol.low <= value <= tol.high})
+    return {"window_ns": [start_ns, end_ns], "queries": int(len(records)), "probes": results,
+            "met": all(r["ok"] for r in results)}
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """While rolling back and collecting, a Ctrl-C only prints a notice: the cleanup must finish."""
+    def notice(*_: object) -> None:
+        console.print("[yellow]rolling back and saving data; please wait[/]")
+
+    previous = signal.signal(signal.SIGINT, notice)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

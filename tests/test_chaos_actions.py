@@ -1,0 +1,162 @@
+"""Chaos actions on local processes: a real Unbound on 127.0.0.x (kill, stop/cont, terminate) and a
+network namespace of our own (link down/up with its routes), driven through an invoke Context."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import dns.message
+import dns.query
+import pytest
+from invoke import Config, Context
+
+from chaos import actions
+from lab.config import merge, parse_lab, with_overrides
+from lab.render import render_unbound
+
+pytestmark = pytest.mark.integration
+ADDRESS = "127.0.0.41"
+PORT = 5391
+NETNS = "dnslabtest-rs1"
+
+
+def local() -> Context:
+    """A local Context that never reads our stdin."""
+    return Context(Config(overrides={"run": {"in_stream": False}}))
+
+
+@pytest.fixture
+def lab(raw_lab):
+    raw = merge(raw_lab, {"network": {"subnet": "127.0.0.0/24", "vip": "127.0.0.100",
+                                      "director": "127.0.0.254", "client": "127.0.0.200"}})
+    raw["resolvers"] = [{"name": "rs1", "address": ADDRESS}]
+    return parse_lab(raw)
+
+
+@pytest.fixture
+def unbound(lab, tmp_path: Path):
+    """A real Unbound for rs1 on 127.0.0.41; its PID in tmp_path/rs1.pid like systemd's MainPID."""
+    if not shutil.which("unbound"):
+        pytest.skip("unbound is not installed")
+    conf = tmp_path / "unbound.conf"
+    conf.write_text(render_unbound(lab, lab.resolvers[0], port=PORT, username="")
+                    .replace('directory: "/etc/unbound"', f'directory: "{tmp_path}"'))
+    proc = subprocess.Popen(["unbound", "-d", "-c", str(conf)], stderr=subprocess.DEVNULL)
+    (tmp_path / "rs1.pid").write_text(f"{proc.pid}\n")
+    for _ in range(100):
+        if answers():
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("unbound did not start")
+    yield proc
+    if proc.poll() is None:
+        proc.send_signal(18)  # SIGCONT, in case a test left it stopped
+        proc.kill()
+    proc.wait()
+
+
+def answers() -> bool:
+    try:
+        reply = dns.query.udp(dns.message.make_query("who.lab.test", "TXT"), ADDRESS, port=PORT, timeout=0.3)
+    except (dns.exception.Timeout, OSError):
+        return False
+    return reply.answer[0][0].strings == (b"rs1",)
+
+
+def target(lab, tmp_path: Path) -> actions.Target:
+    layout = actions.Layout(resolver_unit="{name}", main_pid=f"cat {tmp_path}/{{unit}}.pid",
+                            resolver_netns=NETNS)
+    return actions.Target(local(), lab, layout)
+
+
+def test_kill_resolver_sigkills_it_and_records_the_event(lab, unbound, tmp_path):
+    before = time.time_ns()
+    out = actions.kill_resolver(target(lab, tmp_path), resolver="rs1")
+    assert unbound.wait(timeout=5) == -9
+    assert before <= out.t_ns <= time.time_ns()
+    event = out.event("fault")
+    assert event["kind"] == "fault" and event["action"] == "kill_resolver" and event["target"] == "rs1"
+    assert event["detail"]["real_server"] == f"{ADDRESS}:53" and event["detail"]["pid"] == unbound.pid
+    assert out.undo == (actions.Undo("start_resolver", {"resolver": "rs1"}),)
+    assert not answers()
+
+
+def test_stop_then_cont_hangs_and_resumes_the_resolver(lab, unbound, tmp_path):
+    t = target(lab, tmp_path)
+    out = actions.stop_resolver(t, resolver="rs1")
+    time.sleep(0.1)
+    state = Path(f"/proc/{unbound.pid}/stat").read_text().split(")")[1].split()[0]
+    assert state == "T" and not answers()
+    undo = out.undo[0]
+    assert undo.func == "cont_resolver"
+    back = actions.run_undo(t, undo)
+    assert back.t_ns > out.t_ns
+    assert answers()
+
+
+def test_terminate_resolver_lets_it_exit_cleanly(lab, unbound, tmp_path):
+    actions.terminate_resolver(target(lab, tmp_path), resolver="rs1")
+    assert unbound.wait(timeout=10) == 0
+
+
+def test_an_action_on_a_dead_process_fails_in_one_line(lab, unbound, tmp_path):
+    (tmp_path / "rs1.pid").write_text("0\n")
+    with pytest.raises(actions.ActionError, match="no running process for rs1") as err:
+        actions.kill_resolver(target(lab, tmp_path), resolver="rs1")
+    assert "\n" not in str(err.value)
+
+
+@pytest.fixture
+def netns(lab):
+    """A namespace of our own holding rs1's address on a veth, with an extra route through it."""
+    run = local().run
+    run(f"ip netns del {NETNS}", warn=True, hide=True)  # left over from an interrupted run
+    if run(f"ip netns add {NETNS}", warn=True, hide=True).exited:
+        pytest.skip("cannot create network namespaces here")
+    try:
+        run(f"ip -n {NETNS} link add v0 type veth peer name v1", hide=True)
+        run(f"ip -n {NETNS} addr add {ADDRESS}/24 dev v0", hide=True)
+        run(f"ip -n {NETNS} link set v1 up && ip -n {NETNS} link set v0 up", hide=True)
+        run(f"ip -n {NETNS} route add 198.51.100.0/24 dev v0", hide=True)
+        yield NETNS
+    finally:
+        run(f"ip netns del {NETNS}", warn=True, hide=True)
+
+
+def test_link_down_then_up_restores_link_and_routes(lab, netns, tmp_path):
+    t = target(lab, tmp_path)
+    run = local().run
+    out = actions.link_down(t, resolver="rs1")
+    assert out.detail["dev"] == "v0" and out.detail["real_server"] == f"{ADDRESS}:53"
+    assert "state DOWN" in run(f"ip -n {netns} link show v0", hide=True).stdout
+    assert "198.51.100.0/24" not in run(f"ip -n {netns} route", hide=True).stdout
+    actions.run_undo(t, out.undo[0])
+    assert "DOWN" not in run(f"ip -n {netns} link show v0", hide=True).stdout.split("<")[1].split(">")[0]
+    assert "198.51.100.0/24 dev v0" in run(f"ip -n {netns} route", hide=True).stdout
+
+
+def test_set_sysctl_keeps_the_previous_value_for_rollback(lab, netns, tmp_path):
+    """Our own namespace stands in for the director's `lb` namespace: set a sysctl there, then undo."""
+    t = actions.Target(_InNs(netns), with_overrides(lab, {"network": {"keepalived_netns": "lb"}}))
+    read = f"ip netns exec {netns} sysctl -n net.ipv4.ip_default_ttl"
+    out = actions.set_sysctl(t, name="net.ipv4.ip_default_ttl", value=77)
+    assert local().run(read, hide=True).stdout.strip() == "77"
+    assert out.detail["previous"] == "64" and out.detail["netns"] == "lb"
+    assert out.undo == (actions.Undo("set_sysctl", {"name": "net.ipv4.ip_default_ttl", "value": "64"}),)
+    actions.run_undo(t, out.undo[0])
+    assert local().run(read, hide=True).stdout.strip() == "64"
+
+
+class _InNs:
+    """A Context whose `ip netns exec lb` runs in our test namespace instead."""
+
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+
+    def run(self, cmd: str, **kw):
+        return local().run(cmd.replace("ip netns exec lb ", f"ip netns exec {self.ns} "), **kw)

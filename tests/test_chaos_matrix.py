@@ -1,0 +1,57 @@
+"""Suites: grids expand to cells; every shipped cell is valid; bad suites fail in one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from chaos.matrix import cells, check_cells, load_suite, setting
+from lab.config import parse_lab, with_overrides
+from lab.errors import LabError
+
+
+def test_grid_expands_experiments_times_values():
+    suite = {"runs": [{"experiments": ["kill-one", "stop-one"], "overrides": {"check": {"retry": 2}},
+                       "grid": {"sysctl.net.ipv4.vs.expire_nodest_conn": [0, 1],
+                                "load.socket_mode": ["fresh", "reuse"]}}]}
+    out = cells(suite)
+    assert len(out) == 8
+    first = out[0]
+    assert first.experiment == "kill-one"
+    assert first.overrides == {"check": {"retry": 2}, "sysctl": {"net.ipv4.vs.expire_nodest_conn": 0},
+                               "load": {"socket_mode": "fresh"}}
+    assert first.slug == "kill-one_expire_nodest_conn-0_socket_mode-fresh"
+    assert out[-1].experiment == "stop-one" and out[-1].varied["load.socket_mode"] == "reuse"
+
+
+def test_setting_keeps_the_dots_of_a_sysctl():
+    assert setting("sysctl.net.ipv4.vs.conntrack", 1) == {"sysctl": {"net.ipv4.vs.conntrack": 1}}
+    with pytest.raises(ValueError):
+        setting("vlan", True)
+
+
+@pytest.mark.parametrize("suite", ["quick", "standard"])
+def test_shipped_suites_are_valid_for_the_lab(raw_lab, suite):
+    lab = parse_lab(raw_lab)
+    todo = cells(load_suite(suite))
+    check_cells(lab, todo)
+    for cell in todo:
+        with_overrides(lab, cell.overrides)
+
+
+def test_standard_suite_covers_the_seed_questions():
+    varied = {key for cell in cells(load_suite("standard")) for key in cell.varied}
+    assert {"sysctl.net.ipv4.vs.expire_nodest_conn", "load.socket_mode", "check.type", "check.delay_loop",
+            "check.inhibit_on_failure", "ipvs.ops", "network.keepalived_netns", "network.vlan"} <= varied
+    assert len(cells(load_suite("quick"))) == 2
+
+
+def test_unknown_suite_and_bad_shapes(tmp_path, raw_lab):
+    with pytest.raises(LabError, match="no suite named 'huge'; known: quick, standard"):
+        load_suite("huge")
+    path = tmp_path / "suites.yaml"
+    path.write_text("s:\n  runs:\n    - experiments: [kill-one]\n      grid: {vlan: [true]}\n")
+    with pytest.raises(LabError, match=r"suites.yaml:3: s.runs\[0\].grid: key 'vlan' must be TABLE.KEY"):
+        load_suite("s", path)
+    path.write_text("s:\n  runs:\n    - experiments: [kill-one]\n      grid: {check.delay_loop: [-1]}\n")
+    with pytest.raises(LabError, match=r"matrix cell kill-one \[delay_loop=-1\]: .*delay_loop"):
+        check_cells(parse_lab(raw_lab), cells(load_suite("s", path)))
