@@ -1,0 +1,218 @@
+"""The dnslab Locust DNS user: `locust -f loadtest/dns.py --host SERVER [--dns-* ...]`.
+
+Works with the web UI, headless (`--headless -u N -r N -t 30s`), `--processes N` and
+master/worker. `--help` lists the --dns-* knobs (see loadtest/options.py). The hot path is in
+loadtest/engine.py; this file wires it to Locust: argument validation at init (one-line error and
+exit 2 before any load), one `Engine` per user, batched request events, per-query records
+flushed twice a second, and the merge into queries.csv at quit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Locust imports this file as the module "dns" with its directory first on sys.path, which hides
+# dnspython's `dns` package. Import dnspython and the loadtest package with that directory out of
+# the way (and the repo or /opt/dnslab on the path when loadtest is not installed).
+_HERE = Path(__file__).resolve().parent
+sys.modules.pop("dns", None)
+_saved_path = sys.path[:]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE.parent)]
+try:
+    import _socket
+    import itertools
+    import logging
+    import time
+    from dataclasses import dataclass
+
+    import gevent
+    from locust import User, events, task
+    from locust.exception import StopUser
+    from locust.runners import MasterRunner, WorkerRunner
+    from locust.user.task import LOCUST_STATE_RUNNING
+
+    from loadtest.engine import Engine
+    from loadtest.merge import merge
+    from loadtest.options import (
+        LoadError,
+        Settings,
+        add_arguments,
+        build_schedule,
+        check_records_dir,
+        parse_settings,
+        resolve_target,
+    )
+    from loadtest.records import OK, RCODE, TIMEOUT, Recorder
+    from loadtest.stats import add_answered
+    from loadtest.wire import encode_query, rcode_name
+finally:
+    sys.path[:] = _saved_path
+
+log = logging.getLogger("dnslab.loadtest")
+FLUSH_EVERY_S = 0.5
+DRAIN_EVERY_S = 0.05
+MERGE_WAIT_S = 10.0
+PROTO_NAMES = ("UDP", "TCP")
+
+
+@dataclass
+class _Process:
+    """What every user of this process shares: settings, encoded queries, the recorder."""
+
+    settings: Settings
+    target: tuple[str, int] | None
+    wires: list[bytes]
+    schedule: list[tuple[int, int]]
+    worker: bool
+    recorder: Recorder | None = None
+
+
+_process: _Process | None = None
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"dnslab loadtest: error: {message}\n")
+    sys.stderr.flush()
+    os._exit(2)  # before any load; also ends forked --processes children without their cleanup
+
+
+@events.init_command_line_parser.add_listener
+def _arguments(parser) -> None:
+    add_arguments(parser)
+
+
+@events.init.add_listener
+def _on_init(environment, runner, **_kwargs) -> None:
+    global _process
+    options = environment.parsed_options
+    try:
+        settings = parse_settings(options)
+        target = None
+        if environment.host:
+            target = resolve_target(environment.host, settings.port)
+        elif getattr(options, "headless", False) and not isinstance(runner, WorkerRunner):
+            resolve_target(environment.host, settings.port)  # raises: no host
+        if settings.records:
+            check_records_dir(settings.records)
+    except LoadError as exc:
+        _fail(str(exc))
+    wires = [encode_query(q.qname, q.qtype) for q in settings.queries]
+    _process = _Process(settings, target, wires, build_schedule(settings), isinstance(runner, WorkerRunner))
+    if settings.records and not isinstance(runner, MasterRunner):
+        worker = f"{_socket.gethostname()}-{os.getpid()}"
+        queries = [(q.qname, q.qtype) for q in settings.queries]
+        _process.recorder = Recorder(settings.records, worker, queries)
+        gevent.spawn(_flush_forever, _process.recorder)
+
+
+def _flush_forever(recorder: Recorder) -> None:
+    while True:
+        gevent.sleep(FLUSH_EVERY_S)
+        recorder.flush()
+
+
+@events.quit.add_listener
+def _on_quit(**_kwargs) -> None:
+    """After the users stopped: close this process's records, then merge them (not on workers)."""
+    if _process is None or not _process.settings.records:
+        return
+    if _process.recorder is not None:
+        _process.recorder.close()
+    if not _process.worker:
+        path, rows = merge(_process.settings.records, wait_s=MERGE_WAIT_S)
+        log.info("dnslab loadtest: %d queries recorded in %s", rows, path)
+
+
+class DnsUser(User):
+    """Loads a DNS server with a window of queries in flight (closed model) or at a fixed rate."""
+
+    _numbers = itertools.count()
+
+    def on_start(self) -> None:
+        process = _process
+        if process is None:
+            raise StopUser()
+        if process.target is None:
+            try:
+                process.target = resolve_target(self.environment.host, process.settings.port)
+            except LoadError as exc:
+                log.error("dnslab loadtest: %s", exc)
+                raise StopUser() from None
+        self._number = next(self._numbers)
+        self._settings = process.settings
+        self._recorder = process.recorder
+        self._labels = [q.label for q in process.settings.queries]
+        self._fire = self.environment.events.request.fire
+        self._context: dict = {}
+        self._engine = Engine(process.settings, process.target, process.wires,
+                              [q.expect_rcode for q in process.settings.queries], process.schedule,
+                              start=self._number)
+
+    @task
+    def load(self) -> None:
+        """Run until Locust stops this user."""
+        engine, rate = self._engine, self._user_rate()
+        engine.start()
+        try:
+            if rate:
+                engine.run_open(rate, self._running, self.drain, DRAIN_EVERY_S)
+            else:
+                while self._running():
+                    gevent.sleep(DRAIN_EVERY_S)
+                    engine.fill()
+                    self.drain()
+        finally:
+            self.drain()
+
+    def on_stop(self) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            self.drain()
+            engine.close()
+
+    def _running(self) -> bool:
+        return self._state == LOCUST_STATE_RUNNING
+
+    def _user_rate(self) -> float:
+        total = self._settings.rate
+        if not total:
+            return 0.0
+        users = getattr(self.environment.parsed_options, "num_users", None)
+        users = users or getattr(self.environment.runner, "target_user_count", None) or 1
+        return total / users
+
+    def drain(self) -> None:
+        """Record finished queries and report them to Locust, in one batch off the reply path."""
+        done, self._engine.done = self._engine.done, []
+        if not done:
+            return
+        now = time.time()
+        offset = time.time_ns() - time.monotonic_ns()
+        recorder, labels, user = self._recorder, self._labels, self._number
+        answered: dict[tuple[int, int], list[float]] = {}
+        for first, elapsed, port, query, resolver, outcome, rcode, proto in done:
+            if recorder is not None:
+                recorder.add(first + offset, elapsed if outcome in (OK, RCODE) else -1, port, user, query,
+                             recorder.resolver_index(resolver), outcome, rcode, proto)
+            if outcome == OK:
+                times = answered.get((proto, query))
+                if times is None:
+                    times = answered[(proto, query)] = []
+                times.append(elapsed / 1e6)
+            else:
+                self._fire_failure(proto, labels[query], elapsed, outcome, rcode)
+        stats = self.environment.stats
+        for (proto, query), times in answered.items():
+            add_answered(stats, PROTO_NAMES[proto], labels[query], times, now)
+
+    def _fire_failure(self, proto: int, label: str, elapsed: int, outcome: int, rcode: int) -> None:
+        if outcome == RCODE:
+            error, response_ms = rcode_name(rcode), elapsed / 1e6
+        elif outcome == TIMEOUT:
+            error, response_ms = "timeout", self._settings.timeout_ms
+        else:
+            error, response_ms = "error: no answer (ICMP error or broken connection)", elapsed / 1e6
+        self._fire(request_type=PROTO_NAMES[proto], name=label, response_time=response_ms,
+                   response_length=0, exception=error, context=self._context)
