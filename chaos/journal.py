@@ -48,7 +48,7 @@ class Journal:
     def render(self, status: str, steady_states: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         """The journal as plain data; `status` is completed | failed | interrupted | aborted."""
         end = utc_iso()
-        deviated = any(not s.get("met", True) for s in steady_states.values() if isinstance(s, dict))
+        deviated = any(not verdict["ok"] for phase in steady_states.values() for verdict in phase.values())
         return {"chaoslib-version": None, "engine": "dnslab.chaos", "experiment": self.experiment,
                 "start": self.start, "end": end, "status": status, "deviated": deviated,
                 "steady_states": steady_states, "run": self.run, "rollbacks": self.rollbacks, **extra}

@@ -134,8 +134,8 @@ def run_matrix(lab: Lab, conn: Any, suite: str) -> Path:
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        with console.status("putting lab.toml's settings back"):
-            deploy(lab, conn)
+        console.print("putting lab.toml's settings back")
+        deploy(lab, conn, console=console, verbose=False)
     runs = [c["run_dir"] for c in done if c.get("run_dir")]
     (out_dir / "matrix.json").write_text(json.dumps({"suite": suite, "cells": done}, indent=1) + "\n")
     if interrupted:

@@ -101,6 +101,7 @@ class Run:
     marks: dict[str, int] = field(default_factory=dict)
     status: str = "completed"
     errors: list[str] = field(default_factory=list)
+    windows: dict[str, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -129,6 +130,7 @@ class Run:
         if not before["ok"]:
             raise LabError(f"the lab is not healthy before the experiment: {before}; run `fab status`", 1)
         interrupted = False
+        unexpected: Exception | None = None
         try:
             self.start_probes()
             self.timeline()
@@ -138,6 +140,9 @@ class Run:
         except LabError as err:
             self.status = "failed"
             self.errors.append(str(err))
+        except Exception as err:  # noqa: BLE001 - roll back and keep the data, then re-raise
+            unexpected, self.status = err, "failed"
+            self.errors.append(f"{type(err).__name__}: {err}")
         finally:
             with _sigint_deferred():
                 self.marks.setdefault("recover_end", self.guest_now())
@@ -148,6 +153,8 @@ class Run:
         if interrupted:
             console.print(f"[yellow]interrupted: rolled back, data kept in {self.dir}[/]")
             raise KeyboardInterrupt
+        if unexpected is not None:
+            raise unexpected
         if not after["ok"]:
             raise LabError(f"the lab is not healthy after rollback: {after}; data in {self.dir}", 1)
         if self.status == "failed":
@@ -157,9 +164,8 @@ class Run:
     def deploy(self) -> None:
         from lab.deploy import deploy
 
-        with console.status("deploying the experiment's settings"):
-            summary = deploy(self.lab, self.conn)
-        if getattr(summary, "failed", False):
+        summary = deploy(self.lab, self.conn, console=console, verbose=False)
+        if summary.failed:
             raise LabError("deploy failed before the experiment; run `fab deploy` to see why", 1)
 
     def guest_now(self) -> int:
@@ -168,8 +174,13 @@ class Run:
     def note(self, action: str, **detail: Any) -> None:
         t_ns = self.guest_now()
         self.marks[action] = t_ns
-        self.events.append({"t_ns": t_ns, "kind": "note", "action": action, "target": "run",
-                            "detail": detail})
+        self.record({"t_ns": t_ns, "kind": "note", "action": action, "target": "run", "detail": detail})
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Keep an event and append it to events.jsonl at once (sorted again when the run ends)."""
+        self.events.append(event)
+        with (self.dir / "events.jsonl").open("a") as f:
+            f.write(json.dumps(event) + "\n")
 
     def start_probes(self) -> None:
         self.conn.run(f"mkdir -p {self.remote}/records", hide=True)
@@ -252,7 +263,7 @@ class Run:
         except LabError as err:
             self.journal.record("run", activity_dict(act), start, "failed", error=str(err))
             raise
-        self.events.append(outcome.event(actions.kind_in_method(act.call.func)))
+        self.record(outcome.event(actions.kind_in_method(act.call.func)))
         self.undo.extend(outcome.undo)
         self.journal.record("run", activity_dict(act), start, "succeeded", output=outcome.event("fault"))
         bar.console.print(f"  +{step.offset_s:5.1f} s  {act.name}: {outcome.action} {outcome.target}")
@@ -268,11 +279,11 @@ class Run:
             start = utc_iso()
             try:
                 outcome = actions.ACTIONS[func](self.target, **arguments)
-            except LabError as err:
+            except Exception as err:  # noqa: BLE001 - one failed rollback must not skip the others
                 self.errors.append(f"rollback {func}: {err}")
                 self.journal.record("rollbacks", activity, start, "failed", error=str(err))
                 continue
-            self.events.append(outcome.event("rollback"))
+            self.record(outcome.event("rollback"))
             self.journal.record("rollbacks", activity, start, "succeeded", output=outcome.event("rollback"))
             console.print(f"  rollback: {outcome.action} {outcome.target}")
 
@@ -295,7 +306,8 @@ class Run:
         with (self.dir / "events.jsonl").open("w") as f:
             f.writelines(json.dumps(e) + "\n" for e in self.events)
         steady = self.steady_state()
-        journal = self.journal.render(self.status, steady, {"errors": self.errors, "health_after": after})
+        journal = self.journal.render(self.status, steady, {"errors": self.errors, "health_after": after,
+                                                            "steady_state_windows_ns": self.windows})
         (self.dir / "journal.json").write_text(json.dumps(journal, indent=1) + "\n")
         (self.dir / "meta.json").write_text(json.dumps(self.meta(steady, after), indent=1) + "\n")
         self.conn.run(f"rm -rf {self.remote}", hide=True, warn=True)
@@ -331,7 +343,8 @@ class Run:
         before_end = self.marks.get("method_start", self.marks["recover_end"])
         windows = {"before": (before_end - w, before_end),
                    "after": (self.marks["recover_end"] - w, self.marks["recover_end"])}
-        return {name: evaluate(self.exp, probes.window(records, lo, hi), lo, hi)
+        self.windows = {name: [lo, hi] for name, (lo, hi) in windows.items()}
+        return {name: evaluate(self.exp, probes.window(records, lo, hi))
                 for name, (lo, hi) in windows.items()}
 
     def meta(self, steady: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -346,21 +359,21 @@ class Run:
             "description": self.exp.description, "lab": self.lab.as_dict(), "settings": self.settings,
             "tools": {"unbound": lines[1], "keepalived": lines[2], "ipvsadm": lines[3], "locust": lines[4]},
             "kernel": lines[0], "start": utc_iso(first_t), "end": utc_iso(last_t), "status": self.status,
-            "steady_state": steady, "healthy_after": after["ok"], "errors": self.errors,
+            "steady_state": steady, "steady_state_windows_ns": self.windows,
+            "healthy_after": after["ok"], "errors": self.errors,
             "timing": {"warmup_s": self.exp.timing.warmup_s, "steady_s": self.exp.timing.steady_s,
                        "recover_s": self.exp.timing.recover_s},
         }
 
 
-def evaluate(exp: Experiment, records: Any, start_ns: int, end_ns: int) -> dict[str, Any]:
-    """Each steady-state probe's value over a window of records against its tolerance."""
-    results = []
+def evaluate(exp: Experiment, records: Any) -> dict[str, dict[str, Any]]:
+    """Each steady-state probe's value over a window of records against its tolerance, by probe name."""
+    out = {}
     for tol in exp.hypothesis:
         value = tol.call.resolve()(records, **tol.call.arguments)
-        results.append({"name": tol.name, "value": value, "tolerance": [tol.low, tol.high],
-                        "ok": tol.low <= value <= tol.high})
-    return {"window_ns": [start_ns, end_ns], "queries": int(len(records)), "probes": results,
-            "met": all(r["ok"] for r in results)}
+        out[tol.name] = {"ok": tol.low <= value <= tol.high, "value": round(value, 6),
+                         "tolerance": [tol.low, tol.high]}
+    return out
 
 
 @contextmanager
