@@ -1,0 +1,232 @@
+"""Read and validate a run directory (DESIGN section 5) into plain frames.
+
+Every problem becomes a one-line `LabError` naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import csv as std_csv
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyarrow import csv
+
+from lab.errors import LabError
+
+_DICT = pa.dictionary(pa.int32(), pa.string())
+
+QUERY_COLUMNS: dict[str, pa.DataType] = {
+    "t_send_ns": pa.int64(),
+    "latency_ms": pa.float64(),
+    "outcome": _DICT,
+    "rcode": _DICT,
+    "resolver": _DICT,
+    "proto": _DICT,
+    "qname": _DICT,
+    "qtype": _DICT,
+    "src_port": pa.int32(),
+    "worker": _DICT,
+}
+IPVS_COLUMNS: dict[str, pa.DataType] = {
+    "t_ns": pa.int64(),
+    "vip": _DICT,
+    "proto": _DICT,
+    "real_server": _DICT,
+    "weight": pa.int64(),
+    "active_conns": pa.int64(),
+    "inactive_conns": pa.int64(),
+}
+OUTCOMES = ("ok", "timeout", "error", "rcode")
+PROTOS = ("udp", "tcp")
+EVENT_KINDS = ("fault", "rollback", "note")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run directory, read: `queries` and `ipvs` are DataFrames, `events` is sorted by t_ns."""
+
+    path: Path
+    meta: dict[str, Any]
+    queries: pd.DataFrame
+    events: pd.DataFrame
+    ipvs: pd.DataFrame
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta.get("run_id") or self.path.name)
+
+
+def load_run(path: str | Path) -> Run:
+    """Read meta.json, queries.csv, events.jsonl and ipvs.csv from `path` and check them."""
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise LabError(f"{run_dir}: not a run directory (expected meta.json and queries.csv inside)")
+    meta = read_meta(run_dir / "meta.json")
+    queries = read_queries(run_dir / "queries.csv")
+    events = read_events(run_dir / "events.jsonl")
+    ipvs = read_ipvs(run_dir / "ipvs.csv")
+    check_event_servers(run_dir, events, ipvs)
+    return Run(run_dir, meta, queries, events, ipvs)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """meta.json as a dict; it must exist and hold a JSON object."""
+    if not path.is_file():
+        raise LabError(f"{path}: missing; the chaos runner writes it with every run")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise LabError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise LabError(f"{path}: must hold a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def _header(path: Path) -> list[str]:
+    with path.open("rb") as fh:
+        line = fh.readline().decode("utf-8", "replace").strip()
+    return [c.strip() for c in next(std_csv.reader([line]))] if line else []
+
+
+def _read_csv(path: Path, columns: dict[str, pa.DataType], *, required: bool) -> pa.Table | None:
+    """Read `path` with pyarrow's CSV reader and explicit types; None when optional and absent."""
+    if not path.is_file():
+        if required:
+            raise LabError(f"{path}: missing; a run needs it (DESIGN section 5)")
+        return None
+    header = _header(path)
+    if not header:
+        raise LabError(f"{path}: empty file, no header line; expected columns {', '.join(columns)}")
+    for name in columns:
+        if name not in header:
+            close = difflib.get_close_matches(name, header, n=1)
+            hint = f" (found {close[0]!r}: misspelled?)" if close else ""
+            raise LabError(f"{path}: missing column {name!r}{hint}; expected columns {', '.join(columns)}")
+    options = csv.ConvertOptions(
+        column_types=columns, include_columns=list(columns), strings_can_be_null=True
+    )
+    try:
+        return csv.read_csv(path, convert_options=options)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        first = " ".join(str(err).split())
+        raise LabError(f"{path}: corrupt CSV: {first}") from None
+
+
+def _no_nulls(path: Path, table: pa.Table, names: tuple[str, ...]) -> None:
+    for name in names:
+        nulls = table.column(name).null_count
+        if nulls:
+            raise LabError(f"{path}: column {name!r} is empty in {nulls} row(s); every row needs it")
+
+
+def _allowed(path: Path, table: pa.Table, name: str, allowed: tuple[str, ...]) -> None:
+    values = pc.unique(table.column(name).cast(pa.string())).to_pylist()
+    bad = sorted(str(v) for v in values if v is not None and v not in allowed)
+    if bad:
+        raise LabError(
+            f"{path}: column {name!r} has {', '.join(map(repr, bad))}; allowed: {', '.join(allowed)}"
+        )
+
+
+def read_queries(path: Path) -> pd.DataFrame:
+    """queries.csv as a DataFrame: int64 times, float latency, categorical strings."""
+    table = _read_csv(path, QUERY_COLUMNS, required=True)
+    assert table is not None
+    if table.num_rows == 0:
+        raise LabError(f"{path}: no queries recorded (empty run); run the load again")
+    _no_nulls(path, table, ("t_send_ns", "outcome", "proto", "worker"))
+    _allowed(path, table, "outcome", OUTCOMES)
+    _allowed(path, table, "proto", PROTOS)
+    ok_without_latency = pc.sum(
+        pc.and_(
+            pc.equal(table.column("outcome").cast(pa.string()), "ok"), pc.is_null(table.column("latency_ms"))
+        )
+    ).as_py()
+    if ok_without_latency:
+        raise LabError(f"{path}: {ok_without_latency} row(s) with outcome 'ok' have no latency_ms")
+    frame = table.to_pandas()
+    frame["src_port"] = frame["src_port"].fillna(-1).astype("int32")
+    return frame
+
+
+def read_ipvs(path: Path) -> pd.DataFrame:
+    """ipvs.csv as a DataFrame (empty with the right columns when the run has none)."""
+    table = _read_csv(path, IPVS_COLUMNS, required=False)
+    if table is None:
+        return pd.DataFrame(
+            {
+                name: pd.Series(dtype="int64" if t == pa.int64() else "object")
+                for name, t in IPVS_COLUMNS.items()
+            }
+        )
+    _no_nulls(path, table, ("t_ns", "real_server", "weight"))
+    return table.to_pandas()
+
+
+def _event(path: Path, lineno: int, obj: Any) -> dict[str, Any]:
+    where = f"{path}: line {lineno}"
+    if not isinstance(obj, dict):
+        raise LabError(f"{where}: must be a JSON object")
+    for key, kind in (("t_ns", int), ("kind", str), ("action", str), ("target", str)):
+        if not isinstance(obj.get(key), kind) or isinstance(obj.get(key), bool):
+            raise LabError(f"{where}: key {key!r} must be {kind.__name__}, got {obj.get(key)!r}")
+    if obj["kind"] not in EVENT_KINDS:
+        raise LabError(f"{where}: kind {obj['kind']!r} is not one of {', '.join(EVENT_KINDS)}")
+    detail = obj.get("detail", {})
+    if not isinstance(detail, dict):
+        raise LabError(f"{where}: key 'detail' must be an object, got {detail!r}")
+    real_server = detail.get("real_server")
+    if real_server is not None and not isinstance(real_server, str):
+        raise LabError(f"{where}: detail.real_server must be 'IP:PORT', got {real_server!r}")
+    return {
+        "t_ns": obj["t_ns"],
+        "kind": obj["kind"],
+        "action": obj["action"],
+        "target": obj["target"],
+        "real_server": real_server,
+        "line": lineno,
+        "detail": detail,
+    }
+
+
+def read_events(path: Path) -> pd.DataFrame:
+    """events.jsonl as a DataFrame sorted by t_ns (empty when the run has no events file)."""
+    rows: list[dict[str, Any]] = []
+    if path.is_file():
+        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise LabError(f"{path}: line {lineno}: not valid JSON ({err.msg})") from None
+            rows.append(_event(path, lineno, obj))
+    columns = ["t_ns", "kind", "action", "target", "real_server", "line", "detail"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["t_ns"] = frame["t_ns"].astype("int64")
+    return frame.sort_values("t_ns", kind="stable").reset_index(drop=True)
+
+
+def check_event_servers(run_dir: Path, events: pd.DataFrame, ipvs: pd.DataFrame) -> None:
+    """Every real_server an event names must appear in ipvs.csv, spelled the same."""
+    named = events.dropna(subset=["real_server"])
+    if named.empty:
+        return
+    known = set(ipvs["real_server"].astype(str).unique())
+    for row in named.itertuples():
+        if row.real_server not in known:
+            if not known:
+                raise LabError(
+                    f"{run_dir / 'events.jsonl'}: line {row.line}: names real_server "
+                    f"{row.real_server!r} but {run_dir / 'ipvs.csv'} is missing or empty"
+                )
+            raise LabError(
+                f"{run_dir / 'events.jsonl'}: line {row.line}: real_server {row.real_server!r} "
+                f"never appears in ipvs.csv (known: {', '.join(sorted(known))})"
+            )
