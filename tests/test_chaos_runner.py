@@ -1,0 +1,40 @@
+"""The runner's pure parts: the settings a run varies, steady-state verdicts, the journal."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from chaos.experiment import load_experiment
+from chaos.journal import Journal, utc_iso
+from chaos.runner import evaluate, flatten, settings_of
+from lab.config import parse_lab
+
+
+def test_flatten_keeps_sysctl_names_whole():
+    assert flatten({"sysctl": {"net.ipv4.vs.conntrack": 1}, "load": {"rate": 5}}) == {
+        "sysctl.net.ipv4.vs.conntrack": 1, "load.rate": 5}
+
+
+def test_settings_of_merges_experiment_and_cell(raw_lab):
+    exp = load_experiment("udp-timeout", parse_lab(raw_lab))
+    settings = settings_of(exp, {"check": {"delay_loop": 1}})
+    assert settings == {"sysctl.net.ipv4.vs.expire_nodest_conn": 0, "load.rate": 300, "load.users": 2,
+                        "load.socket_mode": "reuse", "check.delay_loop": 1}
+
+
+def test_evaluate_gives_a_verdict_per_probe(raw_lab):
+    exp = load_experiment("kill-one", parse_lab(raw_lab))
+    n = 1000
+    records = pd.DataFrame({"t_send_ns": range(n), "latency_ms": [1.0] * n,
+                            "outcome": ["ok"] * (n - 2) + ["timeout"] * 2})
+    verdicts = evaluate(exp, records)
+    assert verdicts["success ratio"] == {"ok": False, "value": 0.998, "tolerance": [0.999, 1.0]}
+    assert verdicts["p99 latency (ms)"]["ok"] and verdicts["queries in the window"]["ok"]
+
+
+def test_journal_marks_a_deviation():
+    journal = Journal(experiment={"title": "t"})
+    journal.record("run", {"name": "kill"}, utc_iso(), "succeeded", output={"t_ns": 1})
+    out = journal.render("completed", {"before": {"x": {"ok": True}}, "after": {"x": {"ok": False}}}, {})
+    assert out["deviated"] is True and out["run"][0]["status"] == "succeeded"
+    assert out["start"].endswith("Z") and utc_iso(0) == "1970-01-01T00:00:00.000Z"
