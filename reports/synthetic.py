@@ -233,7 +233,8 @@ def write_planted_run(run_dir: Path, run_id: str = "planted", settings: dict[str
 
 def write_bulk_run(run_dir: Path, rows: int, *, rate: float = 20_000.0, seed: int = 0) -> Path:
     """A large run: `rows` queries at `rate`/s from 8 workers over 3 resolvers, rs2 killed at 40 %
-    of the run and removed 1.2 s later, a few fixed-port workers black-holed until the rollback."""
+    of the run and removed 1.2 s later; worker w7 reuses one source port and stays black-holed on rs2
+    until the rollback at 70 %."""
     rng = np.random.default_rng(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     send = T0_NS + np.sort(rng.uniform(0, rows / rate * 1e9, rows)).astype(np.int64)
@@ -241,11 +242,12 @@ def write_bulk_run(run_dir: Path, rows: int, *, rate: float = 20_000.0, seed: in
     t_fault, t_removed, t_back = (T0_NS + int(duration * f) for f in (0.4, 0.4, 0.7))
     t_removed += 1_200 * MS
     worker = rng.integers(0, 8, rows)
-    port = np.where(worker == 7, REUSED_PORT, rng.integers(32768, 60999, rows)).astype(np.int32)
+    pinned = worker == 7
+    port = np.where(pinned, REUSED_PORT, rng.integers(32768, 60999, rows)).astype(np.int32)
     resolver = rng.integers(0, 3, rows)
-    resolver[worker == 7] = 1
-    dead = (resolver == 1) & (send >= t_fault) & (((send < t_removed) & (worker != 7)) | (send < t_back))
-    resolver[(resolver == 1) & (send >= t_removed) & (send < t_back) & (worker != 7)] = 0
+    resolver[pinned] = 1
+    dead = (resolver == 1) & (send >= t_fault) & np.where(pinned, send < t_back, send < t_removed)
+    resolver[(resolver == 1) & (send >= t_removed) & (send < t_back) & ~pinned] = 0
     outcome = np.where(dead, 1, np.where(rng.random(rows) < 1e-4, 2, 0))
     latency = np.round(rng.lognormal(np.log(0.4), 0.5, rows), 3)
     answered = outcome == 0
