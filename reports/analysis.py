@@ -111,6 +111,7 @@ class Analysis:
             "max_stall_at_ns": self.max_stall_at_ns,
             "latency_ms": self.latency_ms,
             "duration_s": (self.end_ns - self.t0_ns) / NS_PER_S,
+            # 1 s bins: answers/s summed over the run is the count of ok answers per resolver
             "answers_by_resolver": {str(k): int(v) for k, v in self.answers_per_second.sum().items()},
         }
 
