@@ -60,7 +60,7 @@ def free_port(address: str, kind: int = socket.SOCK_DGRAM) -> int:
     raise RuntimeError(f"no free port on {address}")
 
 
-def start_unbound(workdir: Path, address: str, port: int) -> subprocess.Popen:
+def start_unbound(workdir: Path, address: str, port: int, name: str = "bench") -> subprocess.Popen:
     """Unbound with the lab zone on address:port, one thread, pinned to SERVER_CPU; waits until it answers."""
     from ipaddress import IPv4Address
 
@@ -68,7 +68,7 @@ def start_unbound(workdir: Path, address: str, port: int) -> subprocess.Popen:
     from lab.render import render_unbound
 
     conf = workdir / "unbound.conf"
-    conf.write_text(render_unbound(load_lab(), Resolver("bench", IPv4Address(address)), port=port,
+    conf.write_text(render_unbound(load_lab(), Resolver(name, IPv4Address(address)), port=port,
                                    threads=1, username="", extra_allow=["127.0.0.0/8"]))
     with open(workdir / "unbound.log", "w") as errors:
         proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, "unbound", "-d", "-c", str(conf)],

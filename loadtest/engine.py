@@ -312,6 +312,7 @@ class Engine:
     # -- timeouts -------------------------------------------------------------------------------
 
     def _on_scan(self) -> None:
+        self._on_ready()  # replies already waiting (e.g. after the loop was busy) are not timeouts
         limit = monotonic_ns() - self._timeout_ns
         expired = []
         for qid, entry in self._pending.items():

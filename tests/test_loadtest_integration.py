@@ -1,0 +1,195 @@
+"""The Locust DNS user against a real Unbound on loopback, run as `locust` subprocesses."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from loadtest.bench import free_port, start_unbound
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+ADDRESS = "127.0.0.83"
+RESOLVER = "it1"
+LOCUST = [sys.executable, "-m", "locust", "-f", str(REPO / "loadtest" / "dns.py")]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A lab-zone Unbound named it1 on 127.0.0.83:<free port>; yields (address:port, Popen)."""
+    workdir = tmp_path_factory.mktemp("unbound")
+    port = free_port(ADDRESS)
+    proc = start_unbound(workdir, ADDRESS, port, name=RESOLVER)
+    yield f"{ADDRESS}:{port}", proc
+    os.kill(proc.pid, signal.SIGCONT)
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _locust(host: str, *args: str, seconds: float | None = 3, prefix: list[str] = ()) -> list[str]:
+    run_time = ["-t", f"{seconds}s"] if seconds else []
+    return [*prefix, *LOCUST, "--headless", "--host", host, *run_time, "--loglevel", "WARNING", *args]
+
+
+def _run(command: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def _rows(directory: Path) -> list[dict]:
+    with open(directory / "queries.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _locust_stats(prefix: Path) -> dict[str, dict]:
+    """Locust's final stats (--json-file; its --csv files lag up to a second behind the end)."""
+    entries = json.loads(Path(f"{prefix}.json").read_text())
+    return {f"{e['method']} {e['name']}": e for e in entries}
+
+
+def _wait_for_records(directory: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.suffix == ".dq" and p.stat().st_size > 200 for p in directory.glob("*.dq")):
+            return
+        time.sleep(0.05)
+    raise AssertionError("no records were flushed")
+
+
+def test_every_query_is_recorded_with_its_outcome_and_resolver(server, tmp_path):
+    host, _ = server
+    records, prefix = tmp_path / "records", tmp_path / "stats"
+    names = "www.lab.test:A,nx.lab.test:A:NXDOMAIN,outside.example:A,mail.lab.test:A"
+    result = _run(_locust(host, "-u", "3", "-r", "3", "--dns-rate", "600", "--dns-who-share", "0.4",
+                          "--dns-tcp-share", "0.3", "--dns-names", names, "--dns-records", str(records),
+                          "--json-file", str(prefix), "--csv", str(prefix)))
+    assert result.returncode == 1, result.stderr  # Locust's exit code when requests failed (REFUSED)
+    rows = _rows(records)
+    stats = _locust_stats(prefix)
+    assert len(rows) == sum(e["num_requests"] for e in stats.values()) > 1000
+    assert [int(r["t_send_ns"]) for r in rows] == sorted(int(r["t_send_ns"]) for r in rows)
+    by_name: dict[str, list[dict]] = {}
+    for row in rows:
+        by_name.setdefault(row["qname"], []).append(row)
+    assert {r["outcome"] for r in by_name["who.lab.test"]} == {"ok"}
+    assert {r["resolver"] for r in by_name["who.lab.test"]} == {RESOLVER}
+    www = by_name["www.lab.test"]
+    assert {(r["outcome"], r["rcode"], r["resolver"]) for r in www} == {("ok", "NOERROR", "")}
+    assert {(r["outcome"], r["rcode"]) for r in by_name["nx.lab.test"]} == {("ok", "NXDOMAIN")}
+    refused = by_name["outside.example"]
+    assert {(r["outcome"], r["rcode"]) for r in refused} == {("rcode", "REFUSED")}
+    assert all(float(r["latency_ms"]) > 0 for r in rows)
+    assert len(by_name["who.lab.test"]) / len(rows) == pytest.approx(0.4, abs=0.03)
+    assert sum(r["proto"] == "tcp" for r in rows) / len(rows) == pytest.approx(0.3, abs=0.03)
+    assert len({r["worker"] for r in rows}) == 3
+    udp_ports = [r["src_port"] for r in rows if r["proto"] == "udp"]
+    assert len(set(udp_ports)) > len(udp_ports) / 2, "fresh mode: a new source port per query"
+    failures = sum(e["num_failures"] for e in stats.values())
+    outside = [stats[f"{proto} outside.example A"]["num_failures"] for proto in ("UDP", "TCP")]
+    assert failures == len(refused) == sum(outside)
+    assert stats["UDP nx.lab.test A"]["num_failures"] == 0
+    with open(f"{prefix}_failures.csv", newline="") as handle:
+        assert {row["Error"] for row in csv.DictReader(handle)} == {"REFUSED"}
+
+
+def test_reuse_mode_keeps_one_source_port_per_user(server, tmp_path):
+    host, _ = server
+    records = tmp_path / "records"
+    result = _run(_locust(host, "-u", "3", "-r", "3", "--dns-rate", "300", "--dns-socket-mode", "reuse",
+                          "--dns-records", str(records), seconds=2))
+    assert result.returncode == 0, result.stderr
+    ports: dict[str, set[str]] = {}
+    for row in _rows(records):
+        ports.setdefault(row["worker"], set()).add(row["src_port"])
+    assert len(ports) == 3 and all(len(p) == 1 for p in ports.values())
+    assert len(set.union(*ports.values())) == 3
+
+
+def test_a_stopped_server_shows_as_timeouts_and_a_stall_of_the_stop_length(server, tmp_path):
+    host, unbound = server
+    records = tmp_path / "records"
+    load = subprocess.Popen(_locust(host, "-u", "2", "-r", "2", "--dns-rate", "1000",
+                                    "--dns-timeout-ms", "100", "--dns-records", str(records), seconds=4),
+                            cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_records(records)
+        time.sleep(0.5)
+        stopped_ns = time.time_ns()
+        os.kill(unbound.pid, signal.SIGSTOP)
+        time.sleep(0.6)
+        resumed_ns = time.time_ns()
+        os.kill(unbound.pid, signal.SIGCONT)
+        assert load.wait(timeout=60) in (0, 1), load.stderr.read()
+    finally:
+        os.kill(unbound.pid, signal.SIGCONT)
+        if load.poll() is None:
+            load.kill()
+    rows = _rows(records)
+    timeouts = [int(r["t_send_ns"]) for r in rows if r["outcome"] == "timeout"]
+    assert len(timeouts) > 200
+    # sent while stopped (or within the timeout before it, or before Unbound drained its full buffer);
+    # a loaded machine may add a stray timeout elsewhere, so tolerate a few
+    inside = [t for t in timeouts if stopped_ns - 120e6 <= t <= resumed_ns + 20e6]
+    assert len(inside) >= 0.98 * len(timeouts)
+    answers = sorted(int(r["t_send_ns"]) + float(r["latency_ms"]) * 1e6 for r in rows if r["outcome"] == "ok")
+    stall_ns = max(b - a for a, b in zip(answers, answers[1:], strict=False))
+    assert stall_ns == pytest.approx(resumed_ns - stopped_ns, abs=20e6)
+    assert {r["outcome"] for r in rows} == {"ok", "timeout"}
+
+
+def test_a_sigkilled_run_leaves_its_flushed_records(server, tmp_path):
+    host, _ = server
+    records = tmp_path / "records"
+    load = subprocess.Popen(_locust(host, "-u", "2", "-r", "2", "--dns-rate", "500",
+                                    "--dns-records", str(records), seconds=None), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_records(records)
+        time.sleep(1.5)
+    finally:
+        load.send_signal(signal.SIGKILL)
+        load.wait()
+    merged = _run([sys.executable, "-m", "loadtest.merge", str(records)])
+    assert merged.returncode == 0, merged.stderr
+    rows = _rows(records)
+    assert len(rows) >= 500
+    assert all(r["outcome"] == "ok" and r["resolver"] == RESOLVER for r in rows)
+    assert [int(r["t_send_ns"]) for r in rows] == sorted(int(r["t_send_ns"]) for r in rows)
+
+
+def test_processes_each_write_a_file_and_the_merge_covers_them_all(server, tmp_path):
+    host, _ = server
+    records, prefix = tmp_path / "records", tmp_path / "stats"
+    result = _run(_locust(host, "--processes", "2", "-u", "4", "-r", "4", "--dns-rate", "400",
+                          "--dns-records", str(records), "--json-file", str(prefix), seconds=3), timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert len(list(records.glob("*.dq"))) == 2
+    rows = _rows(records)
+    assert len(rows) == sum(e["num_requests"] for e in _locust_stats(prefix).values()) > 500
+    assert len({r["worker"] for r in rows}) == 4
+
+
+@pytest.mark.parametrize(("args", "prefix", "expected"), [
+    (["--dns-rate", "fast"], [], "--dns-rate: 'fast' is not a float"),
+    (["--dns-records", "/proc/version/x"], [], "--dns-records: '/proc/version/x' is not writable"),
+    # in a fresh network namespace, so the name lookup cannot leave the machine
+    ([], ["unshare", "-n", "--"], "--host: cannot resolve 'no-such-host.invalid'"),
+])
+def test_bad_input_is_one_line_and_no_load(server, args, prefix, expected):
+    host = "no-such-host.invalid:53" if prefix else server[0]
+    started = time.monotonic()
+    result = _run(_locust(host, "-u", "1", "-r", "1", *args, prefix=prefix), timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"dnslab loadtest: error: {expected}")
+    assert "Traceback" not in result.stderr and "Ramping" not in result.stderr
+    assert time.monotonic() - started < 15

@@ -1,0 +1,167 @@
+"""Unit tests of the load generator's pure parts: wire format, knobs, schedule, records, merge."""
+
+from __future__ import annotations
+
+import csv
+import os
+from types import SimpleNamespace
+
+import dns.message
+import dns.rcode
+import dns.rrset
+import pytest
+
+from loadtest.bench import send_accuracy
+from loadtest.merge import HEADER, merge
+from loadtest.options import (
+    DEFAULT_NAMES,
+    LoadError,
+    Query,
+    build_schedule,
+    check_records_dir,
+    parse_queries,
+    parse_settings,
+)
+from loadtest.records import NO_RCODE, OK, RCODE, TIMEOUT, Recorder, read_worker_file
+from loadtest.wire import encode_query, first_txt, rcode_name, reply_header, with_id
+
+
+def _options(**overrides) -> SimpleNamespace:
+    values = {"dns_rate": "0", "dns_window": "0", "dns_timeout_ms": "1000", "dns_retries": "0",
+              "dns_tcp_share": "0", "dns_who_share": "1", "dns_names": DEFAULT_NAMES,
+              "dns_socket_mode": "fresh", "dns_records": "", "dns_port": "53"}
+    values.update(overrides)
+    return SimpleNamespace(**values)
+
+
+def _reply(query: bytes, txt: str | None = None, rcode: int = 0) -> bytes:
+    message = dns.message.make_response(dns.message.from_wire(query))
+    message.set_rcode(dns.rcode.Rcode(rcode))
+    if txt is not None:
+        message.answer.append(dns.rrset.from_text(message.question[0].name, 0, "IN", "TXT", f'"{txt}"'))
+    return message.to_wire()
+
+
+def test_query_is_encoded_once_and_only_the_id_changes():
+    query = encode_query("who.lab.test", "TXT")
+    patched = with_id(query, 0xBEEF)
+    assert patched[:2] == b"\xbe\xef" and patched[2:] == query[2:]
+    parsed = dns.message.from_wire(patched)
+    assert parsed.id == 0xBEEF and str(parsed.question[0].name) == "who.lab.test."
+    assert parsed.edns < 0, "no EDNS, so the answer section starts right after the question"
+
+
+def test_reply_header_and_resolver_name():
+    query = with_id(encode_query("who.lab.test", "TXT"), 4242)
+    assert reply_header(_reply(query, "rs2")) == (4242, 0)
+    assert first_txt(_reply(query, "rs2"), len(query)) == "rs2"
+    assert first_txt(_reply(query), len(query)) == ""
+    assert reply_header(_reply(query, rcode=5)) == (4242, 5)
+    assert first_txt(_reply(query)[:20], len(query)) == ""
+    a_query = encode_query("www.lab.test", "A")
+    a_reply = dns.message.make_response(dns.message.from_wire(a_query))
+    a_reply.answer.append(dns.rrset.from_text("www.lab.test.", 60, "IN", "A", "192.0.2.10"))
+    assert first_txt(a_reply.to_wire(), len(a_query)) == ""
+    assert rcode_name(3) == "NXDOMAIN"
+
+
+def test_names_parse_with_types_and_expected_rcodes():
+    assert parse_queries("www.lab.test, nx.lab.test:aaaa:nxdomain,lab.test:MX") == (
+        Query("www.lab.test", "A", 0), Query("nx.lab.test", "AAAA", 3), Query("lab.test", "MX", 0))
+    for bad in ("www.lab.test:BOGUS", "a:A:NOPE", "a:A:NOERROR:x"):
+        with pytest.raises(LoadError, match="--dns-names"):
+            parse_queries(bad)
+
+
+@pytest.mark.parametrize(("key", "value", "flag"), [
+    ("dns_rate", "fast", "--dns-rate"), ("dns_rate", "-1", "--dns-rate"),
+    ("dns_tcp_share", "1.5", "--dns-tcp-share"), ("dns_who_share", "nan", "--dns-who-share"),
+    ("dns_timeout_ms", "0", "--dns-timeout-ms"), ("dns_socket_mode", "sticky", "--dns-socket-mode"),
+    ("dns_port", "70000", "--dns-port"), ("dns_retries", "1.5", "--dns-retries"),
+])
+def test_bad_knobs_name_the_flag(key, value, flag):
+    with pytest.raises(LoadError) as info:
+        parse_settings(_options(**{key: value}))
+    message = str(info.value)
+    assert message.startswith(flag) and "\n" not in message
+
+
+def test_settings_defaults_and_window_by_model():
+    closed = parse_settings(_options())
+    assert closed.queries[0] == Query("who.lab.test", "TXT") and closed.window == 100
+    assert parse_settings(_options(dns_rate="500")).window == 10_000
+    assert parse_settings(_options(dns_timeout_ms="100")).scan_interval_s == pytest.approx(0.005)
+    with pytest.raises(LoadError, match="--dns-names"):
+        parse_settings(_options(dns_names="", dns_who_share="0.5"))
+
+
+def test_schedule_keeps_the_shares_and_spreads_them():
+    settings = parse_settings(_options(dns_who_share="0.3", dns_tcp_share="0.25",
+                                       dns_names="a.lab.test,b.lab.test"))
+    schedule = build_schedule(settings)
+    n = len(schedule)
+    assert sum(q == 0 for q, _ in schedule) / n == pytest.approx(0.3, abs=0.001)
+    assert sum(p for _, p in schedule) / n == pytest.approx(0.25, abs=0.001)
+    assert abs(sum(q == 1 for q, _ in schedule) - sum(q == 2 for q, _ in schedule)) <= 1
+    first_hundred = schedule[:100]
+    assert 25 <= sum(q == 0 for q, _ in first_hundred) <= 35, "shares hold locally, not only on average"
+    assert 20 <= sum(p for _, p in first_hundred) <= 30
+
+
+def test_records_dir_must_be_writable(tmp_path):
+    check_records_dir(str(tmp_path / "new" / "dir"))
+    assert (tmp_path / "new" / "dir").is_dir()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(LoadError, match="--dns-records"):
+        check_records_dir(str(blocker))
+
+
+def test_records_round_trip_and_a_torn_last_chunk_is_ignored(tmp_path):
+    recorder = Recorder(str(tmp_path), "w1", [("who.lab.test", "TXT"), ("www.lab.test", "A")])
+    rs1 = recorder.resolver_index("rs1")
+    assert recorder.resolver_index("") == 0 and recorder.resolver_index("rs1") == rs1 == 1
+    recorder.add(1_000, 250_000, 40000, 0, 0, rs1, OK, 0, 0)
+    recorder.add(2_000, -1, 40001, 1, 1, 0, TIMEOUT, NO_RCODE, 1)
+    assert recorder.flush() == 2
+    recorder.add(3_000, 100, 40002, 1, 1, 0, RCODE, 5, 0)
+    recorder.flush()
+    size_before_torn = os.path.getsize(recorder.path)
+    with open(recorder.path, "ab") as handle:  # a chunk cut short, as a SIGKILL mid-write leaves it
+        handle.write(b"DQR\x00\xff\x00\x00\x00partial")
+    wf = read_worker_file(recorder.path)
+    assert wf.worker == "w1" and not wf.complete and wf.resolvers == ["", "rs1"]
+    assert list(wf.rows()) == [(1_000, 250_000, 40000, 0, 0, 1, OK, 0, 0),
+                               (2_000, -1, 40001, 1, 1, 0, TIMEOUT, NO_RCODE, 1),
+                               (3_000, 100, 40002, 1, 1, 0, RCODE, 5, 0)]
+    assert size_before_torn < os.path.getsize(recorder.path)
+
+
+def test_merge_sorts_all_workers_by_send_time(tmp_path):
+    queries = [("who.lab.test", "TXT"), ("nx.lab.test", "A")]
+    a, b = Recorder(str(tmp_path), "hostA-1", queries), Recorder(str(tmp_path), "hostA-2", queries)
+    a.add(30, 1_500_000, 1111, 0, 0, a.resolver_index("rs3"), OK, 0, 0)
+    a.add(10, -1, 1112, 0, 1, 0, TIMEOUT, NO_RCODE, 1)
+    b.add(20, 2_000, 2222, 4, 1, 0, OK, 3, 0)
+    a.close()
+    b.flush()  # b never closes: as after a SIGKILL
+    path, count = merge(str(tmp_path))
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert count == 3 and tuple(rows[0]) == HEADER
+    assert rows[1:] == [
+        ["10", "", "timeout", "", "", "tcp", "nx.lab.test", "A", "1112", "hostA-1.u0"],
+        ["20", "0.002", "ok", "NXDOMAIN", "", "udp", "nx.lab.test", "A", "2222", "hostA-2.u4"],
+        ["30", "1.500", "ok", "NOERROR", "rs3", "udp", "who.lab.test", "TXT", "1111", "hostA-1.u0"],
+    ]
+
+
+def test_send_accuracy_fits_each_users_schedule():
+    from array import array
+
+    interval = 4_000_000  # 250 q/s
+    late = [1_000_000 if i % 100 == 0 else 0 for i in range(1000)]
+    user = array("q", (5_000_000_000 + i * interval + late[i] for i in range(1000)))
+    result = send_accuracy([user, array("q", (t + 7 for t in user))], 250.0)
+    assert result["achieved_qps"] == pytest.approx(500, rel=0.001)
+    assert result["jitter_p99_ms"] == pytest.approx(1.0, abs=0.01)
