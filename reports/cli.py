@@ -6,26 +6,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from lab.errors import LabError, cli_guard
 from lab.state import runs_dir
-from reports.analysis import analyse
-from reports.figures import render_figures
-from reports.html import render_report
-from reports.index import SUMMARY_FILE, write_index
-from reports.load import load_run
-
-
-def build_report(run_dir: str | Path) -> dict[str, Any]:
-    """Analyse a run, write RUN_DIR/report.html and RUN_DIR/summary.json; return the summary."""
-    run = load_run(run_dir)
-    analysis = analyse(run.queries, run.events, run.ipvs, run.meta)
-    html = render_report(run, analysis, render_figures(run, analysis))
-    (run.path / "report.html").write_text(html)
-    summary = analysis.summary()
-    (run.path / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
-    return summary
+from reports.build import build_report
+from reports.index import write_index
 
 
 def is_run_dir(path: Path) -> bool:

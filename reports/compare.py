@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.analysis import DEFINITIONS, analyse
+from reports.build import write_report
 from reports.figures import bar_chart
 from reports.html import environment, flatten, fmt
 from reports.load import load_run
@@ -26,9 +27,12 @@ METRICS: tuple[tuple[str, str], ...] = (
 
 
 def run_row(run_dir: Path) -> dict[str, Any]:
-    """One run's settings and metrics as a flat row (worst fault for per-fault metrics)."""
+    """One run's settings and metrics as a flat row (worst fault for per-fault metrics).
+
+    Writes the run's own report.html when it has none yet, so that the comparison can link to it."""
     run = load_run(run_dir)
-    s = analyse(run.queries, run.events, run.ipvs, run.meta).summary()
+    analysis = analyse(run.queries, run.events, run.ipvs, run.meta)
+    s = write_report(run, analysis) if not (run.path / "report.html").is_file() else analysis.summary()
     faults = s["faults"]
     detections = [f["detection_ms"] for f in faults if f["detection_ms"] is not None]
     return {

@@ -102,6 +102,7 @@ def test_compare_has_a_row_per_run_with_its_settings(tmp_path: Path) -> None:
     header = html.split("<table>")[1].split("</tr>")[0]
     assert "<th>expire_nodest_conn</th>" in header and "socket_mode" not in header  # only varied settings
     assert html.count('href="runs/cell-') == 2
+    assert all((run / "report.html").is_file() for run in runs)  # written so that the links work
     assert html.count('<img src="data:image/png;base64,') == 3
     assert "1,990.0" in html  # the worst fault's failover window
 

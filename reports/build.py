@@ -1,0 +1,27 @@
+"""Write a run's report: report.html (figures embedded) and summary.json beside the records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reports.analysis import Analysis, analyse
+from reports.figures import render_figures
+from reports.html import render_report
+from reports.index import SUMMARY_FILE
+from reports.load import Run, load_run
+
+
+def write_report(run: Run, analysis: Analysis) -> dict[str, Any]:
+    """Write RUN_DIR/report.html and RUN_DIR/summary.json for an analysed run; return the summary."""
+    (run.path / "report.html").write_text(render_report(run, analysis, render_figures(run, analysis)))
+    summary = analysis.summary()
+    (run.path / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def build_report(run_dir: str | Path) -> dict[str, Any]:
+    """Load, check and analyse a run directory, then write its report; return the JSON summary."""
+    run = load_run(run_dir)
+    return write_report(run, analyse(run.queries, run.events, run.ipvs, run.meta))
