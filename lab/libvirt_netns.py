@@ -7,6 +7,7 @@ caller, which stops them (and every other member of the namespace) by PID.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -103,6 +104,14 @@ def remove_network(netns: HostNetns, name: str) -> None:
     if name in names(netns, "net-list", "--all", "--name"):
         virsh(netns, "net-destroy", name, check=False)
         virsh(netns, "net-undefine", name, check=False)
+
+
+def forget_network_runtime(name: str, run_dir: Path = Path("/run/libvirt/network")) -> None:
+    """Remove what libvirt leaves of a stopped network under /run (dnsmasq's pidfile, an empty ports dir)."""
+    (run_dir / f"{name}.pid").unlink(missing_ok=True)
+    for empty in (run_dir / name / "ports", run_dir / name):
+        with contextlib.suppress(OSError):
+            empty.rmdir()
 
 
 def prune_volumes(netns: HostNetns, prefix: str, keep: str, pool: str = "default") -> list[str]:
