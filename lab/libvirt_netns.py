@@ -8,6 +8,7 @@ caller, which stops them (and every other member of the namespace) by PID.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import time
@@ -18,15 +19,18 @@ from lab.host_netns import HostNetns
 
 URI = "qemu:///system"
 PIDFILES = {"libvirtd": Path("/run/libvirtd.pid"), "virtlogd": Path("/run/virtlogd.pid")}
-PACKAGES = "vagrant vagrant-libvirt libvirt-daemon-system"
+PACKAGES = "vagrant vagrant-libvirt libvirt-daemon-system dnsmasq-base iproute2"
+TOOLS = ("vagrant", "libvirtd", "virtlogd", "virsh", "dnsmasq", "qemu-img", "ip")
+SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 
 
-def require_tools(tools: tuple[str, ...] = ("vagrant", "libvirtd", "virtlogd", "virsh", "ip")) -> None:
+def require_tools(tools: tuple[str, ...] = TOOLS) -> None:
     """A one-line LabError naming the Debian packages when a tool is missing."""
-    missing = [t for t in tools if shutil.which(t) is None]
+    path = f"{os.environ.get('PATH', '')}:{SBIN}"
+    missing = [t for t in tools if shutil.which(t, path=path) is None]
     if missing:
         raise LabError(f"the vagrant provider needs {', '.join(missing)}: "
-                       f"apt-get install {PACKAGES} iproute2")
+                       f"apt-get install {PACKAGES}")
 
 
 def _running_elsewhere(name: str, netns: HostNetns) -> int | None:
