@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,10 +31,12 @@ from lab.config import REPO_ROOT, Lab
 from lab.endpoint import Endpoint, connect
 from lab.errors import LabError
 from lab.host_netns import HostNetns
+from lab.providers.base import NOT_UP
 
 NETNS = "dnslab-vagrant"
 NETWORK = "dnslab-vagrant"  # Vagrantfile: management_network_name
 DOMAIN = "dnslab_default"  # Vagrantfile: default_prefix "dnslab_" + machine "default"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 BOX_VOLUME_PREFIX = box.BOX_NAME.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
 
 
@@ -101,16 +104,17 @@ class VagrantProvider:
         recorded = self._recorded()
         if recorded is None or not self.netns.exists() or recorded["pids"]["forwarder"] not in \
                 self.netns.member_pids():
-            raise LabError("lab is not up; run `fab up`")
+            raise LabError(NOT_UP)
         return Endpoint(**recorded["endpoint"])
 
     def info(self) -> dict[str, Any]:
-        """Provider, endpoint, image and kernel of the running lab."""
+        """Provider, endpoint, image, kernel (`uname -r` at up), accel (the Vagrantfile's libvirt driver)."""
         endpoint = self.endpoint()
         recorded = self._recorded() or {}
         return {"provider": self.name, "endpoint": f"{endpoint.user}@{endpoint.host}:{endpoint.port}",
                 "image": recorded.get("image", ""), "kernel": recorded.get("kernel", ""),
-                "netns": NETNS, "up_seconds": recorded.get("up_seconds")}
+                "accel": "kvm" if self.lab.vm.accel == "kvm" else "tcg", "netns": NETNS,
+                "up_seconds": recorded.get("up_seconds")}
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -159,8 +163,9 @@ class VagrantProvider:
                         tail.append(line.strip())
                         progress.update(task, description=line.strip()[:90])
         except subprocess.CalledProcessError:
-            raise LabError(f"`vagrant up` failed; see {self.up_log} and {self.serial_log}: "
-                           f"{' | '.join(tail)}") from None
+            raise LabError(f"`vagrant up` failed: {' | '.join(tail)}; full log {self.up_log}; "
+                           f"serial console {self.serial_log}: {' | '.join(_tail(self.serial_log, 2))}",
+                           exit_code=1) from None
 
     def _forward_ssh(self) -> tuple[Endpoint, int]:
         """Start the loopback forwarder to the VM's SSH inside the namespace; the Endpoint and its PID."""
@@ -220,6 +225,16 @@ def _image(lab: Lab) -> Any:
     artifacts = build(lab, box=True)
     box.package(artifacts)
     return artifacts
+
+
+def _tail(path: Path, count: int) -> list[str]:
+    """The last `count` non-empty lines of a console log, without terminal escapes."""
+    try:
+        text = path.read_bytes()[-8192:].decode(errors="replace")
+    except OSError:
+        return []
+    lines = [ANSI.sub("", line).strip() for line in text.replace("\r", "\n").splitlines()]
+    return [line for line in lines if line][-count:]
 
 
 def _vagrant_machine_exists(dotfile: Path) -> bool:
