@@ -52,8 +52,9 @@ def _figure(height: float = 3.6) -> tuple[Figure, Axes]:
     return fig, fig.add_subplot()
 
 
-def _markers(ax: Axes, run: Run, analysis: Analysis) -> None:
-    """Vertical lines for faults, rollbacks and detection instants (each labelled once)."""
+def _markers(ax: Axes, run: Run, analysis: Analysis, *, names: bool = False) -> None:
+    """Vertical lines for faults, rollbacks and detection instants (each in the legend once);
+    with `names`, each fault and rollback is also written along its line ("kill rs2")."""
     t0 = analysis.t0_ns
     seen: set[str] = set()
 
@@ -71,6 +72,17 @@ def _markers(ax: Axes, run: Run, analysis: Analysis) -> None:
     for ev in run.events.itertuples():
         if ev.kind in ("fault", "rollback"):
             line(ev.t_ns, ev.kind, ev.kind)
+            if names:
+                ax.annotate(
+                    f" {ev.action} {ev.target}",
+                    xy=((ev.t_ns - t0) / NS_PER_S, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    rotation=90,
+                    va="top",
+                    ha="right",
+                    fontsize="x-small",
+                    color=MARKER_STYLE[ev.kind][0],
+                )
     for fault in analysis.faults:
         if fault.detection_ms is not None:
             line(fault.t_ns + int(fault.detection_ms * 1e6), "detected", "removed from IPVS")
@@ -83,7 +95,7 @@ def answers_figure(run: Run, analysis: Analysis, bin_s: float) -> Figure:
         ax.stackplot(
             table.index.to_numpy(), table.to_numpy().T, labels=list(table.columns), step="post", alpha=0.85
         )
-    _markers(ax, run, analysis)
+    _markers(ax, run, analysis, names=True)
     ax.set(
         title=f"Answers per second by resolver ({bin_s:g} s bins)",
         xlabel="time since first query (s)",
