@@ -1,0 +1,141 @@
+"""`fab demo` / `make demo`: image, VM, deploy, experiment suite, answers page — timed by stage.
+
+Re-runnable: the image is cached, a running lab is reused, deploy is idempotent, the sysctl probe
+and the suite's finished cells are kept in state_dir()/demo.json and reused by the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.table import Table
+
+from lab.config import Lab
+from lab.errors import LabError
+from lab.state import runs_dir, state_dir
+
+T = TypeVar("T")
+console = Console(stderr=True)
+
+
+class Stages:
+    """Runs named stages in order and keeps how long each took."""
+
+    def __init__(self) -> None:
+        self.times: list[tuple[str, float, str]] = []
+
+    def run(self, name: str, func: Callable[[], T], note: Callable[[T], str] = lambda _: "") -> T:
+        console.rule(f"[bold]{name}")
+        start = time.monotonic()
+        result = func()
+        self.times.append((name, time.monotonic() - start, note(result)))
+        return result
+
+    def table(self) -> Table:
+        table = Table(title="demo: time by stage")
+        for column in ("stage", "seconds", "result"):
+            table.add_column(column, justify="right" if column == "seconds" else "left")
+        for name, seconds, note in self.times:
+            table.add_row(name, f"{seconds:.0f}", note)
+        table.add_row("total", f"{sum(t for _, t, _ in self.times):.0f}", "")
+        return table
+
+
+def _progress_file() -> Path:
+    return state_dir() / "demo.json"
+
+
+def _remembered() -> dict[str, Any]:
+    try:
+        return json.loads(_progress_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember(**values: Any) -> None:
+    _progress_file().write_text(json.dumps({**_remembered(), **values}, indent=1) + "\n")
+
+
+def bring_up(lab: Lab):
+    """The running lab's endpoint, booting it when it is not up."""
+    from lab.providers import get_provider
+
+    provider = get_provider(lab)
+    try:
+        return provider.endpoint()
+    except LabError:
+        return provider.up()
+
+
+def sysctl_probe(lab: Lab, conn: Any) -> Path:
+    """The sysctl-namespace probe's JSON (run once per lab VM kernel; reused afterwards)."""
+    from chaos.runner import run_experiment
+
+    known = _remembered().get("sysctl_probe")
+    if known and Path(known).is_file():
+        return Path(known)
+    run_dir = run_experiment(lab, conn, "sysctl-namespaces")
+    path = run_dir / "probe_sysctl_namespaces.json"
+    if not path.is_file():
+        raise LabError(f"{run_dir}: the sysctl probe wrote no probe_sysctl_namespaces.json", 1)
+    _remember(sysctl_probe=str(path))
+    return path
+
+
+def run_suite(lab: Lab, conn: Any, suite: str) -> Path:
+    """The suite's matrix.json, resuming the cells a previous demo finished."""
+    from chaos.matrix import run_matrix
+
+    key = f"matrix_{suite}"
+    resume = _remembered().get(key)
+    report = run_matrix(lab, conn, suite, resume=Path(resume) if resume else None,
+                        on_start=lambda out_dir: _remember(**{key: str(out_dir)}))
+    return report.parent / "matrix.json"
+
+
+def text_summary(answers_page: Path, matrix_json: Path) -> str:
+    """A few lines for the terminal: the reference failover and the best cell."""
+    cells = json.loads(matrix_json.read_text()).get("cells") or []
+    done = [c for c in cells if c.get("status") == "completed"]
+    lines = [f"answers: {answers_page}", f"cells: {len(done)} of {len(cells)} completed"]
+    for cell in done[:3]:
+        summary_path = Path(cell["run_dir"]) / "summary.json"
+        if summary_path.is_file():
+            s = json.loads(summary_path.read_text())
+            fault = (s.get("faults") or [{}])[0]
+            lines.append(f"  {cell['experiment']} {cell.get('settings')}: failover "
+                         f"{fault.get('failover_window_ms')} ms, failed {fault.get('failed')}, "
+                         f"detection {fault.get('detection_ms')} ms")
+    return "\n".join(lines)
+
+
+def run_demo(lab: Lab, *, suite: str = "standard", lab_file: str = "lab.toml") -> Path:
+    """The whole job; returns the answers page's path."""
+    from lab.deploy import deploy
+    from lab.endpoint import connect
+    from lab.image import build
+    from reports.answers import write_answers
+
+    stages = Stages()
+    console.print(f"dnslab demo: lab {lab_file}, provider {lab.vm.provider}, suite {suite}")
+    if lab.vm.provider != "ssh":
+        stages.run("image", lambda: build(lab, box=lab.vm.provider == "vagrant"),
+                   lambda a: a.qcow2.name)
+    endpoint = stages.run("up", lambda: bring_up(lab), lambda e: f"{e.host}:{e.port}")
+    conn = connect(endpoint)
+    stages.run("deploy", lambda: deploy(lab, conn), lambda s: f"{s.changed} changed")
+    probe = stages.run("sysctl probe", lambda: sysctl_probe(lab, conn), lambda p: p.parent.name)
+    matrix_json = stages.run("experiments", lambda: run_suite(lab, conn, suite),
+                             lambda p: p.parent.name)
+    runs = runs_dir()
+    index = runs.parent / "index.html"
+    page = stages.run("answers", lambda: write_answers(matrix_json, probe, lab, runs, index), str)
+    console.print(stages.table())
+    print(text_summary(page, matrix_json))
+    console.print(f"The lab is still up: `fab status`, `fab chaos`, `fab down` when done. Open {page}")
+    return page

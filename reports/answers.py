@@ -1,0 +1,202 @@
+"""The answers page: the seed's questions, each answered from a suite's measured runs.
+
+Pure core: `answer(cells, probe, lab)` turns plain data (each cell's varied settings, overrides and
+JSON summary; the sysctl-namespace probe's result; the lab model) into `Answers`, every number
+traceable to the run it came from. `sections(answers)` renders them as index.html sections. The
+shell (`load_cells`, `write_answers`) reads a matrix directory and writes reports/index.html.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.config import Lab, with_overrides
+from lab.errors import LabError
+from lab.render import render_keepalived, render_sysctl, render_unbound
+from reports.html import environment
+from reports.index import Section, write_index
+
+QUESTIONS = {
+    "burp": "How long is the “burp” when one resolver dies, and how many queries are lost?",
+    "settings": "Which settings remove it?",
+    "check": "Is nslookup too heavy as a health check, and what does DNS_CHECK change?",
+    "sysctl": "Are the net.ipv4.vs.* sysctls per network namespace?",
+    "netns": "Does Keepalived need the host network?",
+    "vlan": "What does the VLAN / ipvlan layering cost?",
+}
+CASE_NAMES = {
+    "init": "init namespace",
+    "child_init_userns": "child netns, init user namespace",
+    "child_unpriv_userns": "child netns, unprivileged user namespace",
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measured run of a suite: what it varied and what it measured."""
+
+    run_id: str
+    experiment: str
+    settings: Mapping[str, Any]
+    overrides: Mapping[str, Any]
+    summary: Mapping[str, Any]
+    href: str
+
+    @property
+    def label(self) -> str:
+        parts = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.settings.items()]
+        return f"{self.experiment} [{', '.join(parts)}]" if parts else self.experiment
+
+    @property
+    def fault(self) -> Mapping[str, Any] | None:
+        """The first fault of the run (the resolver failure), if any."""
+        faults = self.summary.get("faults") or []
+        return faults[0] if faults else None
+
+    @property
+    def qps(self) -> float | None:
+        duration = self.summary.get("duration_s") or 0
+        return self.summary["queries"] / duration if duration else None
+
+    def latency(self, key: str) -> float | None:
+        return (self.summary.get("latency_ms") or {}).get(key)
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Every answer as plain data for the template, plus the recommended cell."""
+
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recommended: Cell | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def _fault_rank(cell: Cell) -> tuple[float, float, float]:
+    fault = cell.fault or {}
+    return (fault.get("failover_window_ms") or 0.0, fault.get("failed") or 0,
+            fault.get("detection_ms") or float("inf"))
+
+
+def _is_default(cell: Cell, lab: Lab) -> bool:
+    """True when every varied setting equals lab.toml's value."""
+    flat = _flatten(lab.raw)
+    return all(str(flat.get(k)).lower() == str(v).lower() for k, v in cell.settings.items())
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _row(cell: Cell) -> dict[str, Any]:
+    fault = cell.fault or {}
+    return {"cell": cell, "window": fault.get("failover_window_ms"), "failed": fault.get("failed"),
+            "detection": fault.get("detection_ms"), "dropped": cell.summary.get("dropped"),
+            "queries": cell.summary.get("queries"), "stall": cell.summary.get("max_stall_ms"),
+            "p50": cell.latency("p50"), "p99": cell.latency("p99"), "qps": cell.qps}
+
+
+def _varying(cells: Sequence[Cell], key: str) -> list[Cell]:
+    return [c for c in cells if key in c.settings]
+
+
+def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab) -> Answers:
+    """Answer each question from the cells (pure)."""
+    faulted = [c for c in cells if c.fault]
+    items: dict[str, dict[str, Any]] = {}
+
+    reference = next((c for c in faulted if c.experiment == "kill-one" and _is_default(c, lab)),
+                     faulted[0] if faulted else None)
+    items["burp"] = {"ref": _row(reference) if reference else None,
+                     "bound_s": lab.check.removal_bound_s}
+
+    ranked = sorted(faulted, key=_fault_rank)
+    items["settings"] = {"rows": [_row(c) for c in ranked],
+                         "best": _row(ranked[0]) if ranked else None,
+                         "worst": _row(ranked[-1]) if ranked else None}
+
+    checks = [c for c in faulted if "check.type" in c.settings or "check.delay_loop" in c.settings]
+    items["check"] = {"rows": [_row(c) for c in sorted(checks, key=lambda c: (
+        str(c.settings.get("check.type", "")), -float(c.settings.get("check.delay_loop", 0))))]}
+
+    if probe:
+        summary = probe.get("summary") or {}
+        items["sysctl"] = {
+            "kernel": probe.get("kernel"), "total": summary.get("total_in_init"),
+            "cases": [{"name": CASE_NAMES.get(k, k), **summary[k]} for k in CASE_NAMES if k in summary],
+        }
+    else:
+        items["sysctl"] = {"kernel": None, "total": None, "cases": []}
+
+    items["netns"] = {"rows": [_row(c) for c in _varying(cells, "network.keepalived_netns")]}
+    items["vlan"] = {"rows": [_row(c) for c in _varying(cells, "network.vlan")]}
+
+    best = ranked[0] if ranked else None
+    files: dict[str, str] = {}
+    if best is not None:
+        tuned = with_overrides(lab, best.overrides)
+        files = {
+            "/etc/keepalived/keepalived.conf": render_keepalived(tuned),
+            "/etc/sysctl.d/90-dnslab-ipvs.conf": render_sysctl(tuned),
+            f"/etc/unbound/unbound.conf.d/{tuned.resolvers[0].name}.conf":
+                render_unbound(tuned, tuned.resolvers[0]),
+        }
+    return Answers(items=items, recommended=best, files=files)
+
+
+def sections(answers: Answers) -> list[Section]:
+    """The answers as index.html sections: one per question, then the recommended configuration."""
+    macros = environment().get_template("answers.html.j2").module
+    out = [Section(QUESTIONS[key], str(getattr(macros, key)(answers.items[key]))) for key in QUESTIONS]
+    out.append(Section("Recommended configuration",
+                       str(macros.recommended(answers.recommended, answers.files))))
+    return out
+
+
+# --- shell -------------------------------------------------------------------------------------------
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LabError(f"{path}: missing; run the suite again (`fab matrix`)") from None
+    except ValueError as err:
+        raise LabError(f"{path}: not valid JSON ({err}); delete it and run the suite again") from None
+
+
+def load_cells(matrix_json: Path, out_dir: Path) -> list[Cell]:
+    """The completed cells of a matrix run, with their summaries; links relative to `out_dir`."""
+    data = _read_json(matrix_json)
+    cells = []
+    for entry in data.get("cells") or []:
+        if entry.get("status") != "completed":
+            continue
+        run_dir = Path(entry["run_dir"])
+        summary_path = run_dir / "summary.json"
+        if not summary_path.exists():
+            from reports.build import build_report
+
+            build_report(run_dir)
+        cells.append(Cell(
+            run_id=run_dir.name, experiment=entry["experiment"], settings=entry.get("settings") or {},
+            overrides=entry.get("overrides") or {}, summary=_read_json(summary_path),
+            href=os.path.relpath(run_dir / "report.html", out_dir)))
+    return cells
+
+
+def write_answers(matrix_json: Path, probe_json: Path | None, lab: Lab, runs: Path, out: Path) -> Path:
+    """Write the answers page (answers, then every run under `runs`) to `out`; return its path."""
+    cells = load_cells(matrix_json, out.parent)
+    probe = _read_json(probe_json) if probe_json and probe_json.exists() else None
+    result = answer(cells, probe, lab)
+    return write_index(runs, out, sections(result), title="dnslab: measured answers")

@@ -1,0 +1,94 @@
+"""The answers page: each seed question answered with the numbers of the runs behind it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lab.config import parse_lab
+from reports.answers import QUESTIONS, Cell, answer, sections
+
+
+def cell(run_id: str, settings: dict, overrides: dict, window: float | None, failed: int,
+         detection: float | None, *, queries: int = 3000, qps_s: float = 10.0, p50: float = 1.5,
+         experiment: str = "kill-one") -> Cell:
+    faults = [] if window is None else [
+        {"failover_window_ms": window, "failed": failed, "detection_ms": detection}]
+    summary = {"queries": queries, "dropped": failed, "max_stall_ms": (window or 0) + 7.0,
+               "duration_s": qps_s, "latency_ms": {"p50": p50, "p99": p50 * 4}, "faults": faults}
+    return Cell(run_id, experiment, settings, overrides, summary, f"runs/{run_id}/report.html")
+
+
+@pytest.fixture
+def lab(raw_lab):
+    return parse_lab(raw_lab)
+
+
+@pytest.fixture
+def cells():
+    return [
+        cell("a", {"sysctl.net.ipv4.vs.expire_nodest_conn": 0},
+             {"sysctl": {"net.ipv4.vs.expire_nodest_conn": 0}}, 9100.0, 910, None),
+        cell("b", {"sysctl.net.ipv4.vs.expire_nodest_conn": 1},
+             {"sysctl": {"net.ipv4.vs.expire_nodest_conn": 1}}, 1234.0, 123, 1180.0),
+        cell("c", {"check.type": "MISC_CHECK", "check.delay_loop": 6},
+             {"check": {"type": "MISC_CHECK", "misc_tool": "nslookup", "delay_loop": 6}}, 6400.0, 640, 6350.0),
+        cell("d", {"network.keepalived_netns": "lb"}, {"network": {"keepalived_netns": "lb"}},
+             1300.0, 130, 1250.0),
+        cell("e", {"network.vlan": False}, {"network": {"vlan": False}}, None, 0, None,
+             queries=40000, p50=0.9, experiment="baseline"),
+    ]
+
+
+PROBE = {"kernel": "6.1.0-99-amd64", "summary": {
+    "total_in_init": 27,
+    "init": {"exist": 27, "writable": 27, "leaking": []},
+    "child_init_userns": {"exist": 27, "writable": 27, "leaking": []},
+    "child_unpriv_userns": {"exist": 27, "writable": 0, "leaking": []}}}
+
+
+def test_reference_burp_is_the_default_kill_cell(lab, cells):
+    items = answer(cells, PROBE, lab).items
+    # lab.toml has expire_nodest_conn = 1, so cell b is the lab's own configuration
+    assert items["burp"]["ref"]["cell"].run_id == "b"
+    assert items["burp"]["ref"]["window"] == 1234.0
+
+
+def test_settings_ranked_best_first_and_recommended_config_rendered(lab, cells):
+    result = answer(cells, PROBE, lab)
+    assert [r["cell"].run_id for r in result.items["settings"]["rows"]] == ["b", "d", "c", "a"]
+    assert result.recommended.run_id == "b"
+    keepalived = result.files["/etc/keepalived/keepalived.conf"]
+    assert "virtual_server 192.168.100.100 53" in keepalived
+    assert "net.ipv4.vs.expire_nodest_conn = 1" in result.files["/etc/sysctl.d/90-dnslab-ipvs.conf"]
+
+
+def test_recommended_config_carries_the_best_cells_overrides(lab, cells):
+    cells[2] = cell("c", {"check.type": "MISC_CHECK"}, {"check": {"type": "MISC_CHECK",
+                    "misc_tool": "nslookup"}}, 10.0, 1, 900.0)
+    result = answer(cells, PROBE, lab)
+    assert result.recommended.run_id == "c"
+    assert "MISC_CHECK" in result.files["/etc/keepalived/keepalived.conf"]
+    assert "nslookup" in result.files["/etc/keepalived/keepalived.conf"]
+
+
+def test_every_question_is_present_with_its_run_numbers(lab, cells):
+    page = {s.title: s.html for s in sections(answer(cells, PROBE, lab))}
+    assert list(page)[:len(QUESTIONS)] == list(QUESTIONS.values())
+    assert "1234 ms" in page[QUESTIONS["burp"]] and "runs/b/report.html" in page[QUESTIONS["burp"]]
+    assert "9100" in page[QUESTIONS["settings"]]
+    assert "6350" in page[QUESTIONS["check"]]
+    assert "6.1.0-99-amd64" in page[QUESTIONS["sysctl"]]
+    assert re.search(r"child netns, unprivileged user namespace</td><td class=\"num\">27</td>"
+                     r"<td class=\"num\">0</td>", page[QUESTIONS["sysctl"]])
+    assert "runs/d/report.html" in page[QUESTIONS["netns"]]
+    assert "4000" in page[QUESTIONS["vlan"]]  # 40000 queries over 10 s
+    assert "<details>" in page["Recommended configuration"]
+
+
+def test_unmeasured_questions_say_how_to_measure_them(lab):
+    page = {s.title: s.html for s in sections(answer([], None, lab))}
+    for key in QUESTIONS:
+        assert "Not measured in this suite" in page[QUESTIONS[key]]
+    assert "No run with a fault" in page["Recommended configuration"]
