@@ -1,0 +1,228 @@
+"""The built-in provider: the lab image booted by qemu on this machine.
+
+An overlay of the cached image in state_dir()/vm/, direct-kernel boot, restricted user networking with
+SSH forwarded from a free 127.0.0.1 port, the per-lab SSH key handed to the guest through fw_cfg.
+KVM when it can run the image (probed once, verdict cached), else TCG. Stopped by PID, after checking
+that the PID is our qemu on our overlay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from lab.config import Lab
+from lab.endpoint import Endpoint, connect
+from lab.errors import LabError
+from lab.image import ImageArtifacts
+from lab.image_recipe import KERNEL_CMDLINE
+from lab.image_steps import console, last_lines
+from lab.providers.base import NOT_UP, ssh_answers
+from lab.state import cache_dir, state_dir, sub
+
+QEMU = "qemu-system-x86_64"
+KVM_PROBE_TIMEOUT_S = 20.0
+
+
+def qemu_argv(*, image: ImageArtifacts, overlay: Path, port: int, pubkey: Path, serial: Path,
+              pidfile: Path, accel: str, cpus: int, memory_mib: int) -> list[str]:
+    """The qemu command line of the lab VM (pure)."""
+    kvm = accel == "kvm"
+    cpu = ["-accel", "kvm", "-cpu", "host"] if kvm else ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    return [
+        QEMU, "-name", "dnslab", "-machine", "q35", *cpu, "-smp", str(cpus), "-m", str(memory_mib),
+        "-nodefaults", "-display", "none",
+        "-drive", f"file={overlay},if=virtio,format=qcow2,discard=unmap",
+        "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", KERNEL_CMDLINE,
+        "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-device", "virtio-net-pci,netdev=n0",
+        "-device", "virtio-rng-pci",
+        "-fw_cfg", f"name=opt/dnslab/authorized_keys,file={pubkey}",
+        "-serial", f"file:{serial}",
+        "-pidfile", str(pidfile), "-daemonize",
+    ]
+
+
+def kvm_probe_argv(kernel: Path, serial: Path) -> list[str]:
+    """A bare kernel boot under KVM that ends in a panic (no root) and exits: proof KVM runs it."""
+    return [QEMU, "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults", "-display", "none",
+            "-no-reboot", "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1",
+            "-serial", f"file:{serial}"]
+
+
+def _kvm_runs(kernel: Path) -> bool:
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    serial = cache_dir() / "kvm-probe.log"
+    serial.unlink(missing_ok=True)
+    try:
+        subprocess.run(kvm_probe_argv(kernel, serial), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=KVM_PROBE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return False
+    return serial.exists() and "Kernel panic" in serial.read_text(errors="replace")
+
+
+def choose_accel(mode: str, kernel: Path) -> str:
+    """"kvm" or "tcg" for `[vm] accel` = auto | kvm | tcg. Auto probes KVM once per kernel and qemu."""
+    if mode != "auto":
+        return mode
+    version = subprocess.run([QEMU, "--version"], capture_output=True, text=True, check=False).stdout
+    key = hashlib.sha256(version.encode() + kernel.read_bytes()).hexdigest()[:16]
+    verdicts_file = cache_dir() / "accel.json"
+    verdicts = json.loads(verdicts_file.read_text()) if verdicts_file.exists() else {}
+    if key not in verdicts:
+        with console.status("probing whether KVM can run the lab kernel"):
+            verdicts[key] = "kvm" if _kvm_runs(kernel) else "tcg"
+        verdicts_file.write_text(json.dumps(verdicts, indent=2) + "\n")
+    return verdicts[key]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_key() -> Path:
+    """The lab's SSH key, state_dir()/ssh/id_ed25519, generated at first use."""
+    key = sub("ssh") / "id_ed25519"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dnslab", "-f", str(key)],
+                       check=True, stdin=subprocess.DEVNULL)
+    return key
+
+
+class QemuProvider:
+    """The lab VM under qemu, with its state in state_dir()/vm/."""
+
+    name = "qemu"
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.dir = state_dir() / "vm"
+        self.overlay = self.dir / "overlay.qcow2"
+        self.pidfile = self.dir / "qemu.pid"
+        self.serial = self.dir / "serial.log"
+        self.endpoint_file = self.dir / "endpoint.json"
+        self.vm_file = self.dir / "vm.json"
+
+    # -- state ---------------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The PID of our running qemu (its cmdline names our overlay), else None."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+        ours = cmdline and cmdline[0].endswith(QEMU.encode()) and any(
+            str(self.overlay).encode() in arg for arg in cmdline)
+        return pid if ours else None
+
+    def endpoint(self) -> Endpoint:
+        if self.pid() is None or not self.endpoint_file.exists():
+            raise LabError(NOT_UP)
+        return Endpoint.from_json(self.endpoint_file.read_text())
+
+    # -- up / down -----------------------------------------------------------------------------
+    def up(self) -> Endpoint:
+        if self.pid() is not None:
+            port = Endpoint.from_json(self.endpoint_file.read_text()).port
+            raise LabError(f"lab is already up (qemu pid {self.pid()}, ssh on 127.0.0.1:{port}); "
+                           "`fab down` stops it")
+        from lab.image import build
+
+        image = build(self.lab)
+        self._clear()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        key = ensure_key()
+        accel = choose_accel(self.lab.vm.accel, image.kernel)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.qcow2),
+                        str(self.overlay)], check=True, stdin=subprocess.DEVNULL)
+        port = free_port()
+        argv = qemu_argv(image=image, overlay=self.overlay, port=port, pubkey=Path(f"{key}.pub"),
+                         serial=self.serial, pidfile=self.pidfile, accel=accel, cpus=self.lab.vm.cpus,
+                         memory_mib=self.lab.vm.memory_mib)
+        started = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+                                 start_new_session=True)
+        if started.returncode != 0:
+            self._clear()
+            err = " ".join(started.stderr.split())[:300]
+            raise LabError(f"qemu failed to start (exit {started.returncode}): {err}", exit_code=1)
+        endpoint = Endpoint(host="127.0.0.1", port=port, user="root", key=str(key))
+        self.vm_file.write_text(json.dumps({"pid": self.pid(), "port": port, "accel": accel,
+                                            "image": str(image.qcow2), "image_hash": image.hash,
+                                            "argv": argv}, indent=2) + "\n")
+        self._wait_for_ssh(endpoint, accel)
+        self.endpoint_file.write_text(endpoint.to_json() + "\n")
+        return endpoint
+
+    def _wait_for_ssh(self, endpoint: Endpoint, accel: str) -> None:
+        start = time.monotonic()
+        deadline = start + self.lab.vm.boot_timeout_s
+        with console.status("booting") as status:
+            while time.monotonic() < deadline:
+                if self.pid() is None:
+                    self._fail(f"qemu exited while booting ({accel})")
+                tail = (last_lines(self.serial) or [""])[0][:80]
+                status.update(f"[bold]booting the lab VM[/] ({accel}) {time.monotonic() - start:4.0f} s  "
+                              f"[dim]{tail}[/]")
+                if ssh_answers(endpoint):
+                    console.print(f"[green]✓[/] lab VM answers SSH on 127.0.0.1:{endpoint.port} "
+                                  f"[dim]({time.monotonic() - start:.0f} s, {accel})[/]")
+                    return
+                time.sleep(1.0)
+        self._fail(f"the lab VM did not answer SSH within {self.lab.vm.boot_timeout_s} s ({accel})")
+
+    def _fail(self, problem: str) -> None:
+        tail = " | ".join(last_lines(self.serial, 3)) or "(empty)"
+        self.down()
+        raise LabError(f"{problem}; serial log: {self.serial}; last lines: {tail}", exit_code=1)
+
+    def down(self) -> None:
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            if not _wait_gone(pid, 10.0):
+                os.kill(pid, signal.SIGKILL)
+                _wait_gone(pid, 5.0)
+        self._clear()
+
+    def _clear(self) -> None:
+        for path in (self.pidfile, self.endpoint_file, self.vm_file, self.overlay):
+            path.unlink(missing_ok=True)
+
+    # -- info ------------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        endpoint = self.endpoint()
+        vm = json.loads(self.vm_file.read_text())
+        with connect(endpoint) as conn:
+            kernel = conn.run("uname -r", hide=True).stdout.strip()
+        return {"provider": self.name, "endpoint": f"{endpoint.user}@{endpoint.host}:{endpoint.port}",
+                "image": vm["image"], "kernel": kernel, "accel": vm["accel"], "pid": vm["pid"]}
+
+
+def _gone(pid: int) -> bool:
+    """True when the process no longer exists or is a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _gone(pid):
+            return True
+        time.sleep(0.1)
+    return False

@@ -1,0 +1,41 @@
+"""An existing Linux host with IPVS, named in lab.toml [ssh]: nothing to start or stop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab.config import Lab
+from lab.endpoint import Endpoint, connect
+from lab.errors import LabError
+from lab.providers.base import ssh_answers
+
+
+class SSHProvider:
+    """The lab host is lab.ssh; up() only checks that it answers."""
+
+    name = "ssh"
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+
+    def endpoint(self) -> Endpoint:
+        s = self.lab.ssh
+        return Endpoint(host=s.host, port=s.port, user=s.user, key=s.key)
+
+    def up(self) -> Endpoint:
+        endpoint = self.endpoint()
+        if not ssh_answers(endpoint, timeout=10.0):
+            where = f"{endpoint.user}@{endpoint.host}:{endpoint.port}"
+            raise LabError(f"{self.lab.source}: [ssh] {where} does not answer SSH with that key; "
+                           "check host, port, user and key", exit_code=1)
+        return endpoint
+
+    def down(self) -> None:
+        """Nothing to stop: the host is not ours (`fab teardown` removes what deploy made)."""
+
+    def info(self) -> dict[str, Any]:
+        endpoint = self.endpoint()
+        with connect(endpoint) as conn:
+            kernel = conn.run("uname -r", hide=True).stdout.strip()
+        return {"provider": self.name, "endpoint": f"{endpoint.user}@{endpoint.host}:{endpoint.port}",
+                "image": "(existing host)", "kernel": kernel, "accel": "n/a"}

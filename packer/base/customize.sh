@@ -1,0 +1,61 @@
+#!/bin/sh
+# mmdebstrap customize hook: turn the bookworm rootfs at $1 into the dnslab guest.
+# Environment (set by lab/image.py): DNSLAB_VAGRANT_PUBKEY (file), DNSLAB_PIP_CERT (CA bundle for pip,
+# optional), DNSLAB_PIP_PACKAGES (pip requirement specifiers for /opt/dnslab/venv).
+set -eu
+root="$1"
+files="$(dirname "$0")/files"
+in_root() { chroot "$root" "$@"; }
+
+echo "dnslab: hostname, fstab, network"
+echo dnslab > "$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tdnslab\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
+echo 'LABEL=dnslab-root / ext4 errors=remount-ro 0 1' > "$root/etc/fstab"
+install -D -m 0644 "$files/20-eth0.network" "$root/etc/systemd/network/20-eth0.network"
+in_root systemctl enable systemd-networkd.service
+
+echo "dnslab: ssh (key only), keys from qemu fw_cfg at boot, fresh host keys per VM"
+install -D -m 0644 "$files/sshd-dnslab.conf" "$root/etc/ssh/sshd_config.d/dnslab.conf"
+install -D -m 0755 "$files/dnslab-ssh-keys" "$root/usr/local/sbin/dnslab-ssh-keys"
+install -D -m 0644 "$files/dnslab-ssh-keys.service" "$root/etc/systemd/system/dnslab-ssh-keys.service"
+in_root systemctl enable dnslab-ssh-keys.service ssh.service
+rm -f "$root"/etc/ssh/ssh_host_*
+
+echo "dnslab: kernel modules, serial console"
+install -D -m 0644 "$files/modules-load.conf" "$root/etc/modules-load.d/dnslab.conf"
+install -D -m 0644 "$files/grub-default" "$root/etc/default/grub.d/dnslab.cfg"
+
+echo "dnslab: the stock unbound (a recursor) and keepalived never start on their own"
+for unit in unbound.service unbound-resolvconf.service keepalived.service; do
+    in_root systemctl disable "$unit" >/dev/null 2>&1 || true
+    in_root systemctl mask "$unit"
+done
+for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
+    in_root systemctl disable "$unit" >/dev/null 2>&1 || true
+done
+
+echo "dnslab: vagrant user with the well-known insecure key"
+in_root useradd --create-home --shell /bin/bash vagrant
+install -d -m 0700 "$root/home/vagrant/.ssh"
+install -m 0600 "$DNSLAB_VAGRANT_PUBKEY" "$root/home/vagrant/.ssh/authorized_keys"
+in_root chown -R vagrant:vagrant /home/vagrant/.ssh
+echo 'vagrant ALL=(ALL) NOPASSWD: ALL' > "$root/etc/sudoers.d/vagrant"
+chmod 0440 "$root/etc/sudoers.d/vagrant"
+
+echo "dnslab: Python venv /opt/dnslab/venv with $DNSLAB_PIP_PACKAGES"
+in_root python3 -m venv /opt/dnslab/venv
+cert_opt=""
+if [ -n "${DNSLAB_PIP_CERT:-}" ]; then
+    cp "$DNSLAB_PIP_CERT" "$root/tmp/dnslab-pip-ca.crt"
+    cert_opt="--cert /tmp/dnslab-pip-ca.crt"
+fi
+# A clean environment: pip keeps its default index and none of the host's pip settings.
+# shellcheck disable=SC2086
+in_root env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 PIP_CONFIG_FILE=/dev/null \
+    /opt/dnslab/venv/bin/pip install --no-cache-dir --disable-pip-version-check -q $cert_opt \
+    $DNSLAB_PIP_PACKAGES
+rm -f "$root/tmp/dnslab-pip-ca.crt"
+
+echo "dnslab: no upstream resolver in the guest; trim"
+printf '# dnslab: the guest has no upstream resolver (nothing may recurse to the internet)\n' > "$root/etc/resolv.conf"
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/root/.cache

@@ -1,0 +1,74 @@
+"""End-to-end fixtures: ONE lab VM for the whole test session.
+
+- `lab_vm` (session scope) builds or reuses the lab image (the shared cache: $DNSLAB_CACHE, else
+  .lab/cache), boots one qemu VM with its own state directory under pytest's tmp (exported as
+  $DNSLAB_STATE for the session, so `fab` subprocesses and `get_provider(lab)` find the same VM) and
+  yields `(lab, endpoint)`. At session end it stops the VM and asserts that no qemu of it is left.
+- `conn` (function scope) is a fabric Connection to that VM, closed after the test.
+
+Usage, in any tests/e2e/test_*.py:
+
+    @pytest.mark.e2e
+    def test_something(lab_vm, conn):
+        lab, endpoint = lab_vm
+        assert conn.run("ipvsadm -Ln", warn=True).ok
+
+The VM is shared: leave it as you found it (tear down what you deploy, or deploy idempotently).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.config import Lab, load_lab
+from lab.endpoint import Endpoint, connect
+from lab.providers.qemu import QemuProvider
+
+
+def qemu_pids_using(path: Path) -> list[int]:
+    """PIDs of live qemu processes whose command line mentions `path` (e.g. a VM's overlay)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"qemu-system-x86_64") and any(str(path).encode() in a for a in args):
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture(scope="session")
+def lab_vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Endpoint]]:
+    state = tmp_path_factory.mktemp("lab-state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DNSLAB_STATE", str(state))
+        lab = load_lab()
+        provider = QemuProvider(lab)
+        start = time.monotonic()
+        endpoint = provider.up()
+        print(f"\nlab VM up in {time.monotonic() - start:.0f} s at {endpoint.host}:{endpoint.port} "
+              f"(state {state})")
+        try:
+            yield lab, endpoint
+        finally:
+            overlay = provider.overlay
+            provider.down()
+            assert qemu_pids_using(overlay) == [], f"qemu of {overlay} still running after down()"
+            assert not provider.pidfile.exists() and not provider.endpoint_file.exists()
+            assert os.environ["DNSLAB_STATE"] == str(state)
+
+
+@pytest.fixture
+def conn(lab_vm: tuple[Lab, Endpoint]):
+    """A fabric Connection to the session's lab VM."""
+    _, endpoint = lab_vm
+    with connect(endpoint) as connection:
+        yield connection

@@ -1,0 +1,92 @@
+"""The pure parts of the image build: package list, cache keys, command lines, staging, tool checks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lab import image, image_recipe
+from lab.errors import LabError
+
+
+def test_parse_packages_skips_comments_and_blanks():
+    text = "# heading\nunbound\n\n  keepalived  # the checker\n#grub-pc\nipvsadm\n"
+    assert image_recipe.parse_packages(text) == ("unbound", "keepalived", "ipvsadm")
+
+
+def test_package_list_has_the_stack_and_no_duplicates():
+    packages = image_recipe.parse_packages((image_recipe.BASE_DIR / "packages.txt").read_text())
+    assert len(packages) == len(set(packages))
+    for needed in ("linux-image-amd64", "openssh-server", "unbound", "keepalived", "ipvsadm", "iptables",
+                   "conntrack", "dnsperf", "dnsutils", "python3-venv", "grub-pc"):
+        assert needed in packages
+
+
+def test_mmdebstrap_argv_names_no_mirror():
+    argv = image_recipe.mmdebstrap_argv(["unbound", "keepalived"], Path("/h/customize.sh"), Path("/t/rootfs"))
+    assert argv[-2:] == ["bookworm", "/t/rootfs"]
+    assert "--include=unbound,keepalived" in argv
+    assert "--variant=minbase" in argv and "--customize-hook=/h/customize.sh" in argv
+    assert not any("://" in arg or "debian.org" in arg for arg in argv)
+
+
+def test_packer_argv_passes_every_variable_and_only_the_qemu_source():
+    argv = image_recipe.packer_argv({"base_image": "/c/base.qcow2", "cpus": 2})
+    assert argv[:3] == ["packer", "build", "-only=qemu.dnslab"]
+    assert argv[-1] == str(image_recipe.TEMPLATE)
+    assert argv[4:6] == ["-var", "base_image=/c/base.qcow2"] and argv[6:8] == ["-var", "cpus=2"]
+
+
+def test_hash_inputs_changes_with_content_path_and_extra(tmp_path, monkeypatch):
+    monkeypatch.setattr(image_recipe, "REPO_ROOT", tmp_path)
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("one")
+    b.write_text("two")
+    key = image_recipe.hash_inputs([a, b], {"pip": "locust==1"})
+    assert key == image_recipe.hash_inputs([b, a], {"pip": "locust==1"}), "order of files must not matter"
+    assert key != image_recipe.hash_inputs([a, b], {"pip": "locust==2"})
+    a.write_text("one!")
+    assert key != image_recipe.hash_inputs([a, b], {"pip": "locust==1"})
+    a.write_text("one")
+    a.rename(tmp_path / "c.txt")
+    assert key != image_recipe.hash_inputs([tmp_path / "c.txt", b], {"pip": "locust==1"})
+
+
+def test_image_key_depends_on_base_key_and_is_stable():
+    assert image_recipe.image_key("a" * 64) == image_recipe.image_key("a" * 64)
+    assert image_recipe.image_key("a" * 64) != image_recipe.image_key("b" * 64)
+    pub = b"ssh-rsa AAAA vagrant"
+    assert image_recipe.base_key(pub) == image_recipe.base_key(pub) != image_recipe.base_key(pub + b"x")
+
+
+def test_staging_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
+    final = tmp_path / "images" / "k1"
+    with image._staging(final) as tmp:
+        (tmp / "dnslab.qcow2").write_text("disk")
+    assert (final / "dnslab.qcow2").read_text() == "disk"
+
+    broken = tmp_path / "images" / "k2"
+    with pytest.raises(RuntimeError), image._staging(broken) as tmp:
+        (tmp / "dnslab.qcow2").write_text("half")
+        raise RuntimeError("stage failed")
+    assert not broken.exists()
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["k1"], "no temp dir left behind"
+
+
+def test_missing_tool_names_its_debian_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(LabError, match=r"mmdebstrap; install it: apt-get install mmdebstrap"):
+        image.check_tools()
+    (tmp_path / "mmdebstrap").symlink_to(shutil.which("true", path="/usr/bin:/bin"))
+    with pytest.raises(LabError, match=r"sfdisk; install it: apt-get install fdisk"):
+        image.check_tools()
+
+
+def test_describe_lists_every_artifact(tmp_path):
+    disk = tmp_path / "dnslab.qcow2"
+    disk.write_bytes(b"\0" * 2**20)
+    art = image.ImageArtifacts("f" * 64, disk, tmp_path / "vmlinuz", tmp_path / "initrd.img")
+    text = art.describe()
+    assert "ffffffffffffffff" in text and str(disk) in text and "(1 MiB)" in text and "box" not in text
