@@ -24,6 +24,7 @@ try:
     import _socket
     import itertools
     import logging
+    import signal
     import time
     from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ try:
     from loadtest.engine import Engine
     from loadtest.merge import merge
     from loadtest.options import (
+        OPTION_NAMES,
         LoadError,
         Settings,
         add_arguments,
@@ -61,6 +63,7 @@ PROTO_NAMES = ("UDP", "TCP")
 class _Process:
     """What every user of this process shares: settings, encoded queries, the recorder."""
 
+    key: tuple
     settings: Settings
     target: tuple[str, int] | None
     wires: list[bytes]
@@ -85,30 +88,59 @@ def _arguments(parser) -> None:
 
 @events.init.add_listener
 def _on_init(environment, runner, **_kwargs) -> None:
-    global _process
-    options = environment.parsed_options
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # started in the background of a non-interactive shell: make SIGINT stop the run as documented
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        settings = parse_settings(options)
-        target = None
-        if environment.host:
-            target = resolve_target(environment.host, settings.port)
-        elif getattr(options, "headless", False) and not isinstance(runner, WorkerRunner):
-            resolve_target(environment.host, settings.port)  # raises: no host
-        if settings.records:
-            check_records_dir(settings.records)
+        _prepare(environment, runner)
     except LoadError as exc:
         _fail(str(exc))
-    wires = [encode_query(q.qname, q.qtype) for q in settings.queries]
-    _process = _Process(settings, target, wires, build_schedule(settings), isinstance(runner, WorkerRunner))
-    if settings.records and not isinstance(runner, MasterRunner):
-        worker = f"{_socket.gethostname()}-{os.getpid()}"
+
+
+@events.test_start.add_listener
+def _on_test_start(environment, **_kwargs) -> None:
+    """Tell the workers the total user count (Locust sends them our options, not -u)."""
+    runner = environment.runner
+    if not isinstance(runner, WorkerRunner) and environment.parsed_options is not None:
+        environment.parsed_options.dns_total_users = runner.target_user_count
+
+
+def _prepare(environment, runner) -> _Process:
+    """Validate the --dns-* options and --host, and (re)build the process state when they changed.
+
+    Runs at init and again at each user start: Locust workers get the master's options and host
+    with the spawn message. Raises LoadError.
+    """
+    global _process
+    options = environment.parsed_options
+    key = (environment.host, *(getattr(options, name, None) for name in OPTION_NAMES))
+    if _process is not None and _process.key == key:
+        return _process
+    settings = parse_settings(options)
+    worker = isinstance(runner, WorkerRunner)
+    target = None
+    if environment.host:
+        target = resolve_target(environment.host, settings.port)
+    elif getattr(options, "headless", False) and not worker:
+        resolve_target(environment.host, settings.port)  # raises: no host
+    recorder = _process.recorder if _process is not None else None
+    if recorder is not None and settings.records != _process.settings.records:
+        recorder.close()
+        recorder = None
+    if settings.records and recorder is None and not isinstance(runner, MasterRunner):
+        check_records_dir(settings.records)
         queries = [(q.qname, q.qtype) for q in settings.queries]
-        _process.recorder = Recorder(settings.records, worker, queries)
-        gevent.spawn(_flush_forever, _process.recorder)
+        recorder = Recorder(settings.records, f"{_socket.gethostname()}-{os.getpid()}", queries)
+        gevent.spawn(_flush_forever, recorder)
+    elif settings.records and not recorder:
+        check_records_dir(settings.records)
+    wires = [encode_query(q.qname, q.qtype) for q in settings.queries]
+    _process = _Process(key, settings, target, wires, build_schedule(settings), worker, recorder)
+    return _process
 
 
 def _flush_forever(recorder: Recorder) -> None:
-    while True:
+    while not recorder.closed:
         gevent.sleep(FLUSH_EVERY_S)
         recorder.flush()
 
@@ -131,15 +163,13 @@ class DnsUser(User):
     _numbers = itertools.count()
 
     def on_start(self) -> None:
-        process = _process
-        if process is None:
-            raise StopUser()
-        if process.target is None:
-            try:
+        try:
+            process = _prepare(self.environment, self.environment.runner)
+            if process.target is None:
                 process.target = resolve_target(self.environment.host, process.settings.port)
-            except LoadError as exc:
-                log.error("dnslab loadtest: %s", exc)
-                raise StopUser() from None
+        except LoadError as exc:
+            log.error("dnslab loadtest: error: %s", exc)
+            raise StopUser() from None
         self._number = next(self._numbers)
         self._settings = process.settings
         self._recorder = process.recorder
@@ -179,8 +209,9 @@ class DnsUser(User):
         total = self._settings.rate
         if not total:
             return 0.0
-        users = getattr(self.environment.parsed_options, "num_users", None)
-        users = users or getattr(self.environment.runner, "target_user_count", None) or 1
+        options = self.environment.parsed_options
+        users = getattr(options, "dns_total_users", 0) or getattr(options, "num_users", 0)
+        users = users or getattr(self.environment.runner, "target_user_count", 0) or 1
         return total / users
 
     def drain(self) -> None:

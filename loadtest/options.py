@@ -21,6 +21,8 @@ from loadtest.wire import rcode_value
 WHO = ("who.lab.test", "TXT")
 DEFAULT_NAMES = "www.lab.test:A,www.lab.test:AAAA,mail.lab.test:A,lab.test:MX"
 SOCKET_MODES = ("fresh", "reuse")
+OPTION_NAMES = ("dns_rate", "dns_window", "dns_timeout_ms", "dns_retries", "dns_tcp_share", "dns_who_share",
+                "dns_names", "dns_socket_mode", "dns_records", "dns_port")
 SCHEDULE_LENGTH = 10_000
 DEFAULT_CLOSED_WINDOW = 100
 DEFAULT_OPEN_WINDOW = 10_000

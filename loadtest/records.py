@@ -89,9 +89,13 @@ class Recorder:
         c[7].append(rcode)
         c[8].append(proto)
 
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
     def flush(self) -> int:
         """Write the buffered rows (and new resolver names) as one append; return the row count."""
-        if self._fd < 0:
+        if self.closed:
             return 0
         cols, self._cols = self._cols, _columns()
         count = len(cols[0])
@@ -108,7 +112,7 @@ class Recorder:
 
     def close(self) -> None:
         """Flush, mark the file complete and close it. Idempotent."""
-        if self._fd < 0:
+        if self.closed:
             return
         self.flush()
         os.write(self._fd, _chunk(b"E", b""))

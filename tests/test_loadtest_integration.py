@@ -193,3 +193,38 @@ def test_bad_input_is_one_line_and_no_load(server, args, prefix, expected):
     assert lines[-1].startswith(f"dnslab loadtest: error: {expected}")
     assert "Traceback" not in result.stderr and "Ramping" not in result.stderr
     assert time.monotonic() - started < 15
+
+
+def test_a_dead_server_gives_errors_and_tcp_reconnects_after_it_returns(tmp_path):
+    workdir, records = tmp_path / "unbound", tmp_path / "records"
+    workdir.mkdir()
+    address = "127.0.0.84"
+    port = free_port(address)
+    unbound = start_unbound(workdir, address, port, name="back")
+    load = subprocess.Popen(_locust(f"{address}:{port}", "-u", "2", "-r", "2", "--dns-rate", "400",
+                                    "--dns-tcp-share", "0.5", "--dns-timeout-ms", "200",
+                                    "--dns-records", str(records), seconds=5),
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_records(records)
+        time.sleep(0.3)
+        unbound.terminate()
+        unbound.wait(timeout=10)
+        died_ns = time.time_ns()
+        time.sleep(0.7)
+        restart_ns = time.time_ns()
+        unbound = start_unbound(workdir, address, port, name="back")
+        back_ns = time.time_ns()
+        assert load.wait(timeout=60) == 1, load.stderr.read()
+    finally:
+        unbound.terminate()
+        unbound.wait(timeout=10)
+        if load.poll() is None:
+            load.kill()
+    rows = _rows(records)
+    dead = [r for r in rows if died_ns <= int(r["t_send_ns"]) < restart_ns]
+    assert dead and {r["outcome"] for r in dead} == {"error"}, "refused UDP and TCP fail at once"
+    assert {r["proto"] for r in dead} == {"udp", "tcp"}
+    after = [r for r in rows if int(r["t_send_ns"]) > back_ns + 100e6]
+    assert len(after) > 200 and {r["outcome"] for r in after} == {"ok"}
+    assert {r["proto"] for r in after} == {"udp", "tcp"}
