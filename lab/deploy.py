@@ -21,7 +21,7 @@ from lab import remote
 from lab.config import Lab
 from lab.netplan import STATE, network_plan
 from lab.render import LOADTEST_DIR, NETWORK_SCRIPT, GuestFile, render_files, render_script
-from lab.services import STAGE, deploy_steps
+from lab.services import STAGE, deploy_steps, preamble
 from lab.validate import validate
 
 RUNNER = f"{STATE}/deploy.sh"
@@ -85,14 +85,19 @@ def guest_hashes(conn, paths: list[str]) -> dict[str, str]:
     return hashes
 
 
-def run_steps(conn, lab: Lab, steps, mode: str, summary: Summary, console: Console,
-              verbose: bool, extra: Mapping[str, bytes] | None = None) -> Summary:
-    """Upload the step script (and any staged files), run it in `mode`, and tally its lines."""
-    script = render_script(lab, steps, title=f"dnslab {summary.action} runner", script=RUNNER)
+def run_steps(conn, lab: Lab, files: Mapping[str, GuestFile], mode: str, summary: Summary,
+              console: Console, verbose: bool, extra: Mapping[str, bytes] | None = None) -> Summary:
+    """Upload the runner script (and any staged files), run it in `mode`, and tally its lines."""
+    steps = deploy_steps(lab, files, network_plan(lab))
+    script = render_script(lab, steps, title=f"dnslab {summary.action} runner", script=RUNNER,
+                           preamble=preamble(lab, files))
     remote.upload(conn, {**(extra or {}), RUNNER: script.encode()})
     details: list[str] = []
+    last = [time.monotonic()]
 
     def on_step(status: str, name: str) -> None:
+        now = time.monotonic()
+        took, last[0] = now - last[0], now
         summary.steps.append((status, name))
         if status in ("ok", "absent"):
             summary.ok += 1
@@ -102,11 +107,11 @@ def run_steps(conn, lab: Lab, steps, mode: str, summary: Summary, console: Conso
             summary.failed += 1
             summary.failed_step = name
         if verbose or status in ("changed", "failed"):
-            console.print(f"  [{STYLE[status]}]{status:8}[/] {name}", highlight=False)
+            console.print(f"  [{STYLE[status]}]{status:8}[/] {took:5.1f}s  {name}", highlight=False)
 
     def on_detail(line: str) -> None:
         details.append(line)
-        console.print(f"           [red]{line}[/]", highlight=False, markup=False)
+        console.print(f"           {line}", style="red", highlight=False, markup=False)
 
     stream = _StepStream(on_step, on_detail)
     result = remote.run(conn, f"bash {RUNNER} {mode}", out_stream=stream, hide="stderr")
@@ -138,12 +143,11 @@ def deploy(lab: Lab, conn, *, console: Console | None = None, verbose: bool = Tr
     start = time.monotonic()
     files = render_files(lab)
     validate(files, lab.source)
-    steps = deploy_steps(lab, files, network_plan(lab))
     current = guest_hashes(conn, list(files))
     staged = {f"{STAGE}{path}": file.content for path, file in files.items()
               if current.get(path) != file.sha256}
     summary = Summary("deploy")
-    run_steps(conn, lab, steps, "up", summary, console, verbose, staged)
+    run_steps(conn, lab, files, "up", summary, console, verbose, staged)
     return _finish(summary, start, console)
 
 
@@ -155,7 +159,8 @@ def teardown(lab: Lab, conn, *, console: Console | None = None, verbose: bool = 
     summary = Summary("teardown")
     remote.run(conn, f"mkdir -p {STATE}; [ ! -x {NETWORK_SCRIPT} ] || {NETWORK_SCRIPT} down >/dev/null 2>&1; "
                  "true")
-    run_steps(conn, lab, deploy_steps(lab, files, network_plan(lab)), "down", summary, console, verbose)
-    remote.run(conn, f"systemctl daemon-reload; rm -rf {STATE} {LOADTEST_DIR}; "
-                 "rmdir /etc/unbound/dnslab /opt/dnslab 2>/dev/null; true")
+    run_steps(conn, lab, files, "down", summary, console, verbose)
+    remote.run(conn, f"systemctl daemon-reload; systemctl reset-failed 'dnslab*' 2>/dev/null; "
+                     f"rm -rf {STATE} {LOADTEST_DIR}; "
+                     "rmdir /etc/unbound/dnslab /opt/dnslab 2>/dev/null; true")
     return _finish(summary, start, console)

@@ -50,8 +50,12 @@ def _ip(ns: str | None) -> str:
     return "ip" if ns is None else f"ip -n {ns}"
 
 
-def _is_up(ns: str | None, dev: str) -> str:
-    return f"{_ip(ns)} -o link show dev {dev} 2>/dev/null | grep -qE '<([^>]*,)?UP[,>]'"
+UP = r"*[\<,]UP[,\>]*"  # bash glob: the UP flag in `ip -o link` output (not LOWER_UP)
+
+
+def _link_matches(ns: str | None, dev: str, pattern: str) -> str:
+    """One `ip` call: the link exists, is up, and its details match the bash glob `pattern`."""
+    return f"o=$({_ip(ns)} -d -o link show dev {dev} 2>/dev/null) && [[ $o == {UP} && $o == {pattern} ]]"
 
 
 def lower_link_step(lab: Lab) -> Step:
@@ -59,17 +63,16 @@ def lower_link_step(lab: Lab) -> Step:
     net = lab.network
     dev = net.lower_link
     if net.vlan:
-        exists = (f"ip -d -o link show dev {dev} 2>/dev/null "
-                  f"| grep -q ' vlan protocol 802.1Q id {net.vlan_id} '")
+        pattern = f"*' vlan protocol 802.1Q id {net.vlan_id} '*"
         create = f"ip link add link {net.parent} name {dev} type vlan id {net.vlan_id}"
         name = f"link {dev}: VLAN {net.vlan_id} on {net.parent}"
     else:
-        exists = f"ip -d -o link show dev {dev} 2>/dev/null | grep -q ' dummy '"
+        pattern = "*' dummy '*"
         create = f"ip link add {dev} type dummy"
         name = f"link {dev}: dummy parent (no VLAN)"
     return Step(
         name=name,
-        check=f"{exists} && {_is_up(None, dev)}",
+        check=_link_matches(None, dev, pattern),
         apply=f"ip link del dev {dev} 2>/dev/null; {create} && ip link set dev {dev} up",
         undo=f"ip link del dev {dev} 2>/dev/null || true",
     )
@@ -95,7 +98,7 @@ def namespace_step(lab: Lab, ns: str) -> Step:
     stop = f"systemctl stop {unit} 2>/dev/null; " if unit else ""
     return Step(
         name=f"netns {ns}",
-        check=f"[ -e /run/netns/{ns} ] && {_is_up(ns, 'lo')}",
+        check=f"[ -e /run/netns/{ns} ] && {_link_matches(ns, 'lo', '*')}",
         apply=f"{{ [ -e /run/netns/{ns} ] || ip netns add {ns}; }} && ip -n {ns} link set dev lo up",
         undo=(f"{stop}[ ! -e /run/netns/{ns} ] || {{ ip netns pids {ns} | xargs -r kill -9; "
               f"ip netns del {ns}; }}"),
@@ -110,8 +113,7 @@ def ipvlan_step(lab: Lab, ns: str | None, owner: str) -> Step:
     move = f" && ip link set dev {dev} netns {ns}" if ns else ""
     return Step(
         name=f"ipvlan {dev} ({net.ipvlan_mode}) in {where}",
-        check=(f"{_ip(ns)} -d -o link show dev {dev} 2>/dev/null "
-               f"| grep -qE 'ipvlan +mode {net.ipvlan_mode}( |$)' && {_is_up(ns, dev)}"),
+        check=_link_matches(ns, dev, f"*' ipvlan  mode {net.ipvlan_mode} '*"),
         apply=(f"{_ip(ns)} link del dev {dev} 2>/dev/null; ip link del dev {dev} 2>/dev/null; "
                f"ip link add {dev} link {net.lower_link} type ipvlan mode {net.ipvlan_mode}{move} "
                f"&& {_ip(ns)} link set dev {dev} up"),
@@ -124,7 +126,7 @@ def address_step(ns: str | None, owner: str, cidr: str, role: str) -> Step:
     dev = link_name(owner)
     return Step(
         name=f"address {cidr} ({role}) on {dev}",
-        check=f"{_ip(ns)} -o -4 addr show dev {dev} 2>/dev/null | grep -q ' inet {cidr} '",
+        check=f"o=$({_ip(ns)} -o -4 addr show dev {dev} 2>/dev/null) && [[ $o == *' inet {cidr} '* ]]",
         apply=f"{_ip(ns)} addr add {cidr} dev {dev}",
         undo=f"{_ip(ns)} addr del {cidr} dev {dev} 2>/dev/null || true",
     )
@@ -152,7 +154,8 @@ def snat_step(lab: Lab) -> Step:
 def sysctl_step(lab: Lab, key: str, value: str) -> Step:
     """One sysctl in the director's namespace; in the root namespace the boot value is kept."""
     ns = lab.network.director_netns
-    read = in_ns(ns, f"sysctl -n {key}")
+    proc = "/proc/sys/" + key.replace(".", "/")
+    read = f"read -r -a v < {proc}" if ns is None else f"v=($(ip netns exec {ns} cat {proc}))"
     want = " ".join(value.split())
     save = ""
     undo = ":"
@@ -163,7 +166,7 @@ def sysctl_step(lab: Lab, key: str, value: str) -> Step:
                 f"[ -z \"$v\" ] || sysctl -qw \"{key}=$v\"")
     return Step(
         name=f"sysctl {key} = {want} ({ns or 'root'})",
-        check=f"[ \"$({read} | tr -s ' \\t' '  ')\" = '{want}' ]",
+        check=f"{read} && [ \"${{v[*]}}\" = '{want}' ]",
         apply=f"{save}{in_ns(ns, 'sysctl -qw')} '{key}={want}'",
         undo=undo,
         kind="tuning",
@@ -184,7 +187,7 @@ def ipvs_timeout_step(lab: Lab) -> Step:
         undo = f"[ ! -s {IPVS_TIMEOUT_ORIG} ] || ipvsadm --set $(cat {IPVS_TIMEOUT_ORIG})"
     return Step(
         name=f"IPVS timeouts tcp/tcpfin/udp = {values.replace(' ', '/')} s ({ns or 'root'})",
-        check=f"{show} | grep -q ': {values}$'",
+        check=f"o=$({show}) && [[ $o == *': {values}' ]]",
         apply=f"{save}{in_ns(ns, 'ipvsadm --set')} {values}",
         undo=undo,
         kind="tuning",

@@ -128,10 +128,12 @@ def render_sysctl(lab: Lab) -> str:
 
 
 def render_script(lab: Lab, steps: Sequence[Step], *, title: str, script: str,
-                  topology: str = "") -> str:
-    """A bash script running `steps` (up / down / check), printing `@@ STATUS NAME` per step."""
+                  topology: str = "", preamble: str = "") -> str:
+    """A bash script running `steps` (up / down / check), printing `@@ STATUS NAME` per step.
+    `preamble` is shell run first, defining helpers the steps' commands use."""
     return _ENV.get_template("steps.sh.j2").render(
-        source=lab.source, title=title, script=script, topology=topology, steps=steps
+        source=lab.source, title=title, script=script, topology=topology, steps=steps,
+        preamble=preamble,
     )
 
 

@@ -37,7 +37,7 @@ def _digest(*parts: str) -> str:
 
 
 def _loaded(marker: str, value: str) -> str:
-    return f"[ \"$(cat {STATE}/{marker} 2>/dev/null)\" = '{value}' ]"
+    return f"marker_is {marker} '{value}'"
 
 
 def retire_step(lab: Lab) -> Step:
@@ -46,7 +46,7 @@ def retire_step(lab: Lab) -> Step:
     return Step(
         name="network: previous topology retired when it differs",
         check=f"[ ! -x {NETWORK_SCRIPT} ] || grep -qx '# topology: {sig}' {NETWORK_SCRIPT}",
-        apply=f"{NETWORK_SCRIPT} down >/dev/null",
+        apply=f"{NETWORK_SCRIPT} down >/dev/null && rm -f {NETWORK_SCRIPT}",
     )
 
 
@@ -60,7 +60,7 @@ def file_step(path: str, file: GuestFile) -> Step:
                     f"the old one:\\n%s\\n' \"$out\" >&2; exit 1; }}; ")
     return Step(
         name=f"file {path}",
-        check=f"echo {shlex.quote(f'{file.sha256}  {path}')} | sha256sum -c --status 2>/dev/null",
+        check=f"file_is {file.sha256} {shlex.quote(path)}",
         apply=f"{validate}install -D -m {file.mode:o} {staged} {path}",
         undo=f"rm -f {path}",
     )
@@ -83,7 +83,7 @@ def resolver_step(lab: Lab, name: str, files: Mapping[str, GuestFile]) -> Step:
     marker = f"resolver-{name}.loaded"
     return Step(
         name=f"resolver {name}: {unit} running",
-        check=f"systemctl is-active -q {unit} && {_loaded(marker, digest)}",
+        check=f"unit_active {unit} && {_loaded(marker, digest)}",
         apply=f"systemctl restart {unit} && echo {digest} > {STATE}/{marker}",
         undo=f"systemctl stop {unit} 2>/dev/null; rm -f {STATE}/{marker}",
     )
@@ -101,7 +101,7 @@ def keepalived_step(lab: Lab, files: Mapping[str, GuestFile]) -> Step:
     )
     return Step(
         name=f"keepalived: {KEEPALIVED} running the current config",
-        check=f"systemctl is-active -q {KEEPALIVED} && {_loaded('keepalived.loaded', want)}",
+        check=f"unit_active {KEEPALIVED} && {_loaded('keepalived.loaded', want)}",
         apply=(f"if systemctl is-active -q {KEEPALIVED} && "
                f"[ \"$(cut -d' ' -f1 {marker} 2>/dev/null)\" = {unit_digest} ]; "
                f"then systemctl reload {KEEPALIVED}; else systemctl restart {KEEPALIVED}; fi "
@@ -111,35 +111,55 @@ def keepalived_step(lab: Lab, files: Mapping[str, GuestFile]) -> Step:
 
 
 def ipvs_expected(lab: Lab) -> list[str]:
-    """Extended regexes, one per line `ipvsadm -Ln` must show once Keepalived is in force."""
-    flags = " ops" if lab.ipvs.ops else ""
-    lines = []
+    """Bash tests on `t`, the output of `ipvsadm -Ln | tr -s ' '`, that hold once Keepalived
+    has put every virtual server (scheduler, flags) and every real server (weight 1) in place."""
+    tests = []
     for proto in lab.ipvs.protocols:
-        vs_flags = flags if proto == "udp" else ""
-        lines.append(f"^{proto.upper()} +{lab.network.vip}:53 {lab.ipvs.lb_algo}{vs_flags} *$")
-    lines += [f"^ +-> {r.address}:53 +Masq +1 " for r in lab.resolvers]
-    return lines
+        flags = " ops" if lab.ipvs.ops and proto == "udp" else ""
+        line = f"{proto.upper()} {lab.network.vip}:53 {lab.ipvs.lb_algo}{flags}"
+        tests.append(f"[[ $t == *\"{line}\"$'\\n'* ]]")
+    tests += [f"[[ $t == *\" -> {r.address}:53 Masq 1 \"* ]]" for r in lab.resolvers]
+    return tests
 
 
 def ready_step(lab: Lab) -> Step:
-    """Every resolver answers `who.lab.test` and IPVS lists every virtual and real server."""
+    """IPVS lists every virtual and real server; after any change, every resolver answers too."""
     ns = lab.network.director_netns
-    answers = " && ".join(
-        in_ns(ns, f"dig +time=1 +tries=1 +short @{r.address} who.lab.test TXT")
-        + f" | grep -qx '\"{r.name}\"'"
-        for r in lab.resolvers
-    )
     table = in_ns(ns, "ipvsadm -Ln")
-    rows = " && ".join(f"grep -qE '{line}' <<<\"$t\"" for line in ipvs_expected(lab))
-    check = f"t=$({table}) && {rows} && {answers}"
+    rows = " && ".join(ipvs_expected(lab))
+    digs = "; ".join(f"answers {r.address} {r.name} & p{i}=$!" for i, r in enumerate(lab.resolvers))
+    waits = " && ".join(f"wait $p{i}" for i in range(len(lab.resolvers)))
+    answers = f"{{ [ -z \"${{DNSLAB_CHANGED:-}}\" ] || {{ {digs}; {waits}; }}; }}"
+    check = f"t=$({table} | tr -s ' ') && {rows} && {answers}"
     tries = READY_TIMEOUT_S * 5
     return Step(
-        name="ready: resolvers answer, IPVS lists every real server",
+        name="ready: IPVS lists every real server (and, after a change, every resolver answers)",
         check=check,
         apply=(f"for i in $(seq {tries}); do {{ {check}; }} >/dev/null 2>&1 && exit 0; sleep 0.2; done; "
                f"echo \"not ready after {READY_TIMEOUT_S} s; IPVS table:\" >&2; {table} >&2; exit 1"),
         kind="service",
     )
+
+
+def preamble(lab: Lab, files: Mapping[str, GuestFile]) -> str:
+    """Shell helpers for the deploy runner: one snapshot of file hashes and unit states, read
+    with builtins by the checks (a check falls back to the real command when the snapshot says
+    no), and the resolver probe."""
+    units = [*(resolver_unit(r.name) for r in lab.resolvers), KEEPALIVED]
+    probe = in_ns(lab.network.director_netns, "dig +time=1 +tries=1 +short @$1 who.lab.test TXT")
+    return "\n".join([
+        "declare -A SNAP_SHA SNAP_ACTIVE",
+        "while read -r h p; do SNAP_SHA[$p]=$h; done < <(sha256sum "
+        + " ".join(shlex.quote(p) for p in files) + " 2>/dev/null)",
+        f"UNITS=({' '.join(units)}); i=0",
+        "while read -r st; do SNAP_ACTIVE[${UNITS[i]}]=$st; i=$((i + 1)); done "
+        "< <(systemctl is-active \"${UNITS[@]}\" 2>/dev/null)",
+        "file_is() { [ \"${SNAP_SHA[$2]:-}\" = \"$1\" ] "
+        "|| echo \"$1  $2\" | sha256sum -c --status 2>/dev/null; }",
+        "unit_active() { [ \"${SNAP_ACTIVE[$1]:-}\" = active ] || systemctl is-active -q \"$1\"; }",
+        f"marker_is() {{ local v; read -r v < {STATE}/$1 && [ \"$v\" = \"$2\" ]; }} 2>/dev/null",
+        f"answers() {{ [ \"$({probe})\" = \"\\\"$2\\\"\" ]; }}",
+    ])
 
 
 def service_steps(lab: Lab, files: Mapping[str, GuestFile]) -> list[Step]:

@@ -61,7 +61,7 @@ def test_ipvlan_mode_reaches_every_slave(lab, mode):
     assert len(steps) == 5
     for s in steps:
         assert f"type ipvlan mode {mode}" in s.apply
-        assert f"ipvlan +mode {mode}( |$)" in s.check
+        assert f"' ipvlan  mode {mode} '" in s.check
 
 
 def test_lb_variant_puts_the_director_in_its_own_namespace(lab):
