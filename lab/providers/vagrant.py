@@ -8,6 +8,7 @@ a forwarder (lab.netns_forward) listening on 127.0.0.1, so the Endpoint is an or
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -18,7 +19,6 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +70,10 @@ class VagrantProvider:
         """Image and box, namespace, libvirtd, `vagrant up --provider=libvirt`, SSH; the Endpoint."""
         libvirt_netns.require_tools()
         with self._lock():
-            if self._recorded() is not None:
-                if self.netns.exists():
-                    raise LabError(f"the lab is already up (vagrant, namespace {NETNS}); "
-                                   "`fab down` stops it")
-                self.state_file.unlink()
+            if self.netns.exists():  # one vagrant lab per host: the namespace, domain and network are global
+                raise LabError(f"the lab is already up (vagrant, namespace {NETNS}); "
+                               "`fab down --provider vagrant` stops it")
+            self.state_file.unlink(missing_ok=True)
             artifacts = _image(self.lab)
             started = time.monotonic()
             try:
@@ -170,10 +169,11 @@ class VagrantProvider:
     def _forward_ssh(self) -> tuple[Endpoint, int]:
         """Start the loopback forwarder to the VM's SSH inside the namespace; the Endpoint and its PID."""
         conf = self.vagrant().conf()
-        proc = subprocess.Popen([sys.executable, "-m", "lab.netns_forward", str(self.netns.path),
-                                 conf["HostName"], conf.get("Port", "22")],
-                                stdout=subprocess.PIPE, stderr=(self.dir / "forwarder.log").open("ab"),
-                                stdin=subprocess.DEVNULL, start_new_session=True, text=True)
+        argv = [sys.executable, "-m", "lab.netns_forward", str(self.netns.path), conf["HostName"],
+                conf.get("Port", "22")]
+        with (self.dir / "forwarder.log").open("ab") as log:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, text=True)
         port = proc.stdout.readline().strip() if proc.stdout else ""
         if not port.isdigit():
             raise LabError(f"the SSH forwarder did not start; see {self.dir / 'forwarder.log'}")
@@ -181,11 +181,13 @@ class VagrantProvider:
         return Endpoint(host="127.0.0.1", port=int(port), user=conf.get("User", "vagrant"), key=key), proc.pid
 
     def _teardown(self) -> None:
+        """`vagrant destroy`; then libvirt's domain and network by virsh in case vagrant could not; then
+        every process of the namespace by PID, and the namespace."""
         if self.netns.exists():
             if _vagrant_machine_exists(self.dir / "dotvagrant"):
                 libvirt_netns.start_daemons(self.netns, self.dir)
-                subprocess.run(self.vagrant()._make_vagrant_command(["destroy", "-f"]), cwd=REPO_ROOT,
-                               env=self._env(), capture_output=True, timeout=300)
+                with contextlib.suppress(subprocess.CalledProcessError):
+                    self.vagrant(log=self.dir / "vagrant-destroy.log").destroy()
             if any(_comm(pid) == "libvirtd" for pid in self.netns.member_pids()):
                 self._remove_domain()
                 libvirt_netns.remove_network(self.netns, NETWORK)
@@ -207,7 +209,7 @@ class VagrantProvider:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
         os.replace(tmp, self.state_file)
 
-    @contextmanager
+    @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         with (self.dir / "lock").open("w") as fh:
             try:
