@@ -129,8 +129,8 @@ def _finish(summary: Summary, start: float, console: Console) -> Summary:
     style = "bold red" if summary.failed else "bold green"
     console.print(f"[{style}]{summary.line()}[/]", highlight=False)
     if summary.failed:
-        console.print(f"[red]failed step: {summary.failed_step}: {summary.error}[/]", markup=True,
-                      highlight=False)
+        console.print(f"failed step: {summary.failed_step}: {summary.error}", style="red",
+                      markup=False, highlight=False)
         console.print("steps after it did not run; fix the cause and re-run: it continues from "
                       "the current state", style="red")
     return summary

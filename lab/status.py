@@ -105,7 +105,7 @@ def parse_status(lab: Lab, text: str) -> dict[str, Any]:
     for line in sec.get("sysctl", []):
         key, sep, value = line.partition(" = ")
         if sep:
-            sysctl[key.strip()] = value.strip()
+            sysctl[key.strip()] = " ".join(value.split())
     timeout = " ".join(sec.get("timeout", [])).rpartition(": ")[2].split()
     return {
         "director_netns": lab.network.director_netns or "root",

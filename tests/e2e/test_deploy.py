@@ -14,12 +14,15 @@ import pytest
 
 from lab import remote
 from lab.config import with_overrides
-from lab.deploy import deploy, teardown
+from lab.deploy import RUNNER, deploy, teardown
 from lab.endpoint import connect
+from lab.render import KEEPALIVED_CONF
+from lab.services import STAGE
 from lab.status import read_status
 
 pytestmark = pytest.mark.e2e
 
+BAD_KEEPALIVED = "virtual_server 192.168.100.100 53 {\n    lb_algo bogus\n}\n"
 OUTSIDE = "198.51.100.7"  # TEST-NET-2: an address outside the lab subnet, only inside the guest
 
 # Runs in the guest (in the director's namespace): SIGKILL a resolver, poll /proc/net/ip_vs at
@@ -196,6 +199,24 @@ def test_experiment_settings_apply_in_place_with_a_reload(lab, conn):
     assert data["ipvs_timeouts"]["udp"] == 30
     back = deploy(lab, conn, verbose=False)
     assert back.failed == 0 and {s["scheduler"] for s in read_status(lab, conn)["ipvs"]} == {"rr"}
+
+
+def test_a_config_the_guest_keepalived_rejects_leaves_the_old_one_running(lab, conn):
+    """The guest-side guard: the runner validates with the guest's keepalived before installing."""
+    pid = sh(conn, "systemctl show -p MainPID --value dnslab-keepalived").strip()
+    sh(conn, f"echo '# local edit' >> {KEEPALIVED_CONF}")  # the installed copy now differs
+    remote.upload(conn, {f"{STAGE}{KEEPALIVED_CONF}": BAD_KEEPALIVED.encode()})
+    result = remote.run(conn, f"bash {RUNNER} up")
+    assert result.exited == 1
+    assert f"@@ failed file {KEEPALIVED_CONF}" in result.stdout
+    assert "keepalived -t rejected the new config; the running Keepalived keeps the old one" in result.stdout
+    assert "Invalid lvs_scheduler 'bogus'" in result.stdout
+    assert "@@ ok systemd" not in result.stdout, "steps after the failure ran"
+    assert sh(conn, "systemctl show -p MainPID --value dnslab-keepalived").strip() == pid
+    assert "lb_algo bogus" not in sh(conn, f"cat {KEEPALIVED_CONF}")
+    assert f"{lab.network.vip}:53 rr" in sh(conn, "ipvsadm -Ln")
+    summary = deploy(lab, conn, verbose=False)
+    assert summary.failed == 0 and summary.changed_steps()[0] == f"file {KEEPALIVED_CONF}"
 
 
 def test_keepalived_in_its_own_namespace_variant(lab, conn):
