@@ -60,8 +60,12 @@ def free_port(address: str, kind: int = socket.SOCK_DGRAM) -> int:
     raise RuntimeError(f"no free port on {address}")
 
 
-def start_unbound(workdir: Path, address: str, port: int, name: str = "bench") -> subprocess.Popen:
-    """Unbound with the lab zone on address:port, one thread, pinned to SERVER_CPU; waits until it answers."""
+def start_unbound(workdir: Path, address: str, port: int, name: str = "bench",
+                  realtime: bool = False) -> subprocess.Popen:
+    """Unbound with the lab zone on address:port, one thread, pinned to SERVER_CPU; waits until it answers.
+
+    `realtime` runs it SCHED_FIFO (for light loads on a busy machine, so it is not starved).
+    """
     from ipaddress import IPv4Address
 
     from lab.config import Resolver, load_lab
@@ -71,7 +75,8 @@ def start_unbound(workdir: Path, address: str, port: int, name: str = "bench") -
     conf.write_text(render_unbound(load_lab(), Resolver(name, IPv4Address(address)), port=port,
                                    threads=1, username="", extra_allow=["127.0.0.0/8"]))
     with open(workdir / "unbound.log", "w") as errors:
-        proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, "unbound", "-d", "-c", str(conf)],
+        priority = ["chrt", "-f", "10"] if realtime else []
+        proc = subprocess.Popen([*priority, "taskset", "-c", SERVER_CPU, "unbound", "-d", "-c", str(conf)],
                                 stdout=subprocess.DEVNULL, stderr=errors)
     query = dns.message.make_query("who.lab.test", "TXT")
     for _ in range(100):
@@ -129,8 +134,8 @@ def _requests(web_port: int) -> tuple[int, int]:
 def run_locust(address: str, port: int, seconds: float, records: Path | None) -> dict:
     """The Locust user (1 user, window 100, one reused socket) for qps, CPU, and p50/p99 from records."""
     web_port = free_port("127.0.0.1", socket.SOCK_STREAM)
-    args = ["taskset", "-c", CLIENT_CPU, *LOCUST, "-f", LOCUSTFILE, "--autostart", "--autoquit", "0",
-            "-u", "1", "-r", "1", "-t", f"{int(seconds + WARMUP_S + 3)}s", "--web-host", "127.0.0.1",
+    args = ["taskset", "-c", CLIENT_CPU, *LOCUST, "-f", LOCUSTFILE, "--autostart",
+            "-u", "1", "-r", "1", "--web-host", "127.0.0.1",
             "--web-port", str(web_port), "--host", f"{address}:{port}", "--dns-socket-mode", "reuse",
             "--dns-window", "100", *MIX, "--loglevel", "WARNING"]
     if records:
@@ -138,14 +143,16 @@ def run_locust(address: str, port: int, seconds: float, records: Path | None) ->
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         pid = proc.pid  # taskset execs Locust in place
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while True:
             try:
                 users, total = _requests(web_port)
                 if users and total:
                     break
             except OSError:
                 pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"locust did not start: {proc.stderr.read()[-2000:]}")
             time.sleep(0.2)
         time.sleep(WARMUP_S)
         t0, cpu0, n0 = time.monotonic(), _process_cpu(pid), _requests(web_port)[1]

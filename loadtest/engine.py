@@ -3,8 +3,9 @@
 One `epoll` per user holds its sockets; a single gevent io watcher on that epoll wakes the user's
 reply handler inside the hub, which reads a bounded number of replies per wakeup, matches them to
 pending queries by ID and reads only the header (plus the TXT answer of who.lab.test). A hub timer
-scans the pending queries for timeouts; its interval is the timeout resolution. Finished queries
-go to `Engine.done` as plain tuples; the caller drains them into records and Locust events.
+scans the pending queries for timeouts while there are any; its interval is the timeout resolution.
+Finished queries go to `Engine.done` as plain tuples; the caller drains them into records and
+Locust events.
 
 Models: closed (rate 0: keep `window` queries in flight, refilled as answers arrive) or open
 (`run_open`: send on a fixed schedule, catching up after late wakeups so the achieved rate holds).
@@ -75,9 +76,8 @@ class Engine:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start watching replies and timeouts; in the closed model, fill the window."""
+        """Start watching replies; in the closed model, fill the window."""
         self._watcher.start(self._on_ready)
-        self._timer.start(self._on_scan)
         if self._closed_model:
             self.fill()
 
@@ -151,6 +151,8 @@ class Engine:
             self._finish(entry, ERROR, NO_RCODE, "")
             return
         self._pending[qid] = entry
+        if not self._timer.active:  # the timeout scan runs only while queries are pending
+            self._timer.start(self._on_scan)
 
     def _open_udp(self):
         sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
@@ -330,3 +332,5 @@ class Engine:
                 self._finish(entry, TIMEOUT, NO_RCODE, "")
         if self._closed_model and expired:
             self.fill()
+        if not self._pending:
+            self._timer.stop()

@@ -20,15 +20,16 @@ pytestmark = pytest.mark.integration
 
 ADDRESS = "127.0.0.83"
 RESOLVER = "it1"
+REALTIME = ["chrt", "-f", "5"]  # timing tests: neither side starved by a busy machine
 LOCUST = [sys.executable, "-m", "locust", "-f", str(REPO / "loadtest" / "dns.py")]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A lab-zone Unbound named it1 on 127.0.0.83:<free port>; yields (address:port, Popen)."""
+    """A lab-zone Unbound named it1 on 127.0.0.83:<free port>, SCHED_FIFO; yields (address:port, Popen)."""
     workdir = tmp_path_factory.mktemp("unbound")
     port = free_port(ADDRESS)
-    proc = start_unbound(workdir, ADDRESS, port, name=RESOLVER)
+    proc = start_unbound(workdir, ADDRESS, port, name=RESOLVER, realtime=True)
     yield f"{ADDRESS}:{port}", proc
     os.kill(proc.pid, signal.SIGCONT)
     proc.terminate()
@@ -36,6 +37,7 @@ def server(tmp_path_factory):
 
 
 def _locust(host: str, *args: str, seconds: float | None = 3, prefix: list[str] = ()) -> list[str]:
+    """A headless Locust command line for the DNS user (after `prefix`, e.g. unshare or chrt)."""
     run_time = ["-t", f"{seconds}s"] if seconds else []
     return [*prefix, *LOCUST, "--headless", "--host", host, *run_time, "--loglevel", "WARNING", *args]
 
@@ -117,9 +119,9 @@ def test_a_stopped_server_shows_as_timeouts_and_a_stall_of_the_stop_length(serve
     host, unbound = server
     records = tmp_path / "records"
     load = subprocess.Popen(_locust(host, "-u", "2", "-r", "2", "--dns-rate", "1000",
-                                    "--dns-timeout-ms", "100", "--dns-records", str(records), seconds=4),
-                            cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                    "--dns-timeout-ms", "250", "--dns-records", str(records), seconds=None,
+                                    prefix=REALTIME),
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_records(records)
         time.sleep(0.5)
@@ -128,6 +130,8 @@ def test_a_stopped_server_shows_as_timeouts_and_a_stall_of_the_stop_length(serve
         time.sleep(0.6)
         resumed_ns = time.time_ns()
         os.kill(unbound.pid, signal.SIGCONT)
+        time.sleep(1.0)
+        load.send_signal(signal.SIGINT)
         assert load.wait(timeout=60) in (0, 1), load.stderr.read()
     finally:
         os.kill(unbound.pid, signal.SIGCONT)
@@ -137,8 +141,8 @@ def test_a_stopped_server_shows_as_timeouts_and_a_stall_of_the_stop_length(serve
     timeouts = [int(r["t_send_ns"]) for r in rows if r["outcome"] == "timeout"]
     assert len(timeouts) > 200
     # sent while stopped (or within the timeout before it, or before Unbound drained its full buffer);
-    # a loaded machine may add a stray timeout elsewhere, so tolerate a few
-    inside = [t for t in timeouts if stopped_ns - 120e6 <= t <= resumed_ns + 20e6]
+    # a loaded machine may starve Unbound past the timeout elsewhere, so tolerate a few strays
+    inside = [t for t in timeouts if stopped_ns - 270e6 <= t <= resumed_ns + 20e6]
     assert len(inside) >= 0.98 * len(timeouts)
     answers = sorted(int(r["t_send_ns"]) + float(r["latency_ms"]) * 1e6 for r in rows if r["outcome"] == "ok")
     stall_ns = max(b - a for a, b in zip(answers, answers[1:], strict=False))
@@ -200,10 +204,10 @@ def test_a_dead_server_gives_errors_and_tcp_reconnects_after_it_returns(tmp_path
     workdir.mkdir()
     address = "127.0.0.84"
     port = free_port(address)
-    unbound = start_unbound(workdir, address, port, name="back")
+    unbound = start_unbound(workdir, address, port, name="back", realtime=True)
     load = subprocess.Popen(_locust(f"{address}:{port}", "-u", "2", "-r", "2", "--dns-rate", "400",
                                     "--dns-tcp-share", "0.5", "--dns-timeout-ms", "200",
-                                    "--dns-records", str(records), seconds=5),
+                                    "--dns-records", str(records), seconds=None),
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_records(records)
@@ -213,8 +217,10 @@ def test_a_dead_server_gives_errors_and_tcp_reconnects_after_it_returns(tmp_path
         died_ns = time.time_ns()
         time.sleep(0.7)
         restart_ns = time.time_ns()
-        unbound = start_unbound(workdir, address, port, name="back")
+        unbound = start_unbound(workdir, address, port, name="back", realtime=True)
         back_ns = time.time_ns()
+        time.sleep(1.5)
+        load.send_signal(signal.SIGINT)
         assert load.wait(timeout=60) == 1, load.stderr.read()
     finally:
         unbound.terminate()
