@@ -93,13 +93,20 @@ def ipvs_table(conn: Any, lab: Lab) -> list[tuple[str, str, str, int, int, int]]
 
 
 def health(conn: Any, lab: Lab) -> dict[str, Any]:
-    """Does every resolver answer `who.lab.test TXT` with its name, and is the IPVS table whole?"""
-    answers = {}
-    for r in lab.resolvers:
-        res = conn.run(f"ip netns exec {r.name} dig +time=1 +tries=2 +short @{r.address} who.lab.test TXT",
-                       warn=True, hide=True)
-        answers[r.name] = res.stdout.strip().strip('"') == r.name
-    table = ipvs_table(conn, lab)
+    """Does every resolver answer `who.lab.test TXT` with its name, and is the IPVS table whole?
+
+    One round trip: every resolver asked in parallel, then the director's /proc/net/ip_vs.
+    """
+    ns = lab.network.director_netns
+    asks = "".join(f"(echo {r.name} $(ip netns exec {r.name} dig +time=1 +tries=2 +short "
+                   f"@{r.address} who.lab.test TXT) > /tmp/dnslab-health.{r.name}) & " for r in lab.resolvers)
+    names = " ".join(f"/tmp/dnslab-health.{r.name}" for r in lab.resolvers)
+    cat = f"ip netns exec {ns} cat /proc/net/ip_vs" if ns else "cat /proc/net/ip_vs"
+    out = conn.run(f"{asks}wait; cat {names}; rm -f {names}; echo @@ipvs; {cat}", warn=True, hide=True).stdout
+    said, _, ip_vs = out.partition("@@ipvs")
+    replies = dict((line.split() + [""])[:2] for line in said.splitlines() if line.strip())
+    answers = {r.name: replies.get(r.name, "").strip('"') == r.name for r in lab.resolvers}
+    table = parse_ip_vs(ip_vs)
     vip = f"{lab.network.vip}:53"
     missing = [f"{proto}/{r.real_server}" for proto in lab.ipvs.protocols for r in lab.resolvers
                if not any(v == vip and p == proto and rs == r.real_server and w > 0

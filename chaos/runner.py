@@ -350,7 +350,9 @@ class Run:
     def meta(self, steady: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         info = self.conn.run(
             "uname -r; unbound -V 2>&1 | head -1; keepalived --version 2>&1 | head -1; "
-            f"ipvsadm --version 2>&1 | head -1; {LOCUST} --version 2>&1 | tail -1", hide=True, warn=True)
+            "ipvsadm --version 2>&1 | head -1; "
+            "ls -d /opt/dnslab/venv/lib/python3*/site-packages/locust-*.dist-info"
+            " | sed 's/.*locust-\\(.*\\)\\.dist-info/locust \\1/'", hide=True, warn=True)
         lines = (info.stdout.splitlines() + [""] * 5)[:5]
         first_t = min((e["t_ns"] for e in self.events), default=None)
         last_t = max((e["t_ns"] for e in self.events), default=None)
