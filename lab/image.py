@@ -116,6 +116,29 @@ def _locked(name: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _mounts_under(path: Path) -> list[Path]:
+    """Mount points at or below `path`, deepest first (from /proc/self/mountinfo)."""
+    root = path.resolve()
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = Path(line.split()[4].encode().decode("unicode_escape"))
+        if point == root or root in point.parents:
+            points.append(point)
+    return sorted(points, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf a build directory, unmounting first whatever an interrupted chroot step left mounted in
+    it (a bind-mounted /dev must never be deleted through)."""
+    for point in _mounts_under(path):
+        subprocess.run(["umount", "--lazy", str(point)], check=False, stderr=subprocess.DEVNULL)
+    left = _mounts_under(path)
+    if left:
+        raise LabError(f"image build: {left[0]} is still mounted; unmount it, then remove {path}",
+                       exit_code=1)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @contextmanager
 def _staging(final: Path) -> Iterator[Path]:
     """A temporary directory beside `final`, renamed to it on success, removed on failure."""
@@ -125,11 +148,11 @@ def _staging(final: Path) -> Iterator[Path]:
     try:
         yield tmp
         if final.exists():
-            shutil.rmtree(final)
+            remove_tree(final)
         tmp.rename(final)
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
 
 
 def _log(name: str, key: str) -> Path:
@@ -157,7 +180,7 @@ def _build_base(key: str, vagrant_pub: bytes) -> ImageArtifacts:
             run_step("stage 2/3: bootable disk (sfdisk, ext4, GRUB, qcow2)",
                      ["sh", str(BASE_DIR / "mkdisk.sh"), str(rootfs), str(tmp), str(DISK_MIB)], log)
         finally:
-            shutil.rmtree(rootfs, ignore_errors=True)
+            remove_tree(rootfs)
         pub.unlink()
     built = _artifacts(key, final, "base.qcow2")
     if built is None:
@@ -194,7 +217,7 @@ def _build_layer(key: str, base: ImageArtifacts, lab: Lab) -> ImageArtifacts:
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         for leftover in ("packer", "packer_cache", "build_key", "build_key.pub"):
             path = tmp / leftover
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            remove_tree(path) if path.is_dir() else path.unlink(missing_ok=True)
     built = _artifacts(key, final, "dnslab.qcow2")
     if built is None:
         raise LabError(f"image build: packer left no dnslab.qcow2 in {final}; log: {log}", exit_code=1)

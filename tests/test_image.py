@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,15 @@ def test_describe_lists_every_artifact(tmp_path):
     art = image.ImageArtifacts("f" * 64, disk, tmp_path / "vmlinuz", tmp_path / "initrd.img")
     text = art.describe()
     assert "ffffffffffffffff" in text and str(disk) in text and "(1 MiB)" in text and "box" not in text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root (the image build runs as root)")
+def test_remove_tree_unmounts_before_deleting(tmp_path):
+    build = tmp_path / "build"
+    inner = build / "rootfs" / "dev"
+    inner.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(inner)], check=True)
+    (inner / "node").write_text("must not be deleted through a mount")
+    assert image._mounts_under(build) == [inner]
+    image.remove_tree(build)
+    assert not build.exists() and image._mounts_under(tmp_path) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Protocol
 
 from lab.endpoint import Endpoint, connect
@@ -32,8 +33,19 @@ class Provider(Protocol):
 NOT_UP = "lab is not up; run `fab up`"
 
 
+def ssh_banner(host: str, port: int, timeout: float) -> bool:
+    """True when something at host:port greets like an SSH server (cheap, and quiet, unlike paramiko)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            return sock.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
 def ssh_answers(endpoint: Endpoint, timeout: float = 5.0) -> bool:
     """True when a real command runs over SSH at the endpoint."""
+    if not ssh_banner(endpoint.host, endpoint.port, timeout):
+        return False
     try:
         with connect(endpoint, timeout=timeout) as conn:
             return conn.run("true", hide=True, warn=True, timeout=timeout).ok
