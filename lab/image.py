@@ -34,7 +34,7 @@ from lab.image_recipe import (
     packer_argv,
     parse_packages,
 )
-from lab.image_steps import console, run_step
+from lab.image_steps import console, require_tools, run_step
 from lab.state import cache_dir
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -75,9 +75,7 @@ class ImageArtifacts:
 
 def check_tools() -> None:
     """A LabError naming the Debian package of the first missing build tool, or of missing root."""
-    for tool, package in TOOLS.items():
-        if not shutil.which(tool):
-            raise LabError(f"image build needs {tool}; install it: apt-get install {package}")
+    require_tools(TOOLS, "image build")
     if os.geteuid() != 0:
         raise LabError("image build needs root (mmdebstrap chroot, loop device for GRUB); run it as root")
 

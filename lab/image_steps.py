@@ -1,9 +1,10 @@
 """Run one long image-build step: output to a log file, a live status line with elapsed time and the
-log's last line, and a one-line LabError naming the log when it fails."""
+log's last line, and a one-line LabError naming the log when it fails. Also: required host tools."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,13 @@ from rich.markup import escape
 from lab.errors import LabError
 
 console = Console(stderr=True)
+
+
+def require_tools(tools: Mapping[str, str], purpose: str) -> None:
+    """A LabError naming the Debian package of the first tool (name -> package) not on PATH."""
+    for tool, package in tools.items():
+        if not shutil.which(tool):
+            raise LabError(f"{purpose} needs {tool}; install it: apt-get install {package}")
 
 
 def last_lines(path: Path, count: int = 1) -> list[str]:

@@ -11,6 +11,7 @@ import pytest
 
 from lab import image, image_recipe
 from lab.errors import LabError
+from lab.image_steps import run_step
 
 
 def test_parse_packages_skips_comments_and_blanks():
@@ -104,3 +105,22 @@ def test_remove_tree_unmounts_before_deleting(tmp_path):
     assert image._mounts_under(build) == [inner]
     image.remove_tree(build)
     assert not build.exists() and image._mounts_under(tmp_path) == []
+
+
+def test_a_failing_step_names_its_log_and_last_lines(tmp_path):
+    log = tmp_path / "build.log"
+    script = "echo preparing; echo 'E: no space left' >&2; exit 3"
+    with pytest.raises(LabError) as err:
+        run_step("stage 9/9: broken", ["sh", "-c", script], log)
+    message = str(err.value)
+    assert err.value.exit_code == 1
+    assert "stage 9/9: broken failed (exit 3)" in message and f"full log: {log}" in message
+    tail = f"last lines: === stage 9/9: broken: sh -c {script} | preparing | E: no space left"
+    assert message.endswith(tail)
+    assert "\n" not in message
+
+
+def test_a_step_that_works_returns_its_time_and_keeps_its_output(tmp_path):
+    log = tmp_path / "build.log"
+    assert run_step("stage 1/1: fine", ["sh", "-c", "echo hello"], log) >= 0
+    assert log.read_text().splitlines()[-1] == "hello"

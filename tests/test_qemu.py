@@ -12,7 +12,14 @@ from lab.config import parse_lab
 from lab.errors import LabError
 from lab.image import ImageArtifacts
 from lab.providers import get_provider
-from lab.providers.qemu import QemuProvider, ensure_key, free_port, kvm_probe_argv, qemu_argv
+from lab.providers.qemu import (
+    QemuProvider,
+    choose_accel,
+    ensure_key,
+    free_port,
+    kvm_probe_argv,
+    qemu_argv,
+)
 
 IMAGE = ImageArtifacts("h" * 64, Path("/c/dnslab.qcow2"), Path("/c/vmlinuz"), Path("/c/initrd.img"))
 
@@ -98,3 +105,16 @@ def test_a_pid_that_is_not_our_qemu_is_never_ours_and_never_killed(state, raw_la
         provider.endpoint()
     provider.down()
     assert not provider.pidfile.exists() and not provider.endpoint_file.exists()
+
+
+def test_forced_accel_needs_no_probe(tmp_path):
+    missing_kernel = tmp_path / "no-such-vmlinuz"  # a probe would have to read it
+    assert choose_accel("tcg", missing_kernel) == "tcg"
+    assert choose_accel("kvm", missing_kernel) == "kvm"
+
+
+def test_missing_qemu_names_its_package(state, raw_lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(LabError, match=r"qemu provider needs qemu-system-x86_64; install it: apt-get install "
+                                       r"qemu-system-x86"):
+        QemuProvider(parse_lab(raw_lab)).up()

@@ -23,11 +23,12 @@ from lab.endpoint import Endpoint, connect
 from lab.errors import LabError
 from lab.image import ImageArtifacts
 from lab.image_recipe import KERNEL_CMDLINE
-from lab.image_steps import console, last_lines
+from lab.image_steps import console, last_lines, require_tools
 from lab.providers.base import NOT_UP, ssh_answers
 from lab.state import cache_dir, state_dir, sub
 
 QEMU = "qemu-system-x86_64"
+TOOLS = {QEMU: "qemu-system-x86", "qemu-img": "qemu-utils", "ssh-keygen": "openssh-client"}
 KVM_PROBE_TIMEOUT_S = 20.0
 
 
@@ -140,6 +141,7 @@ class QemuProvider:
                            "`fab down` stops it")
         from lab.image import build
 
+        require_tools(TOOLS, "the qemu provider")
         image = build(self.lab)
         self._clear()
         self.dir.mkdir(parents=True, exist_ok=True)
