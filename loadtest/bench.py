@@ -1,10 +1,11 @@
 """Benchmark: the Locust DNS user against dnsperf, recording overhead, fixed-rate accuracy.
 
-`python -m loadtest.bench [--seconds S] [--runs N] [--json]` (host only, as root: it starts its own
-Unbound on 127.0.0.x at a high port, serving the lab zone only, pinned to CPU 1; the generators run
-on CPU 0). Each round runs dnsperf, the Locust user without records and with records, so the three
-share the machine's conditions; the medians are printed. Then one fixed-rate run (4 users, 1,000
-queries/s) measures the achieved rate and the send-time jitter from the records.
+`python -m loadtest.bench [--seconds S] [--runs N] [--rate-seconds S] [--realtime] [--json]`
+(host only, as root: it starts its own Unbound on 127.0.0.x at a high port, serving the lab zone
+only, pinned to CPU 1; the generators run on CPU 0). Each round runs dnsperf, the Locust user
+without records and with records, so the three share the machine's conditions; the medians are
+printed. Then one fixed-rate run (4 users, 1,000 queries/s) measures the achieved rate and the
+send-time jitter from the records, next to the timer noise of a plain sleep loop as reference.
 
 Locust's throughput and CPU are sampled through its web UI's /stats/requests between two moments
 after warm-up, so start-up costs do not count. CPU per query is user + system time over queries.
@@ -180,10 +181,28 @@ def _latencies_ms(records: Path) -> list[float]:
     return values
 
 
+_PROBE = """
+import time
+late, end = [], time.monotonic() + {seconds}
+while time.monotonic() < end:
+    t = time.monotonic(); time.sleep(0.004); late.append(time.monotonic() - t - 0.004)
+late.sort()
+print(late[int(0.99 * len(late))] * 1e3)
+"""
+
+
+def timer_noise_p99_ms(seconds: float, priority: list[str]) -> float:
+    """The reference for jitter: p99 lateness of a plain 4 ms sleep loop on the generator's CPU."""
+    command = [*priority, "taskset", "-c", CLIENT_CPU, sys.executable, "-c", _PROBE.format(seconds=seconds)]
+    return float(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
 def run_fixed_rate(address: str, port: int, seconds: float, records: Path, rate: float = 1000.0,
-                   users: int = 4) -> dict:
-    """`users` users at `rate` queries/s in total: achieved rate and send-time jitter from the records."""
-    args = ["taskset", "-c", CLIENT_CPU, *LOCUST, "-f", LOCUSTFILE, "--headless", "-u", str(users),
+                   users: int = 4, priority: list[str] = ()) -> dict:
+    """`users` users at `rate` queries/s in total: achieved rate and send-time jitter from the records,
+    with the machine's timer noise (same CPU and priority) measured just before as the reference."""
+    noise = timer_noise_p99_ms(min(seconds, 3.0), list(priority))
+    args = [*priority, "taskset", "-c", CLIENT_CPU, *LOCUST, "-f", LOCUSTFILE, "--headless", "-u", str(users),
             "-r", str(users), "-t", f"{int(seconds)}s", "--host", f"{address}:{port}",
             "--dns-rate", str(rate), "--dns-records", str(records), "--dns-timeout-ms", "100",
             "--loglevel", "WARNING", "--only-summary"]
@@ -194,7 +213,8 @@ def run_fixed_rate(address: str, port: int, seconds: float, records: Path, rate:
         wf = read_worker_file(path)
         for t_send, user in zip(wf.columns[0], wf.columns[3], strict=True):
             sends.setdefault((wf.worker, user), array("q")).append(t_send)
-    return {"target_qps": rate, **send_accuracy(list(sends.values()), rate / users)}
+    return {"target_qps": rate, **send_accuracy(list(sends.values()), rate / users),
+            "timer_noise_p99_ms": noise, "realtime": bool(priority)}
 
 
 def send_accuracy(sends_per_user: list[array], user_rate: float) -> dict:
@@ -240,6 +260,8 @@ def format_summary(s: dict) -> str:
         f"fixed rate: target {f['target_qps']:.0f} q/s, achieved {f['achieved_qps']:.1f} "
         f"({f['error_pct']:+.2f} %, target within 1 %), send jitter p99 {f['jitter_p99_ms']:.3f} ms "
         "(target < 2 ms)",
+        f"  reference: a plain sleep loop on the same CPU{' (SCHED_FIFO)' if f['realtime'] else ''} "
+        f"is late by {f['timer_noise_p99_ms']:.3f} ms at p99 (machine noise)",
         f"(medians of {s['runs']} rounds; Locust p50/p99 from its per-query records)",
     ]
     return "\n".join(lines)
@@ -251,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="rounds of dnsperf / locust / locust+records")
     parser.add_argument("--rate-seconds", type=float, default=None,
                         help="seconds of the 1,000 q/s run (default: --seconds)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="run the fixed-rate generator SCHED_FIFO (chrt), shielding it from a busy host")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
     if not shutil.which("dnsperf") or not shutil.which("unbound"):
@@ -269,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(records, ignore_errors=True)
             log(f"round {i + 1}/{args.runs}: " + ", ".join(f"{k} {v['qps']:.0f} q/s" for k, v in row.items()))
             rounds.append(row)
-        fixed = run_fixed_rate(ADDRESS, port, args.rate_seconds or args.seconds, workdir / "records-rate")
+        fixed = run_fixed_rate(ADDRESS, port, args.rate_seconds or args.seconds, workdir / "records-rate",
+                               priority=["chrt", "-f", "5"] if args.realtime else [])
         log("fixed-rate run done")
     finally:
         server.terminate()
