@@ -221,12 +221,10 @@ class VagrantProvider:
 
 
 def _image(lab: Lab) -> Any:
-    """The lab image with its box (built or reused); `package` is cached, it makes sure Vagrant holds it."""
+    """The lab image (built or reused) with its box, which lab.image has `box.package` add to Vagrant."""
     from lab.image import build
 
-    artifacts = build(lab, box=True)
-    box.package(artifacts)
-    return artifacts
+    return build(lab, box=True)
 
 
 def _tail(path: Path, count: int) -> list[str]:

@@ -74,6 +74,8 @@ def test_vagrant_up_reaches_ssh_and_down_leaves_nothing(tmp_path: Path, monkeypa
 
     assert not provider.netns.exists()
     assert [pid for pid in members if alive(pid)] == []
+    assert not Path("/etc/libvirt/qemu/dnslab_default.xml").exists()  # the domain is undefined
+    assert not Path("/run/libvirt/network/dnslab-vagrant.pid").exists()
     with pytest.raises(LabError, match="not up"):
         provider.endpoint()
     provider.down()  # idempotent
