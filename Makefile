@@ -8,7 +8,7 @@ STAMP := .lab/setup.stamp
 # (unbound, keepalived, dnsperf), Vagrant + libvirt, and Chromium for the report screenshots.
 APT_PACKAGES := python3 python3-venv python3-pip qemu-system-x86 qemu-utils mmdebstrap fdisk \
 	e2fsprogs packer unbound keepalived ipvsadm dnsperf dnsutils iproute2 iptables \
-	openssh-client vagrant vagrant-libvirt libvirt-daemon-system chromium make git
+	openssh-client vagrant vagrant-libvirt libvirt-daemon-system dnsmasq-base chromium make git
 
 .PHONY: setup demo test lint clean
 
@@ -43,4 +43,5 @@ lint: setup
 
 clean:
 	-$(VENV)/bin/fab down
+	-$(VENV)/bin/fab down --provider vagrant
 	rm -rf .lab/vm

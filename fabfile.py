@@ -4,7 +4,6 @@ reports/. Run `fab --list` for the list and `fab --help TASK` for a task's optio
 from __future__ import annotations
 
 import json
-import sys
 
 from fabric import task
 
@@ -24,11 +23,6 @@ def _connection(model: Lab):
     from lab.providers import get_provider
 
     return connect(get_provider(model).endpoint())
-
-
-def _remainder() -> str:
-    argv = sys.argv
-    return " ".join(argv[argv.index("--") + 1 :]) if "--" in argv else ""
 
 
 @task(help={"provider": "qemu | vagrant | ssh (default: [vm] provider in lab.toml)",
@@ -64,14 +58,13 @@ def down(c, provider=None, lab=None):
     get_provider(_lab(lab, provider)).down()
 
 
-@task(help={"cmd": "command to run (or give it after --)", "lab": "lab file"})
+@task(positional=["cmd"], help={"cmd": "command to run in the lab VM", "lab": "lab file"})
 @cli_guard
 def ssh(c, cmd=None, lab=None):
-    """Run a command in the lab VM: `fab ssh -- ip -br addr`."""
-    command = cmd or _remainder()
-    if not command:
-        raise LabError("fab ssh: give a command after --, e.g. `fab ssh -- uname -a`")
-    result = _connection(_lab(lab)).run(command, warn=True, hide=False, pty=False)
+    """Run a command in the lab VM: `fab ssh 'ip -br addr'`."""
+    if not cmd:
+        raise LabError("fab ssh: give a command, e.g. `fab ssh 'uname -a'`")
+    result = _connection(_lab(lab)).run(cmd, warn=True, hide=False, pty=False)
     raise SystemExit(result.exited)
 
 
