@@ -33,7 +33,6 @@ class Step:
     check: str
     apply: str
     undo: str = ":"
-    kind: str = "topology"  # topology: rebuilt on change | tuning: changed in place
 
 
 def link_name(ns: str) -> str:
@@ -169,7 +168,6 @@ def sysctl_step(lab: Lab, key: str, value: str) -> Step:
         check=f"{read} && [ \"${{v[*]}}\" = '{want}' ]",
         apply=f"{save}{in_ns(ns, 'sysctl -qw')} '{key}={want}'",
         undo=undo,
-        kind="tuning",
     )
 
 
@@ -190,7 +188,6 @@ def ipvs_timeout_step(lab: Lab) -> Step:
         check=f"o=$({show}) && [[ $o == *': {values}' ]]",
         apply=f"{save}{in_ns(ns, 'ipvsadm --set')} {values}",
         undo=undo,
-        kind="tuning",
     )
 
 

@@ -137,7 +137,6 @@ def ready_step(lab: Lab) -> Step:
         check=check,
         apply=(f"for i in $(seq {tries}); do {{ {check}; }} >/dev/null 2>&1 && exit 0; sleep 0.2; done; "
                f"echo \"not ready after {READY_TIMEOUT_S} s; IPVS table:\" >&2; {table} >&2; exit 1"),
-        kind="service",
     )
 
 

@@ -176,7 +176,7 @@ def test_sigkill_removes_the_resolver_within_the_bound_and_restart_adds_it_back(
     assert figures["removal_s"] is not None and figures["removal_s"] <= bound
     assert figures["readd_s"] is not None
     events = [c["last_event"] for c in read_status(lab, conn)["checks"] if c["resolver"] == rs.name]
-    assert all(e.startswith("Adding service") for e in events), events
+    assert all("Adding service" in e for e in events), events
 
 
 def test_experiment_settings_apply_in_place_with_a_reload(lab, conn):
