@@ -201,7 +201,7 @@ def _build_layer(key: str, base: ImageArtifacts, lab: Lab) -> ImageArtifacts:
             "output_dir": tmp / "packer", "ssh_private_key": build_key,
             "authorized_keys": build_key.with_suffix(".pub"), "serial_log": tmp / "serial.log",
             "image_release": key, "accelerator": choose_accel(lab.vm.accel, base.kernel),
-            "cpus": lab.vm.cpus, "memory": lab.vm.memory_mib,
+            "disk_size": f"{DISK_MIB}M", "cpus": lab.vm.cpus, "memory": lab.vm.memory_mib,
         }
         env = {"CHECKPOINT_DISABLE": "1", "PACKER_CACHE_DIR": str(tmp / "packer_cache"),
                "TMPDIR": str(tmp)}

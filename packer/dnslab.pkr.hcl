@@ -44,6 +44,11 @@ variable "accelerator" {
   type    = string
   default = "tcg"
 }
+variable "disk_size" {
+  type        = string
+  default     = "4096M"
+  description = "virtual disk size: the base disk's own size (packer would otherwise grow it to 40G)"
+}
 variable "cpus" {
   type    = number
   default = 2
@@ -88,6 +93,7 @@ source "qemu" "dnslab" {
   iso_url          = var.base_image
   iso_checksum     = "none"
   disk_image       = true
+  disk_size        = var.disk_size
   use_backing_file = false
   format           = "qcow2"
   disk_compression = true

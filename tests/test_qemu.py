@@ -55,6 +55,14 @@ def test_direct_kernel_boot_with_label_root_and_eth0():
     assert "root=LABEL=dnslab-root" in cmdline and "net.ifnames=0" in cmdline and "console=ttyS0" in cmdline
 
 
+def test_grub_boot_leaves_the_kernel_to_the_disk():
+    argv = qemu_argv(image=IMAGE, overlay=Path("/s/o.qcow2"), port=1, pubkey=Path("/s/k.pub"),
+                     serial=Path("/s/serial.log"), pidfile=Path("/s/pid"), accel="tcg", cpus=1,
+                     memory_mib=512, grub=True)
+    assert not {"-kernel", "-initrd", "-append"} & set(argv)
+    assert _after(argv, "-drive") == ["file=/s/o.qcow2,if=virtio,format=qcow2,discard=unmap"]
+
+
 def test_key_overlay_serial_and_pidfile_are_wired():
     argv = _argv("tcg")
     assert _after(argv, "-fw_cfg") == ["name=opt/dnslab/authorized_keys,file=/s/k.pub"]

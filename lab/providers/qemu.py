@@ -33,15 +33,16 @@ KVM_PROBE_TIMEOUT_S = 20.0
 
 
 def qemu_argv(*, image: ImageArtifacts, overlay: Path, port: int, pubkey: Path, serial: Path,
-              pidfile: Path, accel: str, cpus: int, memory_mib: int) -> list[str]:
-    """The qemu command line of the lab VM (pure)."""
+              pidfile: Path, accel: str, cpus: int, memory_mib: int, grub: bool = False) -> list[str]:
+    """The qemu command line of the lab VM (pure). Direct-kernel boot, or GRUB from the disk."""
     kvm = accel == "kvm"
     cpu = ["-accel", "kvm", "-cpu", "host"] if kvm else ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    kernel = ["-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", KERNEL_CMDLINE]
     return [
         QEMU, "-name", "dnslab", "-machine", "q35", *cpu, "-smp", str(cpus), "-m", str(memory_mib),
         "-nodefaults", "-display", "none",
         "-drive", f"file={overlay},if=virtio,format=qcow2,discard=unmap",
-        "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", KERNEL_CMDLINE,
+        *([] if grub else kernel),
         "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
         "-device", "virtio-net-pci,netdev=n0",
         "-device", "virtio-rng-pci",
@@ -129,15 +130,19 @@ class QemuProvider:
         return pid if ours else None
 
     def endpoint(self) -> Endpoint:
-        if self.pid() is None or not self.endpoint_file.exists():
+        pid = self.pid()
+        if pid is None:
             raise LabError(NOT_UP)
+        if not self.endpoint_file.exists():
+            raise LabError(f"lab is still booting (qemu pid {pid}); wait for `fab up` to finish")
         return Endpoint.from_json(self.endpoint_file.read_text())
 
     # -- up / down -----------------------------------------------------------------------------
     def up(self) -> Endpoint:
-        if self.pid() is not None:
-            port = Endpoint.from_json(self.endpoint_file.read_text()).port
-            raise LabError(f"lab is already up (qemu pid {self.pid()}, ssh on 127.0.0.1:{port}); "
+        pid = self.pid()
+        if pid is not None:
+            port = json.loads(self.vm_file.read_text())["port"]
+            raise LabError(f"lab is already up (qemu pid {pid}, ssh on 127.0.0.1:{port}); "
                            "`fab down` stops it")
         from lab.image import build
 
@@ -163,7 +168,11 @@ class QemuProvider:
         self.vm_file.write_text(json.dumps({"pid": self.pid(), "port": port, "accel": accel,
                                             "image": str(image.qcow2), "image_hash": image.hash,
                                             "argv": argv}, indent=2) + "\n")
-        self._wait_for_ssh(endpoint, accel)
+        try:
+            self._wait_for_ssh(endpoint, accel)
+        except KeyboardInterrupt:
+            self.down()
+            raise
         self.endpoint_file.write_text(endpoint.to_json() + "\n")
         return endpoint
 
@@ -192,10 +201,7 @@ class QemuProvider:
     def down(self) -> None:
         pid = self.pid()
         if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            if not _wait_gone(pid, 10.0):
-                os.kill(pid, signal.SIGKILL)
-                _wait_gone(pid, 5.0)
+            stop_pid(pid)
         self._clear()
 
     def _clear(self) -> None:
@@ -228,3 +234,11 @@ def _wait_gone(pid: int, timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def stop_pid(pid: int) -> None:
+    """SIGTERM, up to 10 s to exit, then SIGKILL (the caller has checked the PID is its qemu)."""
+    os.kill(pid, signal.SIGTERM)
+    if not _wait_gone(pid, 10.0):
+        os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, 5.0)
