@@ -219,31 +219,32 @@ class DnsUser(User):
         done, self._engine.done = self._engine.done, []
         if not done:
             return
-        now = time.time()
-        offset = time.time_ns() - time.monotonic_ns()
-        recorder, labels, user = self._recorder, self._labels, self._number
+        firsts, latencies, ports, queries, resolvers, outcomes, rcodes, protos = zip(*done, strict=True)
+        if self._recorder is not None:
+            offset = time.time_ns() - time.monotonic_ns()
+            self._recorder.add_batch(list(map(offset.__add__, firsts)), latencies, ports, self._number,
+                                     queries, resolvers, outcomes, rcodes, protos)
         answered: dict[tuple[int, int], list[float]] = {}
-        for first, elapsed, port, query, resolver, outcome, rcode, proto in done:
-            if recorder is not None:
-                recorder.add(first + offset, elapsed if outcome in (OK, RCODE) else -1, port, user, query,
-                             recorder.resolver_index(resolver), outcome, rcode, proto)
+        labels = self._labels
+        for latency, query, outcome, rcode, proto in zip(latencies, queries, outcomes, rcodes, protos,
+                                                          strict=True):
             if outcome == OK:
                 times = answered.get((proto, query))
                 if times is None:
                     times = answered[(proto, query)] = []
-                times.append(elapsed / 1e6)
+                times.append(latency / 1e6)
             else:
-                self._fire_failure(proto, labels[query], elapsed, outcome, rcode)
-        stats = self.environment.stats
+                self._fire_failure(proto, labels[query], latency, outcome, rcode)
+        stats, now = self.environment.stats, time.time()
         for (proto, query), times in answered.items():
             add_answered(stats, PROTO_NAMES[proto], labels[query], times, now)
 
-    def _fire_failure(self, proto: int, label: str, elapsed: int, outcome: int, rcode: int) -> None:
+    def _fire_failure(self, proto: int, label: str, latency: int, outcome: int, rcode: int) -> None:
         if outcome == RCODE:
-            error, response_ms = rcode_name(rcode), elapsed / 1e6
+            error, response_ms = rcode_name(rcode), latency / 1e6
         elif outcome == TIMEOUT:
             error, response_ms = "timeout", self._settings.timeout_ms
         else:
-            error, response_ms = "error: no answer (ICMP error or broken connection)", elapsed / 1e6
+            error, response_ms = "error: no answer (ICMP error or broken connection)", 0.0
         self._fire(request_type=PROTO_NAMES[proto], name=label, response_time=response_ms,
                    response_length=0, exception=error, context=self._context)

@@ -35,8 +35,8 @@ monotonic_ns = time.monotonic_ns
 
 # A pending query: [first send ns, last send ns, query index, proto, socket, attempts, source port]
 FIRST, LAST, QUERY, PROTO, SOCK, ATTEMPTS, PORT = range(7)
-# A finished query in Engine.done:
-# (first send ns (monotonic), elapsed ns, source port, query index, resolver, outcome, rcode, proto)
+# A finished query in Engine.done: (first send ns (monotonic), latency ns from the first send or -1
+# without an answer, source port, query index, resolver, outcome, rcode, proto)
 
 
 class Engine:
@@ -250,8 +250,9 @@ class Engine:
         self._finish(entry, OK if rcode == self._expect[query] else RCODE, rcode, resolver)
 
     def _finish(self, entry: list, outcome: int, rcode: int, resolver: str) -> None:
-        self.done.append((entry[FIRST], monotonic_ns() - entry[FIRST], entry[PORT], entry[QUERY],
-                          resolver, outcome, rcode, entry[PROTO]))
+        latency = monotonic_ns() - entry[FIRST] if outcome in (OK, RCODE) else -1
+        self.done.append((entry[FIRST], latency, entry[PORT], entry[QUERY], resolver, outcome, rcode,
+                          entry[PROTO]))
         sock = entry[SOCK]
         if self._fresh and entry[PROTO] == UDP and sock is not None:
             self._drop_socket(sock)

@@ -1,7 +1,8 @@
 """Per-query records: binary column arrays in memory, appended to one file per worker process.
 
-The hot path only appends numbers to `array`s. `flush()` writes them as one chunk with one
-`os.write` (no formatting, so the gevent loop is not blocked); CSV is made later by the merge.
+The hot path only extends `array`s with numbers, a batch at a time. `flush()` writes them as one
+chunk with one `os.write` (no formatting, so the gevent loop is not blocked); CSV is made later by
+the merge.
 A chunk is complete on disk once `os.write` returns, so a SIGKILL loses at most the rows not yet
 flushed; a chunk cut short by the kill is ignored by the reader.
 
@@ -20,8 +21,9 @@ import os
 import struct
 import sys
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 SUFFIX = ".dq"
 OUTCOMES = ("ok", "timeout", "error", "rcode")
@@ -58,7 +60,7 @@ class Recorder:
         self.worker = worker
         self.path = os.path.join(directory, f"{worker}{SUFFIX}")
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-        self._names: dict[str, int] = {}
+        self._names: dict[str, int] = {"": 0}
         self._new_names: list[str] = []
         self._cols = _columns()
         self.rows = 0
@@ -67,27 +69,30 @@ class Recorder:
 
     def resolver_index(self, name: str) -> int:
         """The index of a resolver name (0 for ""), registering new names for the next flush."""
-        if not name:
-            return 0
         index = self._names.get(name)
         if index is None:
-            index = self._names[name] = len(self._names) + 1
+            index = self._names[name] = len(self._names)
             self._new_names.append(name)
         return index
 
-    def add(self, t_send_ns: int, latency_ns: int, src_port: int, user: int, query: int,
-            resolver: int, outcome: int, rcode: int, proto: int) -> None:
-        """Append one row (all numbers; see `COLUMNS`)."""
+    def add_batch(self, t_send_ns: Sequence[int], latency_ns: Sequence[int], src_port: Sequence[int],
+                  user: int, query: Sequence[int], resolver: Sequence[str], outcome: Sequence[int],
+                  rcode: Sequence[int], proto: Sequence[int]) -> None:
+        """Append rows given column-wise (one user's batch; see `COLUMNS`), in C loops."""
+        names = self._names
+        indices = list(map(names.get, resolver))
+        if None in indices:
+            indices = list(map(self.resolver_index, resolver))
         c = self._cols
-        c[0].append(t_send_ns)
-        c[1].append(latency_ns)
-        c[2].append(src_port)
-        c[3].append(user)
-        c[4].append(query)
-        c[5].append(resolver)
-        c[6].append(outcome)
-        c[7].append(rcode)
-        c[8].append(proto)
+        c[0].extend(t_send_ns)
+        c[1].extend(latency_ns)
+        c[2].extend(src_port)
+        c[3].extend(repeat(user, len(query)))
+        c[4].extend(query)
+        c[5].extend(indices)
+        c[6].extend(outcome)
+        c[7].extend(rcode)
+        c[8].extend(proto)
 
     @property
     def closed(self) -> bool:

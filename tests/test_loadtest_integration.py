@@ -150,6 +150,32 @@ def test_a_stopped_server_shows_as_timeouts_and_a_stall_of_the_stop_length(serve
     assert {r["outcome"] for r in rows} == {"ok", "timeout"}
 
 
+def test_retries_hide_a_short_stop_and_count_from_the_first_send(server, tmp_path):
+    host, unbound = server
+    records = tmp_path / "records"
+    load = subprocess.Popen(_locust(host, "-u", "2", "-r", "2", "--dns-rate", "200",
+                                    "--dns-timeout-ms", "100", "--dns-retries", "3",
+                                    "--dns-records", str(records), seconds=None,
+                                    prefix=REALTIME),
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_records(records)
+        os.kill(unbound.pid, signal.SIGSTOP)
+        time.sleep(0.25)
+        os.kill(unbound.pid, signal.SIGCONT)
+        time.sleep(0.5)
+        load.send_signal(signal.SIGINT)
+        assert load.wait(timeout=60) == 0, load.stderr.read()
+    finally:
+        os.kill(unbound.pid, signal.SIGCONT)
+        if load.poll() is None:
+            load.kill()
+    rows = _rows(records)
+    assert {r["outcome"] for r in rows} == {"ok"}
+    retried = [float(r["latency_ms"]) for r in rows if float(r["latency_ms"]) > 100]
+    assert len(retried) >= 20 and max(retried) < 400
+
+
 def test_a_sigkilled_run_leaves_its_flushed_records(server, tmp_path):
     host, _ = server
     records = tmp_path / "records"

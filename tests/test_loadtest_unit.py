@@ -119,30 +119,31 @@ def test_records_dir_must_be_writable(tmp_path):
 
 def test_records_round_trip_and_a_torn_last_chunk_is_ignored(tmp_path):
     recorder = Recorder(str(tmp_path), "w1", [("who.lab.test", "TXT"), ("www.lab.test", "A")])
-    rs1 = recorder.resolver_index("rs1")
-    assert recorder.resolver_index("") == 0 and recorder.resolver_index("rs1") == rs1 == 1
-    recorder.add(1_000, 250_000, 40000, 0, 0, rs1, OK, 0, 0)
-    recorder.add(2_000, -1, 40001, 1, 1, 0, TIMEOUT, NO_RCODE, 1)
+    assert recorder.resolver_index("") == 0 and recorder.resolver_index("rs1") == 1
+    recorder.add_batch([1_000], [250_000], [40000], 0, [0], ["rs1"], [OK], [0], [0])
+    recorder.add_batch([2_000], [-1], [40001], 1, [1], [""], [TIMEOUT], [NO_RCODE], [1])
     assert recorder.flush() == 2
-    recorder.add(3_000, 100, 40002, 1, 1, 0, RCODE, 5, 0)
+    recorder.add_batch([3_000, 4_000], [100, 200], [40002, 40003], 1, [1, 0], ["", "rs2"], [RCODE, OK],
+                       [5, 0], [0, 0])
     recorder.flush()
     size_before_torn = os.path.getsize(recorder.path)
     with open(recorder.path, "ab") as handle:  # a chunk cut short, as a SIGKILL mid-write leaves it
         handle.write(b"DQR\x00\xff\x00\x00\x00partial")
     wf = read_worker_file(recorder.path)
-    assert wf.worker == "w1" and not wf.complete and wf.resolvers == ["", "rs1"]
+    assert wf.worker == "w1" and not wf.complete and wf.resolvers == ["", "rs1", "rs2"]
     assert list(wf.rows()) == [(1_000, 250_000, 40000, 0, 0, 1, OK, 0, 0),
                                (2_000, -1, 40001, 1, 1, 0, TIMEOUT, NO_RCODE, 1),
-                               (3_000, 100, 40002, 1, 1, 0, RCODE, 5, 0)]
+                               (3_000, 100, 40002, 1, 1, 0, RCODE, 5, 0),
+                               (4_000, 200, 40003, 1, 0, 2, OK, 0, 0)]
     assert size_before_torn < os.path.getsize(recorder.path)
 
 
 def test_merge_sorts_all_workers_by_send_time(tmp_path):
     queries = [("who.lab.test", "TXT"), ("nx.lab.test", "A")]
     a, b = Recorder(str(tmp_path), "hostA-1", queries), Recorder(str(tmp_path), "hostA-2", queries)
-    a.add(30, 1_500_000, 1111, 0, 0, a.resolver_index("rs3"), OK, 0, 0)
-    a.add(10, -1, 1112, 0, 1, 0, TIMEOUT, NO_RCODE, 1)
-    b.add(20, 2_000, 2222, 4, 1, 0, OK, 3, 0)
+    a.add_batch([30, 10], [1_500_000, -1], [1111, 1112], 0, [0, 1], ["rs3", ""], [OK, TIMEOUT],
+                [0, NO_RCODE], [0, 1])
+    b.add_batch([20], [2_000], [2222], 4, [1], [""], [OK], [3], [0])
     a.close()
     b.flush()  # b never closes: as after a SIGKILL
     path, count = merge(str(tmp_path))
