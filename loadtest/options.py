@@ -67,30 +67,29 @@ class Settings:
 
 
 def add_arguments(parser) -> None:
-    """Register the --dns-* arguments on Locust's argument parser."""
-    group = parser.add_argument_group("dnslab DNS user")
-    group.add_argument("--dns-rate", type=str, default="0", env_var="DNS_RATE",
-                       help="total queries/s over all users (open model); 0 = unbounded (closed model)")
-    group.add_argument("--dns-window", type=str, default="0", env_var="DNS_WINDOW",
-                       help=f"queries in flight per user; 0 = {DEFAULT_CLOSED_WINDOW} closed, "
-                            f"{DEFAULT_OPEN_WINDOW} open")
-    group.add_argument("--dns-timeout-ms", type=str, default="1000", env_var="DNS_TIMEOUT_MS",
-                       help="a query without an answer after this long is a timeout")
-    group.add_argument("--dns-retries", type=str, default="0", env_var="DNS_RETRIES",
-                       help="resends after a timeout before the query counts as one")
-    group.add_argument("--dns-tcp-share", type=str, default="0", env_var="DNS_TCP_SHARE",
-                       help="share of queries sent over TCP (0..1)")
-    group.add_argument("--dns-who-share", type=str, default="1", env_var="DNS_WHO_SHARE",
-                       help="share of queries that are who.lab.test TXT, naming the resolver (0..1)")
-    group.add_argument("--dns-names", type=str, default=DEFAULT_NAMES, env_var="DNS_NAMES",
-                       help="the rest of the mix: NAME[:TYPE[:RCODE]],... RCODE is the expected answer "
-                            "(e.g. nx.lab.test:A:NXDOMAIN); default NOERROR")
-    group.add_argument("--dns-socket-mode", type=str, default="fresh", env_var="DNS_SOCKET_MODE",
-                       help="fresh: a new UDP source port per query (stub) | reuse: one socket per user")
-    group.add_argument("--dns-records", type=str, default="", env_var="DNS_RECORDS",
-                       help="directory for per-query records (merged into queries.csv); empty = off")
-    group.add_argument("--dns-port", type=str, default="53", env_var="DNS_PORT",
-                       help="server port (a port in --host wins)")
+    """Register the --dns-* arguments on Locust's argument parser (they also show in the web UI)."""
+    parser.add_argument("--dns-rate", type=str, default="0", env_var="DNS_RATE",
+                        help="total queries/s over all users (open model); 0 = unbounded (closed model)")
+    parser.add_argument("--dns-window", type=str, default="0", env_var="DNS_WINDOW",
+                        help=f"queries in flight per user; 0 = {DEFAULT_CLOSED_WINDOW} closed, "
+                             f"{DEFAULT_OPEN_WINDOW} open")
+    parser.add_argument("--dns-timeout-ms", type=str, default="1000", env_var="DNS_TIMEOUT_MS",
+                        help="a query without an answer after this long is a timeout")
+    parser.add_argument("--dns-retries", type=str, default="0", env_var="DNS_RETRIES",
+                        help="resends after a timeout before the query counts as one")
+    parser.add_argument("--dns-tcp-share", type=str, default="0", env_var="DNS_TCP_SHARE",
+                        help="share of queries sent over TCP (0..1)")
+    parser.add_argument("--dns-who-share", type=str, default="1", env_var="DNS_WHO_SHARE",
+                        help="share of queries that are who.lab.test TXT, naming the resolver (0..1)")
+    parser.add_argument("--dns-names", type=str, default=DEFAULT_NAMES, env_var="DNS_NAMES",
+                        help="the rest of the mix: NAME[:TYPE[:RCODE]],... RCODE is the expected answer "
+                             "(e.g. nx.lab.test:A:NXDOMAIN); default NOERROR")
+    parser.add_argument("--dns-socket-mode", type=str, default="fresh", env_var="DNS_SOCKET_MODE",
+                        help="fresh: a new UDP source port per query (stub) | reuse: one socket per user")
+    parser.add_argument("--dns-records", type=str, default="", env_var="DNS_RECORDS",
+                        help="directory for per-query records (merged into queries.csv); empty = off")
+    parser.add_argument("--dns-port", type=str, default="53", env_var="DNS_PORT",
+                        help="server port (a port in --host wins)")
 
 
 def _number(options, attr: str, kind: type, low: float, high: float = math.inf):
