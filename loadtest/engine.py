@@ -30,6 +30,7 @@ from loadtest.wire import first_txt, reply_header
 epoll = monkey.get_original("select", "epoll")
 EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP = 0x001, 0x004, 0x008, 0x010
 READS_PER_WAKEUP = 256
+FULL_WINDOW_BACKOFF_S = 0.001  # open model with a full window: look again this soon
 UDP, TCP = 0, 1
 monotonic_ns = time.monotonic_ns
 
@@ -100,8 +101,13 @@ class Engine:
 
     def run_open(self, rate: float, keep_going: Callable[[], bool], drain: Callable[[], None],
                  drain_every_s: float = 0.05) -> None:
-        """Send at `rate` queries/s on a fixed schedule until `keep_going()` is false."""
+        """Send at `rate` queries/s on a fixed schedule until `keep_going()` is false.
+
+        A full window (the generator or the server saturated) delays sends; they go out as soon as
+        answers or timeouts free slots, so the lateness shows in the records' send times.
+        """
         interval = 1e9 / rate
+        backoff_ns = FULL_WINDOW_BACKOFF_S * 1e9
         due = float(monotonic_ns())
         next_drain = due
         loop = self._loop
@@ -114,7 +120,8 @@ class Engine:
                 drain()
                 next_drain = now + drain_every_s * 1e9
             loop.update_now()
-            wait = (min(due, next_drain) - monotonic_ns()) / 1e9
+            wake = due if len(self._pending) < self._window else monotonic_ns() + backoff_ns
+            wait = (min(wake, next_drain) - monotonic_ns()) / 1e9
             gevent.sleep(wait if wait > 0 else 0)
 
     # -- sending --------------------------------------------------------------------------------
