@@ -210,8 +210,10 @@ class Run:
         deadline = time.monotonic() + LOAD_START_TIMEOUT_S
         with console.status("starting the load generator"):
             while time.monotonic() < deadline:
+                pidfile = f"{self.remote}/load.pid"  # written by the detached shell: may lag a little
                 res = self.conn.run(f"ls {self.remote}/records/ 2>/dev/null | head -1; "
-                                    f"kill -0 $(cat {self.remote}/load.pid) 2>/dev/null && echo alive",
+                                    f"if [ ! -s {pidfile} ]; then echo alive; "
+                                    f"elif kill -0 $(cat {pidfile}) 2>/dev/null; then echo alive; fi",
                                     hide=True, warn=True)
                 lines = res.stdout.split()
                 if "alive" not in lines:
