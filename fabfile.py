@@ -108,7 +108,8 @@ def teardown(c, lab=None):
     from lab.deploy import teardown as run_teardown
 
     model = _lab(lab)
-    run_teardown(model, _connection(model))
+    if run_teardown(model, _connection(model)).failed:
+        raise SystemExit(1)
 
 
 @task(help={"seconds": "how long to load", "rate": "queries/s (default: [load] rate)",

@@ -33,17 +33,9 @@ def connect(endpoint: Endpoint, timeout: float = 10.0):  # -> fabric.Connection
     if endpoint.key and not Path(endpoint.key).exists():
         raise LabError(f"SSH key {endpoint.key} does not exist; run `fab up` to create it")
     config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": False}})
-    return Connection(
-        host=endpoint.host,
-        port=endpoint.port,
-        user=endpoint.user,
-        config=config,
-        connect_timeout=timeout,
-        connect_kwargs={
-            "key_filename": [endpoint.key] if endpoint.key else None,
-            "allow_agent": False,
-            "look_for_keys": not endpoint.key,
-            "banner_timeout": timeout,
-            "auth_timeout": timeout,
-        },
-    )
+    kwargs = {"allow_agent": False, "look_for_keys": not endpoint.key,
+              "banner_timeout": timeout, "auth_timeout": timeout}
+    if endpoint.key:
+        kwargs["key_filename"] = [endpoint.key]
+    return Connection(host=endpoint.host, port=endpoint.port, user=endpoint.user, config=config,
+                      connect_timeout=timeout, connect_kwargs=kwargs)
