@@ -247,11 +247,12 @@ def summarize(rounds: list[dict], fixed: dict) -> dict:
 
 
 def format_summary(s: dict) -> str:
-    lines = [f"{'tool':16} {'qps':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/q':>9}"]
+    lines = [f"{'tool':16} {'qps':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/q':>9} {'CPU %':>6}"]
     for tool in ("dnsperf", "locust", "locust_records"):
         t = s[tool]
         lines.append(f"{tool:16} {t['qps']:10.0f} {t.get('p50_ms', float('nan')):8.3f} "
-                     f"{t.get('p99_ms', float('nan')):8.3f} {t['cpu_us']:9.2f}")
+                     f"{t.get('p99_ms', float('nan')):8.3f} {t['cpu_us']:9.2f} "
+                     f"{t['cpu_us'] * t['qps'] / 1e4:6.1f}")
     f = s["fixed_rate"]
     lines += [
         f"locust/dnsperf qps ratio: {s['ratio_qps']:.3f} (target >= 0.9); "
@@ -262,7 +263,9 @@ def format_summary(s: dict) -> str:
         "(target < 2 ms)",
         f"  reference: a plain sleep loop on the same CPU{' (SCHED_FIFO)' if f['realtime'] else ''} "
         f"is late by {f['timer_noise_p99_ms']:.3f} ms at p99 (machine noise)",
-        f"(medians of {s['runs']} rounds; Locust p50/p99 from its per-query records)",
+        f"(medians of {s['runs']} rounds; Locust p50/p99 from its per-query records; CPU % is the share of "
+        "one core the tool got: on a busy host, multi-threaded dnsperf gets more shares than one Locust "
+        "process, so compare CPU us/query there)",
     ]
     return "\n".join(lines)
 
