@@ -206,13 +206,20 @@ class DnsUser(User):
         return self._state == LOCUST_STATE_RUNNING
 
     def _user_rate(self) -> float:
+        """This user's share of --dns-rate: the total split evenly over all users of the test.
+
+        Locally the runner knows the current user count; a worker only knows its own share, so it
+        uses the count the master had at the test's start (sent with our options).
+        """
         total = self._settings.rate
         if not total:
             return 0.0
-        options = self.environment.parsed_options
-        users = getattr(options, "dns_total_users", 0) or getattr(options, "num_users", 0)
-        users = users or getattr(self.environment.runner, "target_user_count", 0) or 1
-        return total / users
+        runner, options = self.environment.runner, self.environment.parsed_options
+        if isinstance(runner, WorkerRunner):
+            users = getattr(options, "dns_total_users", 0) or getattr(options, "num_users", 0)
+        else:
+            users = runner.target_user_count or getattr(options, "num_users", 0)
+        return total / (users or 1)
 
     def drain(self) -> None:
         """Record finished queries and report them to Locust, in one batch off the reply path."""

@@ -205,7 +205,12 @@ def test_processes_each_write_a_file_and_the_merge_covers_them_all(server, tmp_p
     assert len(list(records.glob("*.dq"))) == 2
     rows = _rows(records)
     assert len(rows) == sum(e["num_requests"] for e in _locust_stats(prefix).values()) > 500
-    assert len({r["worker"] for r in rows}) == 4
+    sends: dict[str, list[int]] = {}
+    for row in rows:
+        sends.setdefault(row["worker"], []).append(int(row["t_send_ns"]))
+    assert len(sends) == 4
+    rates = [(len(t) - 1) / ((max(t) - min(t)) / 1e9) for t in sends.values()]
+    assert sum(rates) == pytest.approx(400, rel=0.05), "--dns-rate is the total over all workers' users"
 
 
 @pytest.mark.parametrize(("args", "prefix", "expected"), [
