@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 from types import SimpleNamespace
 
 import dns.message
@@ -166,3 +167,24 @@ def test_send_accuracy_fits_each_users_schedule():
     result = send_accuracy([user, array("q", (t + 7 for t in user))], 250.0)
     assert result["achieved_qps"] == pytest.approx(500, rel=0.001)
     assert result["jitter_p99_ms"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_bulk_stats_equal_one_request_event_per_query():
+    from locust.stats import RequestStats
+
+    from loadtest.stats import add_answered
+
+    times = [0.2, 0.35, 1.7, 12.4, 0.05, 140.0]
+    bulk, single = RequestStats(), RequestStats()
+    now = time.time()
+    add_answered(bulk, "UDP", "who.lab.test TXT", times, now)
+    for t in times:
+        single.log_request("UDP", "who.lab.test TXT", t, 0)
+    for b, s in ((bulk.get("who.lab.test TXT", "UDP"), single.get("who.lab.test TXT", "UDP")),
+                 (bulk.total, single.total)):
+        assert (b.num_requests, b.num_failures, b.total_response_time) == (6, 0, pytest.approx(sum(times)))
+        assert (b.min_response_time, b.max_response_time) == (s.min_response_time, s.max_response_time)
+        assert b.response_times == s.response_times
+        assert sum(b.num_reqs_per_sec.values()) == 6
+        assert b.median_response_time == s.median_response_time
+        assert b.get_response_time_percentile(0.99) == s.get_response_time_percentile(0.99)
