@@ -61,6 +61,14 @@ def free_port(address: str, kind: int = socket.SOCK_DGRAM) -> int:
     raise RuntimeError(f"no free port on {address}")
 
 
+def realtime_prefix(priority: int) -> list[str]:
+    """`chrt -f PRIORITY` when this process may use SCHED_FIFO, else nothing (run at normal priority)."""
+    command = ["chrt", "-f", str(priority)]
+    if shutil.which("chrt") and subprocess.run([*command, "true"], capture_output=True).returncode == 0:
+        return command
+    return []
+
+
 def start_unbound(workdir: Path, address: str, port: int, name: str = "bench",
                   realtime: bool = False) -> subprocess.Popen:
     """Unbound with the lab zone on address:port, one thread, pinned to SERVER_CPU; waits until it answers.
@@ -76,7 +84,7 @@ def start_unbound(workdir: Path, address: str, port: int, name: str = "bench",
     conf.write_text(render_unbound(load_lab(), Resolver(name, IPv4Address(address)), port=port,
                                    threads=1, username="", extra_allow=["127.0.0.0/8"]))
     with open(workdir / "unbound.log", "w") as errors:
-        priority = ["chrt", "-f", "10"] if realtime else []
+        priority = realtime_prefix(10) if realtime else []
         proc = subprocess.Popen([*priority, "taskset", "-c", SERVER_CPU, "unbound", "-d", "-c", str(conf)],
                                 stdout=subprocess.DEVNULL, stderr=errors)
     query = dns.message.make_query("who.lab.test", "TXT")
@@ -297,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"round {i + 1}/{args.runs}: " + ", ".join(f"{k} {v['qps']:.0f} q/s" for k, v in row.items()))
             rounds.append(row)
         fixed = run_fixed_rate(ADDRESS, port, args.rate_seconds or args.seconds, workdir / "records-rate",
-                               priority=["chrt", "-f", "5"] if args.realtime else [])
+                               priority=realtime_prefix(5) if args.realtime else [])
         log("fixed-rate run done")
     finally:
         server.terminate()
