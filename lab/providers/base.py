@@ -33,21 +33,22 @@ class Provider(Protocol):
 NOT_UP = "lab is not up; run `fab up`"
 
 
-def ssh_banner(host: str, port: int, timeout: float) -> bool:
-    """True when something at host:port greets like an SSH server (cheap, and quiet, unlike paramiko)."""
+def ssh_problem(endpoint: Endpoint, timeout: float = 5.0) -> str | None:
+    """Why a real command does not run over SSH at the endpoint yet, or None when it does."""
+    try:  # a bare greeting check first: cheap, and quiet where paramiko logs tracebacks
+        with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as sock:
+            if not sock.recv(4).startswith(b"SSH-"):
+                return "no SSH greeting yet"
+    except OSError as err:
+        return f"no SSH greeting yet ({err})"
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            return sock.recv(4).startswith(b"SSH-")
-    except OSError:
-        return False
+        with connect(endpoint, timeout=timeout) as conn:
+            result = conn.run("true", hide=True, warn=True, timeout=timeout, in_stream=False)
+    except Exception as err:  # noqa: BLE001 - whatever fails, the caller reports it and retries
+        return " ".join(f"{type(err).__name__}: {err}".split())[:200]
+    return None if result.ok else f"`true` exited {result.exited}"
 
 
 def ssh_answers(endpoint: Endpoint, timeout: float = 5.0) -> bool:
     """True when a real command runs over SSH at the endpoint."""
-    if not ssh_banner(endpoint.host, endpoint.port, timeout):
-        return False
-    try:
-        with connect(endpoint, timeout=timeout) as conn:
-            return conn.run("true", hide=True, warn=True, timeout=timeout).ok
-    except Exception:  # noqa: BLE001 - any failure to connect or to run means "not (yet)"
-        return False
+    return ssh_problem(endpoint, timeout) is None

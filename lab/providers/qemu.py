@@ -18,13 +18,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from lab.config import Lab
 from lab.endpoint import Endpoint, connect
 from lab.errors import LabError
 from lab.image import ImageArtifacts
 from lab.image_recipe import KERNEL_CMDLINE
 from lab.image_steps import console, last_lines, require_tools
-from lab.providers.base import NOT_UP, ssh_answers
+from lab.providers.base import NOT_UP, ssh_problem
 from lab.state import cache_dir, state_dir, sub
 
 QEMU = "qemu-system-x86_64"
@@ -179,19 +181,22 @@ class QemuProvider:
     def _wait_for_ssh(self, endpoint: Endpoint, accel: str) -> None:
         start = time.monotonic()
         deadline = start + self.lab.vm.boot_timeout_s
+        problem = "not tried"
         with console.status("booting") as status:
             while time.monotonic() < deadline:
                 if self.pid() is None:
                     self._fail(f"qemu exited while booting ({accel})")
                 tail = (last_lines(self.serial) or [""])[0][:80]
                 status.update(f"[bold]booting the lab VM[/] ({accel}) {time.monotonic() - start:4.0f} s  "
-                              f"[dim]{tail}[/]")
-                if ssh_answers(endpoint):
+                              f"[dim]{escape(tail)}[/]")
+                problem = ssh_problem(endpoint)
+                if problem is None:
                     console.print(f"[green]✓[/] lab VM answers SSH on 127.0.0.1:{endpoint.port} "
                                   f"[dim]({time.monotonic() - start:.0f} s, {accel})[/]")
                     return
                 time.sleep(1.0)
-        self._fail(f"the lab VM did not answer SSH within {self.lab.vm.boot_timeout_s} s ({accel})")
+        self._fail(f"the lab VM did not answer SSH within {self.lab.vm.boot_timeout_s} s ({accel}; "
+                   f"last SSH attempt: {problem})")
 
     def _fail(self, problem: str) -> None:
         tail = " | ".join(last_lines(self.serial, 3)) or "(empty)"
@@ -213,7 +218,7 @@ class QemuProvider:
         endpoint = self.endpoint()
         vm = json.loads(self.vm_file.read_text())
         with connect(endpoint) as conn:
-            kernel = conn.run("uname -r", hide=True).stdout.strip()
+            kernel = conn.run("uname -r", hide=True, in_stream=False).stdout.strip()
         return {"provider": self.name, "endpoint": f"{endpoint.user}@{endpoint.host}:{endpoint.port}",
                 "image": vm["image"], "kernel": kernel, "accel": vm["accel"], "pid": vm["pid"]}
 

@@ -36,6 +36,6 @@ class SSHProvider:
     def info(self) -> dict[str, Any]:
         endpoint = self.endpoint()
         with connect(endpoint) as conn:
-            kernel = conn.run("uname -r", hide=True).stdout.strip()
+            kernel = conn.run("uname -r", hide=True, in_stream=False).stdout.strip()
         return {"provider": self.name, "endpoint": f"{endpoint.user}@{endpoint.host}:{endpoint.port}",
                 "image": "(existing host)", "kernel": kernel, "accel": "n/a"}

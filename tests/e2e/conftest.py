@@ -4,7 +4,9 @@
   .lab/cache), boots one qemu VM with its own state directory under pytest's tmp (exported as
   $DNSLAB_STATE for the session, so `fab` subprocesses and `get_provider(lab)` find the same VM) and
   yields `(lab, endpoint)`. At session end it stops the VM and asserts that no qemu of it is left.
-- `conn` (function scope) is a fabric Connection to that VM, closed after the test.
+- `conn` (function scope) is a fabric Connection to that VM, closed after the test. It never reads
+  local stdin (`in_stream=False`): under pytest's output capture, reading stdin raises in invoke's
+  stdin thread and fails every command.
 
 Usage, in any tests/e2e/test_*.py:
 
@@ -71,4 +73,5 @@ def conn(lab_vm: tuple[Lab, Endpoint]):
     """A fabric Connection to the session's lab VM."""
     _, endpoint = lab_vm
     with connect(endpoint) as connection:
+        connection.config.run.in_stream = False
         yield connection
