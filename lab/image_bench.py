@@ -19,7 +19,7 @@ from lab.config import Lab, load_lab
 from lab.endpoint import Endpoint
 from lab.image import ImageArtifacts, build
 from lab.providers.base import ssh_answers
-from lab.providers.qemu import choose_accel, ensure_key, free_port, qemu_argv, stop_pid
+from lab.providers.qemu import choose_accel, create_overlay, ensure_key, free_port, qemu_argv, stop_pid
 
 TIMEOUT_S = 600.0
 
@@ -28,8 +28,7 @@ def _boot(lab: Lab, image: ImageArtifacts, workdir: Path, name: str, grub: bool,
           key: Path) -> float:
     """Seconds from qemu start to a command over SSH, for one fresh overlay of the lab image."""
     overlay, pidfile = workdir / f"{name}.qcow2", workdir / f"{name}.pid"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.qcow2),
-                    str(overlay)], check=True)
+    create_overlay(image, overlay)
     port = free_port()
     argv = qemu_argv(image=image, overlay=overlay, port=port, pubkey=Path(f"{key}.pub"),
                      serial=workdir / f"{name}.serial.log", pidfile=pidfile, accel=accel, cpus=lab.vm.cpus,

@@ -96,6 +96,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def create_overlay(image: ImageArtifacts, overlay: Path) -> None:
+    """A fresh copy-on-write disk over the cached image (which is never written)."""
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.qcow2),
+                    str(overlay)], check=True, stdin=subprocess.DEVNULL)
+
+
 def ensure_key() -> Path:
     """The lab's SSH key, state_dir()/ssh/id_ed25519, generated at first use."""
     key = sub("ssh") / "id_ed25519"
@@ -154,8 +160,7 @@ class QemuProvider:
         self.dir.mkdir(parents=True, exist_ok=True)
         key = ensure_key()
         accel = choose_accel(self.lab.vm.accel, image.kernel)
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.qcow2),
-                        str(self.overlay)], check=True, stdin=subprocess.DEVNULL)
+        create_overlay(image, self.overlay)
         port = free_port()
         argv = qemu_argv(image=image, overlay=self.overlay, port=port, pubkey=Path(f"{key}.pub"),
                          serial=self.serial, pidfile=self.pidfile, accel=accel, cpus=self.lab.vm.cpus,
