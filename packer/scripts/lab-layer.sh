@@ -6,20 +6,17 @@ set -eu
 
 install -d -m 0755 /etc/dnslab /var/lib/dnslab /etc/dnslab/unbound /etc/dnslab/keepalived
 
-# Sysctl defaults for a director: deploy writes the lab's own values on top (lab.toml [sysctl]).
-cat > /etc/sysctl.d/60-dnslab.conf <<'CONF'
-# dnslab image defaults; deploy writes /etc/sysctl.d/70-dnslab-lab.conf from lab.toml.
-net.ipv4.ip_forward = 1
-net.ipv4.conf.all.rp_filter = 0
-net.ipv4.conf.default.rp_filter = 0
+# Image-level sysctls only. The stack's own (ip_forward, net.ipv4.vs.*, ...) come from lab.toml
+# [sysctl]: deploy writes them to /etc/sysctl.d/60-dnslab.conf, so experiments see no hidden defaults.
+cat > /etc/sysctl.d/50-dnslab-image.conf <<'CONF'
+# dnslab image: keep kernel info messages (e.g. IPVS) off the serial console once booted.
+kernel.printk = 4 4 1 7
 CONF
 
-# The stock units stay off: the stock unbound is a recursive resolver and must never run.
-for unit in unbound.service unbound-resolvconf.service keepalived.service; do
-    systemctl mask "$unit" >/dev/null
+# Sanity: what the lab needs is in place, and the stock unbound (a recursor) and keepalived stay masked.
+for unit in unbound.service keepalived.service; do
+    [ "$(systemctl is-enabled "$unit" 2>/dev/null)" = masked ] || { echo "dnslab: $unit not masked" >&2; exit 1; }
 done
-
-# Sanity: what the lab needs is in place.
 for tool in unbound unbound-checkconf keepalived ipvsadm iptables ip conntrack dnsperf dig nslookup; do
     command -v "$tool" >/dev/null || { echo "dnslab: $tool missing from the image" >&2; exit 1; }
 done
