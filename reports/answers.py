@@ -110,6 +110,13 @@ def _varying(cells: Sequence[Cell], key: str) -> list[Cell]:
     return [c for c in cells if key in c.settings]
 
 
+def _compared(cells: Sequence[Cell], reference: Cell | None, own: str) -> dict[str, Any]:
+    """Rows of the cells that vary a setting; else only the reference run, flagged as the lab's own."""
+    if cells:
+        return {"rows": [_row(c) for c in cells], "only": None}
+    return {"rows": [_row(reference)] if reference else [], "only": own}
+
+
 def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab) -> Answers:
     """Answer each question from the cells (pure)."""
     faulted = [c for c in cells if c.fault]
@@ -125,9 +132,11 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab) -> 
                          "best": _row(ranked[0]) if ranked else None,
                          "worst": _row(ranked[-1]) if ranked else None}
 
-    checks = [c for c in faulted if "check.type" in c.settings or "check.delay_loop" in c.settings]
-    items["check"] = {"rows": [_row(c) for c in sorted(checks, key=lambda c: (
-        str(c.settings.get("check.type", "")), -float(c.settings.get("check.delay_loop", 0))))]}
+    checks = sorted((c for c in faulted if "check.type" in c.settings or "check.delay_loop" in c.settings),
+                    key=lambda c: (str(c.settings.get("check.type", "")),
+                                   -float(c.settings.get("check.delay_loop", 0))))
+    items["check"] = _compared(checks, reference, f"check.type = {lab.check.type}, "
+                                                  f"delay_loop = {lab.check.delay_loop}")
 
     if probe:
         summary = probe.get("summary") or {}
@@ -138,8 +147,10 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab) -> 
     else:
         items["sysctl"] = {"kernel": None, "total": None, "cases": []}
 
-    items["netns"] = {"rows": [_row(c) for c in _varying(cells, "network.keepalived_netns")]}
-    items["vlan"] = {"rows": [_row(c) for c in _varying(cells, "network.vlan")]}
+    items["netns"] = _compared(_varying(cells, "network.keepalived_netns"), reference,
+                               f"keepalived_netns = {lab.network.keepalived_netns}")
+    items["vlan"] = _compared(_varying(cells, "network.vlan"), reference,
+                              f"vlan = {str(lab.network.vlan).lower()} ({lab.network.lower_link})")
 
     best = ranked[0] if ranked else None
     files: dict[str, str] = {}

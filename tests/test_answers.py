@@ -93,3 +93,13 @@ def test_unmeasured_questions_say_how_to_measure_them(lab):
     for key in QUESTIONS:
         assert "Not measured in this suite" in page[QUESTIONS[key]]
     assert "No run with a fault" in page["Recommended configuration"]
+
+
+def test_a_short_suite_still_answers_each_question_with_the_labs_own_numbers(lab, cells):
+    page = {s.title: s.html for s in sections(answer(cells[:2], PROBE, lab))}
+    for key in ("check", "netns", "vlan"):
+        assert "runs/b/report.html" in page[QUESTIONS[key]], key
+        assert "Only the lab's own setting" in page[QUESTIONS[key]], key
+    assert "1180" in page[QUESTIONS["check"]]
+    assert "check.type = DNS_CHECK" in page[QUESTIONS["check"]]
+    assert "vlan = true (eth0.53)" in page[QUESTIONS["vlan"]]
