@@ -46,7 +46,8 @@ def up(c, provider=None, lab=None):
 
     model = _lab(lab, provider)
     endpoint = get_provider(model).up()
-    print(f"lab is up: ssh -p {endpoint.port} -i {endpoint.key} {endpoint.user}@{endpoint.host}")
+    print(f"lab is up: ssh -p {endpoint.port} -i {endpoint.key} -o StrictHostKeyChecking=no "
+          f"-o UserKnownHostsFile=/dev/null {endpoint.user}@{endpoint.host}")
 
 
 @task(help={"provider": "qemu | vagrant | ssh", "lab": "lab file (default: lab.toml)"})

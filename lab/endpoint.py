@@ -32,7 +32,8 @@ def connect(endpoint: Endpoint, timeout: float = 10.0):  # -> fabric.Connection
 
     if endpoint.key and not Path(endpoint.key).exists():
         raise LabError(f"SSH key {endpoint.key} does not exist; run `fab up` to create it")
-    config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": False}})
+    run_defaults = {"hide": True, "warn": False, "in_stream": False}  # never read the caller's stdin
+    config = Config(overrides={"load_ssh_configs": False, "run": run_defaults})
     kwargs = {"allow_agent": False, "look_for_keys": not endpoint.key,
               "banner_timeout": timeout, "auth_timeout": timeout}
     if endpoint.key:

@@ -4,9 +4,7 @@ the page fits a phone's width, and a screenshot is taken."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from reports.synthetic import write_planted_run
+from tests.chromium import CHROMIUM
+from tests.chromium import run as _chromium
 from tests.conftest import REPO
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FIGURES = 5
 # Runs in the page on load and reports through the document title (read back with --dump-dom).
 PROBE = """<script>
@@ -37,33 +36,6 @@ PHONE = """<!doctype html><title>waiting</title>
 <iframe src="{src}" style="width:{width}px;height:3000px;border:0"></iframe>"""
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (make setup)")
-
-
-def _chromium(tmp: Path, url: str, *extra: str, width: int = 1280, height: int = 2000) -> str:
-    profile = tmp / "profile"
-    cmd = [
-        CHROMIUM,
-        "--headless",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-default-apps",
-        "--mute-audio",
-        f"--user-data-dir={profile}",
-        "--proxy-server=127.0.0.1:9",
-        "--host-resolver-rules=MAP * ~NOTFOUND",
-        f"--window-size={width},{height}",
-        "--hide-scrollbars",
-        *extra,
-        url,
-    ]
-    if os.geteuid() == 0:
-        cmd.insert(1, "--no-sandbox")  # Chromium's sandbox refuses to run as root
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
 
 
 def _probe(tmp: Path, report: Path, width: int = 1280) -> dict:
