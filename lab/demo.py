@@ -88,14 +88,10 @@ def sysctl_probe(lab: Lab, conn: Any) -> Path:
 
 
 def run_suite(lab: Lab, conn: Any, suite: str) -> Path:
-    """The suite's matrix.json, resuming the cells a previous demo finished."""
+    """The suite's matrix.json."""
     from chaos.matrix import run_matrix
 
-    key = f"matrix_{suite}"
-    resume = _remembered().get(key)
-    report = run_matrix(lab, conn, suite, resume=Path(resume) if resume else None,
-                        on_start=lambda out_dir: _remember(**{key: str(out_dir)}))
-    return report.parent / "matrix.json"
+    return run_matrix(lab, conn, suite).parent / "matrix.json"
 
 
 def text_summary(answers_page: Path, matrix_json: Path) -> str:
