@@ -331,6 +331,7 @@ class Run:
             merged = subprocess.run([sys.executable, "-m", "loadtest.merge", str(records), "--out",
                                      str(self.dir / "queries.csv")], capture_output=True, text=True)
             if merged.returncode != 0:
+                self.status = "failed"
                 self.errors.append(f"merging records failed: {' '.join(merged.stderr.split())[-300:]}")
 
     def steady_state(self) -> dict[str, Any]:
