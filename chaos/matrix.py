@@ -136,7 +136,7 @@ def run_matrix(lab: Lab, conn: Any, suite: str) -> Path:
     finally:
         console.print("putting lab.toml's settings back")
         deploy(lab, conn, console=console, verbose=False)
-    runs = [c["run_dir"] for c in done if c.get("run_dir")]
+    runs = [c["run_dir"] for c in done if c.get("run_dir") and (Path(c["run_dir"]) / "queries.csv").is_file()]
     (out_dir / "matrix.json").write_text(json.dumps({"suite": suite, "cells": done}, indent=1) + "\n")
     if interrupted:
         raise KeyboardInterrupt
