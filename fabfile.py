@@ -12,9 +12,12 @@ from lab.errors import LabError, cli_guard
 
 
 def _lab(lab: str | None, provider: str | None = None) -> Lab:
+    """The lab model; the provider is --provider, else the one the lab was brought up with."""
     from lab.config import with_overrides
+    from lab.providers import remembered_provider
 
     model = load_lab(lab)
+    provider = provider or remembered_provider()
     return with_overrides(model, {"vm": {"provider": provider}}) if provider else model
 
 
@@ -42,10 +45,11 @@ def image(c, provider=None, force=False, lab=None):
 @cli_guard
 def up(c, provider=None, lab=None):
     """Bring the lab VM up (building the image when needed) and wait for SSH."""
-    from lab.providers import get_provider
+    from lab.providers import get_provider, remember_provider
 
     model = _lab(lab, provider)
     endpoint = get_provider(model).up()
+    remember_provider(provider)
     print(f"lab is up: ssh -p {endpoint.port} -i {endpoint.key} -o StrictHostKeyChecking=no "
           f"-o UserKnownHostsFile=/dev/null {endpoint.user}@{endpoint.host}")
 
@@ -54,9 +58,10 @@ def up(c, provider=None, lab=None):
 @cli_guard
 def down(c, provider=None, lab=None):
     """Stop the lab VM and everything the provider started for it."""
-    from lab.providers import get_provider
+    from lab.providers import get_provider, remember_provider
 
     get_provider(_lab(lab, provider)).down()
+    remember_provider(None)
 
 
 @task(positional=["cmd"], help={"cmd": "command to run in the lab VM", "lab": "lab file"})

@@ -139,3 +139,4 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     assert "[network] vlan_id: must be between 1 and 4094, got 9999" in proc.stderr
     assert "Traceback" not in proc.stderr
+
