@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from chaos import probes
+from chaos.matrix import run_matrix
 from chaos.runner import run_experiment
 from lab.deploy import deploy
 from lab.endpoint import connect
@@ -43,13 +44,35 @@ def runs(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def quick(lab_vm, deployed, tmp_path_factory) -> tuple[Path, list[dict]]:
+    """The `quick` suite (kill-one with fresh and reused source ports): (comparison report, cells)."""
+    _, endpoint = lab_vm
+    base = tmp_path_factory.mktemp("quick") / "runs"
+    with pytest.MonkeyPatch.context() as mp, connect(endpoint) as conn:
+        mp.setenv("DNSLAB_RUNS", str(base))
+        report = run_matrix(deployed, conn, "quick")
+    return report, json.loads((report.parent / "matrix.json").read_text())["cells"]
+
+
 def events_of(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
 
 
-def test_kill_one_end_to_end(deployed, conn, runs):
+def test_quick_suite_runs_its_cells_and_compares_them(quick):
+    report, cells = quick
+    assert [c["status"] for c in cells] == ["completed", "completed"]
+    assert [c["settings"]["load.socket_mode"] for c in cells] == ["fresh", "reuse"]
+    html = report.read_text()
+    assert report.name == "comparison.html" and "reuse" in html and "<img" in html
+    for cell in cells:
+        meta = json.loads((Path(cell["run_dir"]) / "meta.json").read_text())
+        assert meta["settings"]["load.socket_mode"] == cell["settings"]["load.socket_mode"]
+
+
+def test_kill_one_end_to_end(quick, deployed, conn):
     lab = deployed
-    run_dir = run_experiment(lab, conn, "kill-one")
+    run_dir = Path(quick[1][0]["run_dir"])  # the fresh-port cell
     for name in ("meta.json", "journal.json", "events.jsonl", "ipvs.csv", "queries.csv", "keepalived.log"):
         assert (run_dir / name).is_file(), name
 
