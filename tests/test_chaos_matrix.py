@@ -46,7 +46,7 @@ def test_standard_suite_covers_the_seed_questions():
 
 
 def test_unknown_suite_and_bad_shapes(tmp_path, raw_lab):
-    with pytest.raises(LabError, match="no suite named .huge.; known: quick, checks, standard"):
+    with pytest.raises(LabError, match="no suite named .huge.; known: quick, nodest, checks, standard"):
         load_suite("huge")
     path = tmp_path / "suites.yaml"
     path.write_text("s:\n  runs:\n    - experiments: [kill-one]\n      grid: {vlan: [true]}\n")
