@@ -105,23 +105,47 @@ def check_cells(lab: Lab, suite_cells: list[Cell]) -> None:
             raise LabError(f"matrix cell {cell.label}: {err}") from None
 
 
-def run_matrix(lab: Lab, conn: Any, suite: str) -> Path:
-    """Run every cell of the suite, then the comparison report; the report's path."""
+def finished_cells(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """Completed cells of an earlier (interrupted) run of the matrix in `out_dir`, by cell slug."""
+    try:
+        data = json.loads((out_dir / "matrix.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {c["slug"]: c for c in data.get("cells") or []
+            if c.get("status") == "completed" and c.get("slug") and Path(c.get("run_dir", "")).is_dir()}
+
+
+def matrix_dir(suite: str) -> Path:
+    """A new directory for one run of a suite: reports/matrix/<UTC stamp>-<suite>/."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return runs_dir().parent / "matrix" / f"{stamp}-{suite}"
+
+
+def run_matrix(lab: Lab, conn: Any, suite: str, *, out_dir: Path | None = None) -> Path:
+    """Run every cell of the suite, then the comparison report; the report's path.
+
+    Given the `out_dir` of an interrupted run of the same suite, its completed cells are kept and
+    only the others run."""
     from chaos.runner import console, run_experiment
     from lab.deploy import deploy
 
     todo = cells(load_suite(suite))
     check_cells(lab, todo)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out_dir = runs_dir().parent / "matrix" / f"{stamp}-{suite}"
+    out_dir = out_dir or matrix_dir(suite)
     out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = out_dir.name.split("-", 1)[0]
+    kept = finished_cells(out_dir)
     done: list[dict[str, Any]] = []
     interrupted = False
     try:
         for i, cell in enumerate(todo, 1):
+            if cell.slug in kept:
+                console.print(f"cell {i}/{len(todo)}: {cell.label}: kept from the interrupted run")
+                done.append(kept[cell.slug])
+                continue
             console.rule(f"cell {i}/{len(todo)}: {cell.label}")
             entry: dict[str, Any] = {"experiment": cell.experiment, "settings": cell.varied,
-                                     "overrides": cell.overrides}
+                                     "overrides": cell.overrides, "slug": cell.slug}
             try:
                 run_dir = run_experiment(lab, conn, cell.experiment, cell=cell.overrides,
                                          run_id=f"{stamp}-{suite}-{i:02d}-{cell.slug}"[:120])

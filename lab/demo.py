@@ -88,10 +88,15 @@ def sysctl_probe(lab: Lab, conn: Any) -> Path:
 
 
 def run_suite(lab: Lab, conn: Any, suite: str) -> Path:
-    """The suite's matrix.json."""
-    from chaos.matrix import run_matrix
+    """The suite's matrix.json, keeping the cells an interrupted demo already finished."""
+    from chaos.matrix import matrix_dir, run_matrix
 
-    return run_matrix(lab, conn, suite).parent / "matrix.json"
+    key = f"matrix_{suite}"
+    out_dir = Path(_remembered().get(key) or matrix_dir(suite))
+    _remember(**{key: str(out_dir)})
+    report = run_matrix(lab, conn, suite, out_dir=out_dir)
+    _remember(**{key: None})
+    return report.parent / "matrix.json"
 
 
 def text_summary(answers_page: Path, matrix_json: Path) -> str:

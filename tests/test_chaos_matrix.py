@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from chaos.matrix import cells, check_cells, load_suite, setting
@@ -55,3 +57,17 @@ def test_unknown_suite_and_bad_shapes(tmp_path, raw_lab):
     path.write_text("s:\n  runs:\n    - experiments: [kill-one]\n      grid: {check.delay_loop: [-1]}\n")
     with pytest.raises(LabError, match=r"matrix cell kill-one \[delay_loop=-1\]: .*delay_loop"):
         check_cells(parse_lab(raw_lab), cells(load_suite("s", path)))
+
+
+def test_an_interrupted_matrix_keeps_only_its_completed_cells(tmp_path):
+    from chaos.matrix import finished_cells
+
+    (tmp_path / "run-a").mkdir()
+    cells_json = {"suite": "quick", "cells": [
+        {"slug": "kill-one_socket_mode-fresh", "status": "completed", "run_dir": str(tmp_path / "run-a")},
+        {"slug": "kill-one_socket_mode-reuse", "status": "failed", "run_dir": str(tmp_path / "run-b")},
+        {"slug": "kill-one_x-1", "status": "completed", "run_dir": str(tmp_path / "gone")},
+    ]}
+    (tmp_path / "matrix.json").write_text(json.dumps(cells_json))
+    assert list(finished_cells(tmp_path)) == ["kill-one_socket_mode-fresh"]
+    assert finished_cells(tmp_path / "nowhere") == {}
