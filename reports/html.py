@@ -144,17 +144,7 @@ def report_context(run: Run, analysis: Analysis, images: list[Image]) -> dict[st
         ]
         for f in analysis.faults
     ]
-    fault_definitions = [
-        (k, DEFINITIONS[k])
-        for k in (
-            "failover_window_ms",
-            "failed",
-            "detection_ms",
-            "span_max_stall_ms",
-            "pinned_ports",
-            "blackholed_ports",
-        )
-    ]
+    fault_definitions = [(k, DEFINITIONS[k]) for k in FAULT_HEADERS if k in DEFINITIONS]
     pinning = []
     for i, f in enumerate(analysis.faults):
         table = f.pinning.sort_values(["ok_after", "failed_after"], ascending=[True, False])
