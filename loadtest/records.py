@@ -103,7 +103,11 @@ class Recorder:
         if self.closed:
             return 0
         cols, self._cols = self._cols, _columns()
-        count = len(cols[0])
+        # A KeyboardInterrupt (SIGINT stops the run) can land between two column extends of a batch:
+        # write only whole rows, so the file never holds columns of different lengths.
+        count = min(map(len, cols))
+        for col in cols:
+            del col[count:]
         parts = []
         if self._new_names:
             parts.append(_chunk(b"S", json.dumps(self._new_names).encode()))
@@ -168,8 +172,14 @@ def read_worker_file(path: str) -> WorkerFile | None:
     return result
 
 
+ROW_BYTES = sum(array(code).itemsize for _, code in COLUMNS)
+
+
 def _decode_rows(payload: bytes, columns: list[array], swap: bool) -> None:
+    """Append one `R` chunk's rows; a chunk whose size does not match its count is skipped whole."""
     (count,) = _COUNT.unpack_from(payload)
+    if len(payload) != _COUNT.size + count * ROW_BYTES:
+        return
     offset = _COUNT.size
     for column in columns:
         size = count * column.itemsize

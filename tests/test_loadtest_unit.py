@@ -188,3 +188,31 @@ def test_bulk_stats_equal_one_request_event_per_query():
         assert sum(b.num_reqs_per_sec.values()) == 6
         assert b.median_response_time == s.median_response_time
         assert b.get_response_time_percentile(0.99) == s.get_response_time_percentile(0.99)
+
+
+def test_a_batch_interrupted_between_columns_never_misaligns_the_file(tmp_path):
+    from loadtest.records import Recorder, read_worker_file
+
+    rec = Recorder(str(tmp_path), "w1", [("who.lab.test", "TXT")])
+    rec.add_batch([1, 2], [10, 20], [1000, 1001], 0, [0, 0], ["rs1", "rs2"], [0, 0], [0, 0], [0, 0])
+    # as if SIGINT's KeyboardInterrupt struck after the first two columns of the next batch
+    rec._cols[0].extend([3, 4])
+    rec._cols[1].extend([30, 40])
+    rec.close()
+    wf = read_worker_file(rec.path)
+    assert [row[0] for row in wf.rows()] == [1, 2]
+    assert wf.complete
+
+
+def test_a_chunk_whose_size_contradicts_its_count_is_skipped(tmp_path):
+    from loadtest.records import _CHUNK, _COUNT, Recorder, read_worker_file
+
+    rec = Recorder(str(tmp_path), "w1", [("who.lab.test", "TXT")])
+    rec.add_batch([1], [10], [1000], 0, [0], ["rs1"], [0], [0], [0])
+    rec.flush()
+    bad = _COUNT.pack(5) + bytes(17)  # 5 rows announced, far fewer bytes
+    with open(rec.path, "ab") as handle:
+        handle.write(_CHUNK.pack(b"DQ", ord("R"), len(bad)) + bad)
+    rec.add_batch([2], [20], [1001], 0, [0], ["rs1"], [0], [0], [0])
+    rec.close()
+    assert [row[0] for row in read_worker_file(rec.path).rows()] == [1, 2]
