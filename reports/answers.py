@@ -59,6 +59,15 @@ class Cell:
         return faults[0] if faults else None
 
     @property
+    def exercised(self) -> bool:
+        """True when the faulted resolver answered queries in this run, so the fault reached clients.
+
+        With reused source ports every socket may be pinned to other resolvers: then killing this
+        one hides nothing and its zero failures say nothing about the settings."""
+        fault = self.fault or {}
+        return (self.summary.get("answers_by_resolver") or {}).get(fault.get("resolver"), 0) > 0
+
+    @property
     def qps(self) -> float | None:
         duration = self.summary.get("duration_s") or 0
         return self.summary["queries"] / duration if duration else None
@@ -119,7 +128,7 @@ def _compared(cells: Sequence[Cell], reference: Cell | None, own: str) -> dict[s
 
 def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab) -> Answers:
     """Answer each question from the cells (pure)."""
-    faulted = [c for c in cells if c.fault]
+    faulted = [c for c in cells if c.fault and c.exercised]
     items: dict[str, dict[str, Any]] = {}
 
     reference = next((c for c in faulted if c.experiment == "kill-one" and _is_default(c, lab)),
@@ -130,7 +139,8 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab) -> 
     ranked = sorted(faulted, key=_fault_rank)
     items["settings"] = {"rows": [_row(c) for c in ranked],
                          "best": _row(ranked[0]) if ranked else None,
-                         "worst": _row(ranked[-1]) if ranked else None}
+                         "worst": _row(ranked[-1]) if ranked else None,
+                         "unexercised": [_row(c) for c in cells if c.fault and not c.exercised]}
 
     checks = sorted((c for c in faulted if "check.type" in c.settings or "check.delay_loop" in c.settings),
                     key=lambda c: (str(c.settings.get("check.type", "")),

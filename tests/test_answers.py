@@ -12,11 +12,12 @@ from reports.answers import QUESTIONS, Cell, answer, sections
 
 def cell(run_id: str, settings: dict, overrides: dict, window: float | None, failed: int,
          detection: float | None, *, queries: int = 3000, qps_s: float = 10.0, p50: float = 1.5,
-         experiment: str = "kill-one") -> Cell:
+         experiment: str = "kill-one", rs2_answers: int = 500) -> Cell:
     faults = [] if window is None else [
-        {"failover_window_ms": window, "failed": failed, "detection_ms": detection}]
+        {"failover_window_ms": window, "failed": failed, "detection_ms": detection, "resolver": "rs2"}]
     summary = {"queries": queries, "dropped": failed, "max_stall_ms": (window or 0) + 7.0,
-               "duration_s": qps_s, "latency_ms": {"p50": p50, "p99": p50 * 4}, "faults": faults}
+               "duration_s": qps_s, "latency_ms": {"p50": p50, "p99": p50 * 4}, "faults": faults,
+               "answers_by_resolver": {"rs1": 1000, "rs2": rs2_answers}}
     return Cell(run_id, experiment, settings, overrides, summary, f"runs/{run_id}/report.html")
 
 
@@ -103,3 +104,14 @@ def test_a_short_suite_still_answers_each_question_with_the_labs_own_numbers(lab
     assert "1180" in page[QUESTIONS["check"]]
     assert "check.type = DNS_CHECK" in page[QUESTIONS["check"]]
     assert "vlan = true (eth0.53)" in page[QUESTIONS["vlan"]]
+
+
+def test_a_fault_no_client_traffic_reached_is_left_out_of_the_ranking(lab, cells):
+    lucky = cell("z", {"load.socket_mode": "reuse"}, {"load": {"socket_mode": "reuse"}}, 0.0, 0, 900.0,
+                 rs2_answers=0)
+    result = answer([*cells, lucky], PROBE, lab)
+    assert result.recommended.run_id == "b"
+    assert "z" not in [r["cell"].run_id for r in result.items["settings"]["rows"]]
+    page = {s.title: s.html for s in sections(result)}
+    assert "no client traffic reached the faulted resolver" in page[QUESTIONS["settings"]]
+    assert "runs/z/report.html" in page[QUESTIONS["settings"]]

@@ -18,7 +18,7 @@ def test_flatten_keeps_sysctl_names_whole():
 def test_settings_of_merges_experiment_and_cell(raw_lab):
     exp = load_experiment("udp-timeout", parse_lab(raw_lab))
     settings = settings_of(exp, {"check": {"delay_loop": 1}})
-    assert settings == {"sysctl.net.ipv4.vs.expire_nodest_conn": 0, "load.rate": 300, "load.users": 2,
+    assert settings == {"sysctl.net.ipv4.vs.expire_nodest_conn": 0, "load.rate": 300, "load.users": 6,
                         "load.socket_mode": "reuse", "check.delay_loop": 1}
 
 
