@@ -31,8 +31,9 @@ $(STAMP): pyproject.toml Makefile
 	@$(PY) -m pip install -q -e '.[dev]'
 	@mkdir -p .lab && touch $(STAMP)
 
+# PROVIDER=vagrant make demo uses Vagrant + libvirt; SUITE=quick make demo runs the short suite.
 demo: setup
-	$(VENV)/bin/fab demo
+	$(VENV)/bin/fab demo $(if $(PROVIDER),--provider $(PROVIDER)) $(if $(SUITE),--suite $(SUITE))
 
 test: setup
 	$(VENV)/bin/ruff check .
