@@ -28,7 +28,7 @@ from chaos import actions, probes
 from chaos.experiment import Activity, Experiment, Timing, lab_for, load_experiment
 from chaos.journal import Journal, activity_dict, utc_iso
 from chaos.timeline import Phases, Step, phases, schedule
-from lab.config import Lab, merge
+from lab.config import Lab, flatten, merge
 from lab.errors import LabError
 from lab.state import runs_dir
 
@@ -67,18 +67,6 @@ def lab_from_cell(lab: Lab, cell: Mapping[str, Any] | None) -> Lab:
     from lab.config import with_overrides
 
     return with_overrides(lab, cell) if cell else lab
-
-
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"sysctl": {"net.ipv4.vs.x": 1}} -> {"sysctl.net.ipv4.vs.x": 1}."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{path}."))
-        else:
-            out[path] = value
-    return out
 
 
 def settings_of(exp: Experiment, cell: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -384,6 +384,18 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"sysctl": {"net.ipv4.vs.x": 1}} -> {"sysctl.net.ipv4.vs.x": 1}."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
 def with_overrides(lab: Lab, overrides: Mapping[str, Any], source: str | None = None) -> Lab:
     """The lab with an experiment's overrides applied and validated again."""
     return parse_lab(merge(lab.raw, overrides), source or lab.source)

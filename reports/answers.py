@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.config import Lab, with_overrides
+from lab.config import Lab, flatten, with_overrides
 from lab.errors import LabError
 from lab.render import render_keepalived, render_sysctl, render_unbound
 from reports.html import environment
@@ -93,18 +93,8 @@ def _fault_rank(cell: Cell) -> tuple[float, float, float]:
 
 def _is_default(cell: Cell, lab: Lab) -> bool:
     """True when every varied setting equals lab.toml's value."""
-    flat = _flatten(lab.raw)
+    flat = flatten(lab.raw)
     return all(str(flat.get(k)).lower() == str(v).lower() for k, v in cell.settings.items())
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _row(cell: Cell) -> dict[str, Any]:

@@ -6,8 +6,8 @@ import pandas as pd
 
 from chaos.experiment import load_experiment
 from chaos.journal import Journal, utc_iso
-from chaos.runner import evaluate, flatten, settings_of
-from lab.config import parse_lab
+from chaos.runner import evaluate, settings_of
+from lab.config import flatten, parse_lab
 
 
 def test_flatten_keeps_sysctl_names_whole():
