@@ -3,7 +3,9 @@
 `cells` is pure: a suite becomes the list of (experiment, lab overrides) cells. `run_matrix` checks
 every cell against the lab before the first one runs, runs them one by one (a failed cell is
 recorded and the next one runs; Ctrl-C stops after rolling back the current one), puts lab.toml's
-settings back, and runs `python -m reports compare` over the cells.
+settings back, and runs `python -m reports compare` over the cells. A cell that would run the same
+experiment on the same lab as an earlier cell (e.g. `inhibit_on_failure = false` when that is
+lab.toml's own value) reuses the earlier cell's run instead of measuring it again.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaos.experiment import EXPERIMENTS_DIR, load_experiment, read_yaml
+from chaos.experiment import EXPERIMENTS_DIR, lab_for, load_experiment, read_yaml
 from lab.config import Lab, merge, with_overrides
 from lab.errors import LabError
 from lab.state import runs_dir
@@ -105,6 +107,21 @@ def check_cells(lab: Lab, suite_cells: list[Cell]) -> None:
             raise LabError(f"matrix cell {cell.label}: {err}") from None
 
 
+def repeats(lab: Lab, suite_cells: list[Cell]) -> dict[int, int]:
+    """Cell index -> index of the earlier cell that runs the same experiment on the same lab."""
+    first: dict[str, int] = {}
+    out = {}
+    for i, cell in enumerate(suite_cells):
+        base = with_overrides(lab, cell.overrides)
+        key = json.dumps([cell.experiment, lab_for(load_experiment(cell.experiment, base), base).as_dict()],
+                         sort_keys=True, default=str)
+        if key in first:
+            out[i] = first[key]
+        else:
+            first[key] = i
+    return out
+
+
 def finished_cells(out_dir: Path) -> dict[str, dict[str, Any]]:
     """Completed cells of an earlier (interrupted) run of the matrix in `out_dir`, by cell slug."""
     try:
@@ -135,10 +152,18 @@ def run_matrix(lab: Lab, conn: Any, suite: str, *, out_dir: Path | None = None) 
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = out_dir.name.split("-", 1)[0]
     kept = finished_cells(out_dir)
+    same = repeats(lab, todo)
     done: list[dict[str, Any]] = []
     interrupted = False
     try:
         for i, cell in enumerate(todo, 1):
+            if i - 1 in same:
+                earlier = done[same[i - 1]]
+                console.print(f"cell {i}/{len(todo)}: {cell.label}: same run as cell {same[i - 1] + 1}")
+                done.append({"experiment": cell.experiment, "settings": cell.varied,
+                             "overrides": cell.overrides, "slug": cell.slug, "same_as": earlier["slug"],
+                             **{k: earlier[k] for k in ("run_dir", "status", "error") if k in earlier}})
+                continue
             if cell.slug in kept:
                 console.print(f"cell {i}/{len(todo)}: {cell.label}: kept from the interrupted run")
                 done.append(kept[cell.slug])
@@ -160,7 +185,8 @@ def run_matrix(lab: Lab, conn: Any, suite: str, *, out_dir: Path | None = None) 
     finally:
         console.print("putting lab.toml's settings back")
         deploy(lab, conn, console=console, verbose=False)
-    runs = [c["run_dir"] for c in done if c.get("run_dir") and (Path(c["run_dir"]) / "queries.csv").is_file()]
+    runs = list(dict.fromkeys(c["run_dir"] for c in done
+                              if c.get("run_dir") and (Path(c["run_dir"]) / "queries.csv").is_file()))
     (out_dir / "matrix.json").write_text(json.dumps({"suite": suite, "cells": done}, indent=1) + "\n")
     if interrupted:
         raise KeyboardInterrupt

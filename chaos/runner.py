@@ -194,22 +194,22 @@ class Run:
         return "env PYTHONPATH=/opt/dnslab " + " ".join(shlex.quote(a) for a in args)
 
     def wait_for_load(self) -> None:
-        """Wait until the load generator has written its first records (Locust starts slowly under TCG)."""
-        deadline = time.monotonic() + LOAD_START_TIMEOUT_S
+        """Wait until the load generator has written its first records (Locust starts slowly under TCG).
+
+        One SSH round trip: the guest polls every 0.1 s and answers `ready`, `exited` or `timeout`."""
+        pidfile = f"{self.remote}/load.pid"  # written by the detached shell: may lag a little
+        script = (f"for i in $(seq {int(LOAD_START_TIMEOUT_S * 10)}); do "
+                  f"if [ -n \"$(ls {self.remote}/records/ 2>/dev/null)\" ]; then echo ready; exit 0; fi; "
+                  f"if [ -s {pidfile} ] && ! kill -0 $(cat {pidfile}) 2>/dev/null; then "
+                  f"echo exited; exit 0; fi; "
+                  f"sleep 0.1; done; echo timeout")
         with console.status("starting the load generator"):
-            while time.monotonic() < deadline:
-                pidfile = f"{self.remote}/load.pid"  # written by the detached shell: may lag a little
-                res = self.conn.run(f"ls {self.remote}/records/ 2>/dev/null | head -1; "
-                                    f"if [ ! -s {pidfile} ]; then echo alive; "
-                                    f"elif kill -0 $(cat {pidfile}) 2>/dev/null; then echo alive; fi",
-                                    hide=True, warn=True)
-                lines = res.stdout.split()
-                if "alive" not in lines:
-                    log = self.conn.run(f"tail -5 {self.remote}/locust.log", hide=True, warn=True).stdout
-                    raise LabError(f"the load generator exited at start: {' '.join(log.split())[-300:]}", 1)
-                if len(lines) > 1:
-                    return
-                time.sleep(0.5)
+            state = self.conn.run(script, hide=True, warn=True).stdout.strip()
+        if state == "ready":
+            return
+        if state == "exited":
+            log = self.conn.run(f"tail -5 {self.remote}/locust.log", hide=True, warn=True).stdout
+            raise LabError(f"the load generator exited at start: {' '.join(log.split())[-300:]}", 1)
         raise LabError(f"the load generator wrote no records within {LOAD_START_TIMEOUT_S:g} s", 1)
 
     def timeline(self) -> None:

@@ -105,6 +105,14 @@ def _row(cell: Cell) -> dict[str, Any]:
             "p50": cell.latency("p50"), "p99": cell.latency("p99"), "qps": cell.qps}
 
 
+def _one_per_run(cells: Sequence[Cell]) -> list[Cell]:
+    """The first cell of each run: suite cells equal to lab.toml's settings share one run."""
+    first: dict[str, Cell] = {}
+    for cell in cells:
+        first.setdefault(cell.run_id, cell)
+    return list(first.values())
+
+
 def _varying(cells: Sequence[Cell], key: str) -> list[Cell]:
     return [c for c in cells if key in c.settings]
 
@@ -126,7 +134,7 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab) -> 
     items["burp"] = {"ref": _row(reference) if reference else None,
                      "bound_s": lab.check.removal_bound_s}
 
-    ranked = sorted(faulted, key=_fault_rank)
+    ranked = sorted(_one_per_run(faulted), key=_fault_rank)
     items["settings"] = {"rows": [_row(c) for c in ranked],
                          "best": _row(ranked[0]) if ranked else None,
                          "worst": _row(ranked[-1]) if ranked else None,

@@ -115,3 +115,11 @@ def test_a_fault_no_client_traffic_reached_is_left_out_of_the_ranking(lab, cells
     page = {s.title: s.html for s in sections(result)}
     assert "no client traffic reached the faulted resolver" in page[QUESTIONS["settings"]]
     assert "runs/z/report.html" in page[QUESTIONS["settings"]]
+
+
+def test_cells_sharing_one_run_are_ranked_once_but_compared_everywhere(lab, cells):
+    shared = cell("b", {"network.keepalived_netns": "root"}, {"network": {"keepalived_netns": "root"}},
+                  1234.0, 123, 1180.0)
+    result = answer([*cells, shared], PROBE, lab)
+    assert [r["cell"].run_id for r in result.items["settings"]["rows"]] == ["b", "d", "c", "a"]
+    assert [r["cell"].run_id for r in result.items["netns"]["rows"]] == ["d", "b"]

@@ -71,3 +71,27 @@ def test_an_interrupted_matrix_keeps_only_its_completed_cells(tmp_path):
     (tmp_path / "matrix.json").write_text(json.dumps(cells_json))
     assert list(finished_cells(tmp_path)) == ["kill-one_socket_mode-fresh"]
     assert finished_cells(tmp_path / "nowhere") == {}
+
+
+def test_cells_equal_to_an_earlier_cell_reuse_its_run(raw_lab):
+    from chaos.matrix import repeats
+
+    lab = parse_lab(raw_lab)  # lab.toml: expire_nodest_conn = 1, inhibit_on_failure = false
+    suite = {"runs": [
+        {"experiments": ["kill-one"], "grid": {"sysctl.net.ipv4.vs.expire_nodest_conn": [0, 1]}},
+        {"experiments": ["kill-one", "stop-one"], "grid": {"check.inhibit_on_failure": [False, True]}},
+    ]}
+    # kill-one with inhibit false is kill-one with expire_nodest_conn 1: both are lab.toml's lab;
+    # stop-one with inhibit false is a different experiment and runs.
+    assert repeats(lab, cells(suite)) == {2: 1}
+
+
+def test_standard_suite_measures_each_distinct_cell_once(raw_lab):
+    from chaos.matrix import repeats
+
+    todo = cells(load_suite("standard"))
+    same = repeats(parse_lab(raw_lab), todo)
+    reference = todo[next(iter(same.values()))]
+    assert reference.experiment == "kill-one"
+    assert all(todo[i].experiment == "kill-one" for i in same)
+    assert len(todo) - len(same) <= 13
