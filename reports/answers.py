@@ -124,6 +124,21 @@ def _compared(cells: Sequence[Cell], reference: Cell | None, own: str) -> dict[s
     return {"rows": [_row(reference)] if reference else [], "only": own}
 
 
+def _by_setting(cells: Sequence[Cell], key: str, value: Any) -> dict[str, Any] | None:
+    """The row of the first cell whose setting `key` equals `value`."""
+    cell = next((c for c in cells if str(c.settings.get(key)).lower() == str(value).lower()), None)
+    return _row(cell) if cell else None
+
+
+def _vlan_cost(cells: Sequence[Cell]) -> dict[str, Any] | None:
+    """Throughput and median latency with the VLAN against without it, when both were measured."""
+    on, off = _by_setting(cells, "network.vlan", True), _by_setting(cells, "network.vlan", False)
+    if not (on and off and on["qps"] and off["qps"]):
+        return None
+    p50 = on["p50"] - off["p50"] if on["p50"] is not None and off["p50"] is not None else None
+    return {"on": on, "off": off, "qps_pct": (on["qps"] / off["qps"] - 1) * 100, "p50_ms": p50}
+
+
 def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab) -> Answers:
     """Answer each question from the cells (pure)."""
     faulted = [c for c in cells if c.fault and c.exercised]
@@ -155,10 +170,13 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab) -> 
     else:
         items["sysctl"] = {"kernel": None, "total": None, "cases": []}
 
-    items["netns"] = _compared(_varying(cells, "network.keepalived_netns"), reference,
-                               f"keepalived_netns = {lab.network.keepalived_netns}")
-    items["vlan"] = _compared(_varying(cells, "network.vlan"), reference,
-                              f"vlan = {str(lab.network.vlan).lower()} ({lab.network.lower_link})")
+    netns = _varying(cells, "network.keepalived_netns")
+    items["netns"] = {**_compared(netns, reference, f"keepalived_netns = {lab.network.keepalived_netns}"),
+                      "own": _by_setting(netns, "network.keepalived_netns", "lb")}
+    vlan = _varying(cells, "network.vlan")
+    items["vlan"] = {**_compared(vlan, reference,
+                                 f"vlan = {str(lab.network.vlan).lower()} ({lab.network.lower_link})"),
+                     "cost": _vlan_cost(vlan)}
 
     best = ranked[0] if ranked else None
     files: dict[str, str] = {}

@@ -123,3 +123,17 @@ def test_cells_sharing_one_run_are_ranked_once_but_compared_everywhere(lab, cell
     result = answer([*cells, shared], PROBE, lab)
     assert [r["cell"].run_id for r in result.items["settings"]["rows"]] == ["b", "d", "c", "a"]
     assert [r["cell"].run_id for r in result.items["netns"]["rows"]] == ["d", "b"]
+
+
+def test_vlan_cost_and_keepalived_netns_are_stated_as_answers(lab, cells):
+    on = cell("v", {"network.vlan": True}, {"network": {"vlan": True}}, None, 0, None,
+              queries=36000, p50=1.2, experiment="baseline")
+    result = answer([*cells, on], PROBE, lab)
+    cost = result.items["vlan"]["cost"]
+    assert cost["qps_pct"] == pytest.approx(-10.0) and cost["p50_ms"] == pytest.approx(0.3)
+    page = {s.title: s.html for s in sections(result)}
+    assert "<b>3600</b> queries/s against <b>4000</b>" in page[QUESTIONS["vlan"]]
+    assert "<b>-10.0 %</b>" in page[QUESTIONS["vlan"]]
+    assert page[QUESTIONS["netns"]].count("No. With Keepalived and the VIP in their own namespace") == 1
+    assert "<b>1250 ms</b>" in page[QUESTIONS["netns"]]
+    assert answer(cells, PROBE, lab).items["vlan"]["cost"] is None  # only vlan = false measured
