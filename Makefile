@@ -1,7 +1,6 @@
 # dnslab: `make demo` (the whole job) and `make test` (the whole suite). Both install what they need.
 SHELL := /bin/bash
 VENV ?= .venv
-PY := $(VENV)/bin/python
 STAMP := .lab/setup.stamp
 
 # Host packages: the VM (qemu), the image (mmdebstrap, packer, fdisk), real tools the tests run

@@ -209,29 +209,41 @@ def sample_stats(samples: list[dict[str, Any]], success_key: str = "exit") -> di
             "success": sum(good) / len(good) if good else None}
 
 
-def dns_check_cost(keepalived: dict[str, Any]) -> dict[str, Any]:
-    """Keepalived's checker CPU per DNS_CHECK from a CPU window, when only DNS_CHECK is deployed.
+def deployed_check_cost(keepalived: dict[str, Any]) -> dict[str, Any]:
+    """Keepalived's checker CPU per check of the one check type deployed, from a CPU window: its own
+    CPU (`cpu_ms`; for MISC_CHECK that is the fork and the bookkeeping) and its reaped children's
+    (`children_cpu_ms`: the MISC commands), over the checks the config schedules in the window.
 
     schedstat (ns) gives the figure; with clock ticks only, a window that read 0 ticks gives an upper
     bound (`cpu_ms_per_check_max`: one tick over the checks), never a fake zero."""
     if not keepalived.get("measured"):
         return {"measured": False, "reason": keepalived.get("reason", "not measured")}
     types = sorted(keepalived["blocks"])
-    if types != ["DNS_CHECK"]:
-        return {"measured": False,
-                "reason": f"the deployed keepalived.conf checks with {', '.join(types) or 'nothing'}, "
-                          "not DNS_CHECK only: deploy check.type = DNS_CHECK to measure it"}
-    checks = keepalived["blocks"]["DNS_CHECK"]["checks_per_s"] * keepalived["window_s"]
-    ticks_ms = keepalived["self_ticks"] * keepalived["tick_ms"]
-    out: dict[str, Any] = {"measured": True, "checks": checks, "window_s": keepalived["window_s"],
-                           "blocks": keepalived["blocks"]["DNS_CHECK"]["blocks"],
-                           "cpu_ms_ticks": ticks_ms / checks}
+    if len(types) != 1:
+        return {"measured": False, "reason": f"the deployed keepalived.conf checks with "
+                                             f"{', '.join(types) or 'nothing'}: one check type is needed"}
+    kind = keepalived["blocks"][types[0]]
+    checks = kind["checks_per_s"] * keepalived["window_s"]
+    tick = keepalived["tick_ms"]
+    out: dict[str, Any] = {"measured": True, "type": types[0], "checks": checks,
+                           "window_s": keepalived["window_s"], "blocks": kind["blocks"],
+                           "cpu_ms_ticks": keepalived["self_ticks"] * tick / checks,
+                           "children_cpu_ms": keepalived["children_ticks"] * tick / checks}
     if keepalived.get("run_ms"):
         out.update(cpu_ms=keepalived["run_ms"] / checks, cpu_source="schedstat")
     elif keepalived["self_ticks"]:
-        out.update(cpu_ms=ticks_ms / checks, cpu_source="ticks")
+        out.update(cpu_ms=out["cpu_ms_ticks"], cpu_source="ticks")
     else:
-        out.update(cpu_ms=None, cpu_ms_per_check_max=keepalived["tick_ms"] / checks, cpu_source="ticks")
+        out.update(cpu_ms=None, cpu_ms_per_check_max=tick / checks, cpu_source="ticks")
+    return out
+
+
+def dns_check_cost(keepalived: dict[str, Any]) -> dict[str, Any]:
+    """`deployed_check_cost` when the deployed check is DNS_CHECK, else why it was not measured."""
+    out = deployed_check_cost(keepalived)
+    if out["measured"] and out["type"] != "DNS_CHECK":
+        return {"measured": False, "reason": f"the deployed keepalived.conf checks with {out['type']}, "
+                                             "not DNS_CHECK: deploy check.type = DNS_CHECK to measure it"}
     return out
 
 
@@ -271,7 +283,8 @@ def summarize(raw: dict[str, Any], delay_loop: float, resolvers: int, virtual_se
         else:
             ratios[f"{tool}/dns_check"] = None
         ratios[f"{tool}/in_process_query"] = _ratio(cpu, base["cpu_ms"])
-    return {"scenarios": scenarios, "kinds": kinds, "cpu_ratios": ratios}
+    return {"scenarios": scenarios, "kinds": kinds, "cpu_ratios": ratios,
+            "deployed": deployed_check_cost(raw["keepalived"])}
 
 
 # --- host side ----------------------------------------------------------------------------------------
