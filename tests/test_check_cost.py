@@ -38,9 +38,9 @@ def _raw(keepalived: dict) -> dict:
     }
 
 
-def _window(run_ms: float, self_ticks: int, blocks: dict | None = None) -> dict:
+def _window(run_ms: float, self_ticks: int, blocks: dict | None = None, children_ticks: int = 0) -> dict:
     return {"measured": True, "blocks": blocks or {"DNS_CHECK": {"blocks": 6, "checks_per_s": 12.0}},
-            "window_s": 10.0, "tick_ms": 10.0, "self_ticks": self_ticks, "children_ticks": 0,
+            "window_s": 10.0, "tick_ms": 10.0, "self_ticks": self_ticks, "children_ticks": children_ticks,
             "run_ms": run_ms}
 
 
@@ -94,14 +94,20 @@ def test_ticks_stand_in_when_schedstat_is_missing():
 
 
 def test_dns_check_not_measured_when_another_check_is_deployed():
-    misc = _window(60.0, 5, {"MISC_CHECK": {"blocks": 6, "checks_per_s": 6.0}})
+    misc = _window(60.0, 5, {"MISC_CHECK": {"blocks": 6, "checks_per_s": 6.0}}, children_ticks=300)
     s = check_cost.summarize(_raw(misc), 1.0, 3, 2)
     assert s["kinds"]["dns_check"]["measured"] is False
     assert "MISC_CHECK" in s["kinds"]["dns_check"]["reason"]
+    deployed = s["deployed"]  # the MISC_CHECK Keepalived runs: its fork, and its children's CPU
+    assert deployed["type"] == "MISC_CHECK" and deployed["checks"] == 60.0
+    assert deployed["cpu_ms"] == pytest.approx(1.0) and deployed["children_cpu_ms"] == pytest.approx(50.0)
     assert s["cpu_ratios"]["nslookup/dns_check"] is None
     assert s["cpu_ratios"]["nslookup/in_process_query"] == pytest.approx(20 / 0.3)
     unread = check_cost.summarize(_raw({"measured": False, "reason": "no pid file"}), 1.0, 3, 2)
     assert unread["kinds"]["dns_check"] == {"measured": False, "reason": "no pid file"}
+    mixed = _window(60.0, 5, {"MISC_CHECK": {"blocks": 3, "checks_per_s": 3.0},
+                              "DNS_CHECK": {"blocks": 3, "checks_per_s": 3.0}})
+    assert check_cost.summarize(_raw(mixed), 1.0, 3, 2)["kinds"]["dns_check"]["measured"] is False
 
 
 def test_check_blocks_of_rendered_configs():
