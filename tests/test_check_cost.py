@@ -79,6 +79,26 @@ def test_summary_per_kind_shares_and_ratios():
         "dig/dns_check": 10.0, "dig/in_process_query": 5 / 0.3})
 
 
+def test_sentences_say_the_answer_with_its_numbers():
+    s = check_cost.summarize(_raw(_window(run_ms=60.0, self_ticks=5)), 0.5, 3, 2)
+    assert check_cost.sentences(s) == [
+        "A MISC_CHECK with nslookup costs 20 ms of CPU and 200 ms wall per check (median of 3, 67 % passed); "
+        "of one core: 24 % at delay_loop 0.5 s, 12 % at 1 s, 2 % at 6 s (3 resolvers x 2 virtual servers).",
+        "A MISC_CHECK with dig costs 5 ms of CPU and 50 ms wall per check (median of 4, 100 % passed); "
+        "of one core: 6 % at delay_loop 0.5 s, 3 % at 1 s, 0.5 % at 6 s (3 resolvers x 2 virtual servers).",
+        "DNS_CHECK costs 0.5 ms of Keepalived's CPU per check (in-process, no fork/exec; 120 checks in "
+        "10 s); of one core: 0.6 % at delay_loop 0.5 s, 0.3 % at 1 s, 0.05 % at 6 s "
+        "(3 resolvers x 2 virtual servers).",
+        "CPU per check: nslookup/dns_check 40x, nslookup/in_process_query 67x, dig/dns_check 10x, "
+        "dig/in_process_query 17x (a bare in-process query: 0.3 ms CPU, 2 ms wall).",
+    ]
+    bound = check_cost.sentences(check_cost.summarize(_raw(_window(0.0, 0)), 0.5, 2, 2))
+    assert "(2 resolvers x 2 virtual servers), 12 % at 1 s (3 resolvers x 2 virtual servers)" in bound[0]
+    assert bound[2] == ("DNS_CHECK costs under 0.0833 ms of Keepalived's CPU per check "
+                        "(no clock tick in 10 s).")
+    assert bound[3].startswith("CPU per check: nslookup/dns_check >= 240x, nslookup/in_process_query 67x")
+
+
 def test_zero_ticks_give_an_upper_bound_not_a_zero():
     s = check_cost.summarize(_raw(_window(run_ms=0.0, self_ticks=0)), 0.5, 3, 2)
     dns = s["kinds"]["dns_check"]
