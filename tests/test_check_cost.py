@@ -151,6 +151,14 @@ def test_probe_spec_holds_keepalived_exact_commands():
     assert (spec["n"], spec["window_s"]) == (5, 3.0)
 
 
+def test_probe_refuses_bad_arguments_before_touching_the_guest():
+    from chaos.actions import Target
+    from lab.errors import LabError
+
+    with pytest.raises(LabError, match="n must be >= 1"):
+        check_cost.probe_check_cost(Target(conn=None, lab=load_lab()), n=0)
+
+
 @pytest.fixture(scope="module")
 def unbound(tmp_path_factory):
     """A lab-zone Unbound on LIVE:53 (port 53: the MISC commands name no other)."""
