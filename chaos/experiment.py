@@ -46,7 +46,7 @@ TIMING_KEYS = ("warmup_s", "steady_s", "recover_s")
 ACTIVITY_KEYS = ("type", "name", "provider", "at", "pauses", "tolerance", "background")
 PROVIDER_KEYS = ("type", "module", "func", "arguments")
 HYPOTHESIS_KEYS = ("title", "window_s", "probes")
-ACTIVITY_MODULES = {"action": ("chaos.actions",), "probe": ("chaos.sysctl_probe",)}
+ACTIVITY_MODULES = {"action": ("chaos.actions",), "probe": ("chaos.sysctl_probe", "chaos.check_cost")}
 
 
 @dataclass(frozen=True)
@@ -112,11 +112,12 @@ class Experiment:
 
 def registry() -> dict[tuple[str, str], Callable[..., Any]]:
     """Every function an experiment may name, keyed by (module, func)."""
-    from chaos import actions, probes, sysctl_probe
+    from chaos import actions, check_cost, probes, sysctl_probe
 
     out: dict[tuple[str, str], Callable[..., Any]] = {}
     for module, table in (("chaos.actions", actions.ACTIONS), ("chaos.probes", probes.PROBES),
-                          ("chaos.sysctl_probe", sysctl_probe.PROBES)):
+                          ("chaos.sysctl_probe", sysctl_probe.PROBES),
+                          ("chaos.check_cost", check_cost.PROBES)):
         out.update({(module, name): func for name, func in table.items()})
     return out
 
@@ -265,9 +266,11 @@ def _lab_overrides(overrides: Mapping[str, Any], load: Any) -> dict[str, Any]:
     return out
 
 
-def lab_for(experiment: Experiment, lab: Lab) -> Lab:
-    """The lab as this experiment runs it: overrides and load profile applied."""
-    return with_overrides(lab, _lab_overrides(experiment.overrides, experiment.load or {}))
+def lab_for(experiment: Experiment, lab: Lab, cell: Mapping[str, Any] | None = None) -> Lab:
+    """The lab as this experiment runs it: its overrides and load profile, then a suite cell's overrides
+    on top (a cell that varies a setting the experiment also sets wins)."""
+    out = with_overrides(lab, _lab_overrides(experiment.overrides, experiment.load or {}))
+    return with_overrides(out, cell) if cell else out
 
 
 def _provider(w: _Where, value: Any, path: tuple[Any, ...]) -> Call:

@@ -113,8 +113,8 @@ def repeats(lab: Lab, suite_cells: list[Cell]) -> dict[int, int]:
     out = {}
     for i, cell in enumerate(suite_cells):
         base = with_overrides(lab, cell.overrides)
-        key = json.dumps([cell.experiment, lab_for(load_experiment(cell.experiment, base), base).as_dict()],
-                         sort_keys=True, default=str)
+        runs_on = lab_for(load_experiment(cell.experiment, base), base, cell.overrides)
+        key = json.dumps([cell.experiment, runs_on.as_dict()], sort_keys=True, default=str)
         if key in first:
             out[i] = first[key]
         else:

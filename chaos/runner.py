@@ -49,7 +49,7 @@ def run_experiment(lab: Lab, conn: Any, name: str, *, cell: Mapping[str, Any] | 
     """
     base = lab_from_cell(lab, cell)
     exp = load_experiment(name, base)
-    return Run(lab_for(exp, base), conn, exp, settings=settings_of(exp, cell), run_id=run_id).execute()
+    return Run(lab_for(exp, base, cell), conn, exp, settings=settings_of(exp, cell), run_id=run_id).execute()
 
 
 def run_load_only(lab: Lab, conn: Any, seconds: float, rate: float | None = None) -> Path:

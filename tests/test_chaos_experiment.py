@@ -69,6 +69,14 @@ def test_good_file_parses_to_the_model(tmp_path, lab):
     assert dict(run_lab.sysctl)["net.ipv4.vs.expire_nodest_conn"] == "0"
 
 
+def test_a_suite_cell_overrides_the_experiments_own_settings(tmp_path, lab):
+    exp = load_experiment(write(tmp_path, GOOD), lab)
+    cell = {"load": {"socket_mode": "fresh"}, "check": {"delay_loop": 6}}
+    run_lab = lab_for(exp, lab, cell)
+    assert run_lab.load.socket_mode == "fresh" and run_lab.load.rate == 200
+    assert run_lab.check.delay_loop == 6
+
+
 def test_unknown_experiment_lists_the_known_ones(lab):
     with pytest.raises(LabError, match=r"no experiment 'nope'.*known: .*kill-one"):
         load_experiment("nope", lab)
