@@ -1,7 +1,8 @@
 """`fab demo` / `make demo`: image, VM, deploy, experiment suite, answers page — timed by stage.
 
-Re-runnable: the image is cached, a running lab is reused, deploy is idempotent, the sysctl probe
-and the suite's finished cells are kept in state_dir()/demo.json and reused by the next run.
+Re-runnable: the image is cached, a running lab is reused, deploy is idempotent, the probes (sysctl
+namespaces, health-check cost; reused for the same lab) and the suite's finished cells are kept in
+state_dir()/demo.json and reused by the next run.
 """
 
 from __future__ import annotations
@@ -72,19 +73,23 @@ def bring_up(lab: Lab):
         return provider.up()
 
 
-def sysctl_probe(lab: Lab, conn: Any) -> Path:
-    """The sysctl-namespace probe's JSON (run once per lab VM kernel; reused afterwards)."""
+def probe(lab: Lab, conn: Any, experiment: str) -> Path:
+    """A probe experiment's JSON (`<run>/probe_*.json`); an earlier demo's is reused for the same lab."""
     from chaos.runner import run_experiment
 
-    known = _remembered().get("sysctl_probe")
-    if known and Path(known).is_file():
-        return Path(known)
-    run_dir = run_experiment(lab, conn, "sysctl-namespaces")
-    path = run_dir / "probe_sysctl_namespaces.json"
-    if not path.is_file():
-        raise LabError(f"{run_dir}: the sysctl probe wrote no probe_sysctl_namespaces.json", 1)
-    _remember(sysctl_probe=str(path))
-    return path
+    known = _remembered().get(f"probe_{experiment}") or {}
+    if known.get("lab") == lab.as_dict() and Path(known.get("path", "")).is_file():
+        return Path(known["path"])
+    run_dir = run_experiment(lab, conn, experiment)
+    found = sorted(run_dir.glob("probe_*.json"))
+    if not found:
+        raise LabError(f"{run_dir}: the {experiment} probe wrote no probe_*.json", 1)
+    _remember(**{f"probe_{experiment}": {"path": str(found[0]), "lab": lab.as_dict()}})
+    return found[0]
+
+
+def _run_name(path: Path) -> str:
+    return path.parent.name
 
 
 def run_suite(lab: Lab, conn: Any, suite: str) -> Path:
@@ -99,28 +104,12 @@ def run_suite(lab: Lab, conn: Any, suite: str) -> Path:
     return report.parent / "matrix.json"
 
 
-def text_summary(answers_page: Path, matrix_json: Path) -> str:
-    """A few lines for the terminal: the reference failover and the best cell."""
-    cells = json.loads(matrix_json.read_text()).get("cells") or []
-    done = [c for c in cells if c.get("status") == "completed"]
-    lines = [f"answers: {answers_page}", f"cells: {len(done)} of {len(cells)} completed"]
-    for cell in done[:3]:
-        summary_path = Path(cell["run_dir"]) / "summary.json"
-        if summary_path.is_file():
-            s = json.loads(summary_path.read_text())
-            fault = (s.get("faults") or [{}])[0]
-            lines.append(f"  {cell['experiment']} {cell.get('settings')}: failover "
-                         f"{fault.get('failover_window_ms')} ms, failed {fault.get('failed')}, "
-                         f"detection {fault.get('detection_ms')} ms")
-    return "\n".join(lines)
-
-
 def run_demo(lab: Lab, *, suite: str = "standard", lab_file: str = "lab.toml") -> Path:
     """The whole job; returns the answers page's path."""
     from lab.deploy import deploy
     from lab.endpoint import connect
     from lab.image import build
-    from reports.answers import write_answers
+    from reports.answers import headlines, write_answers
 
     stages = Stages()
     console.print(f"dnslab demo: lab {lab_file}, provider {lab.vm.provider}, suite {suite}")
@@ -130,13 +119,17 @@ def run_demo(lab: Lab, *, suite: str = "standard", lab_file: str = "lab.toml") -
     endpoint = stages.run("up", lambda: bring_up(lab), lambda e: f"{e.host}:{e.port}")
     conn = connect(endpoint)
     stages.run("deploy", lambda: deploy(lab, conn), lambda s: f"{s.changed} changed")
-    probe = stages.run("sysctl probe", lambda: sysctl_probe(lab, conn), lambda p: p.parent.name)
+    sysctls = stages.run("sysctl probe", lambda: probe(lab, conn, "sysctl-namespaces"), _run_name)
+    costs = stages.run("checks probe", lambda: probe(lab, conn, "check-cost"), _run_name)
     matrix_json = stages.run("experiments", lambda: run_suite(lab, conn, suite),
                              lambda p: p.parent.name)
     runs = runs_dir()
     index = runs.parent / "index.html"
-    page = stages.run("answers", lambda: write_answers(matrix_json, probe, lab, runs, index), str)
+    page, answers = stages.run(
+        "answers", lambda: write_answers(matrix_json, sysctls, lab, runs, index, costs), lambda r: str(r[0]))
     console.print(stages.table())
-    print(text_summary(page, matrix_json))
+    cells = json.loads(matrix_json.read_text()).get("cells") or []
+    done = sum(c.get("status") == "completed" for c in cells)
+    print("\n".join([f"answers: {page}", f"cells: {done} of {len(cells)} completed", *headlines(answers)]))
     console.print(f"The lab is still up: `fab status`, `fab chaos`, `fab down` when done. Open {page}")
     return page

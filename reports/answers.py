@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaos.check_cost import sentences
 from lab.config import Lab, flatten, with_overrides
 from lab.errors import LabError
 from lab.render import render_keepalived, render_sysctl, render_unbound
@@ -139,8 +140,20 @@ def _vlan_cost(cells: Sequence[Cell]) -> dict[str, Any] | None:
     return {"on": on, "off": off, "qps_pct": (on["qps"] / off["qps"] - 1) * 100, "p50_ms": p50}
 
 
-def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab) -> Answers:
-    """Answer each question from the cells (pure)."""
+def check_cost(cost: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The health-check cost probe in words, with nslookup's CPU per check against DNS_CHECK's."""
+    if not cost:
+        return None
+    summary = cost["summary"]
+    ratios = summary.get("cpu_ratios") or {}
+    ratio = ratios.get("nslookup/dns_check") or ratios.get("nslookup/dns_check_min")
+    return {"sentences": sentences(summary), "ratio": ratio, "at_least": "nslookup/dns_check" not in ratios,
+            "href": cost["href"], "run_id": cost["run_id"]}
+
+
+def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab,
+           cost: Mapping[str, Any] | None = None) -> Answers:
+    """Answer each question from the cells, the sysctl probe and the check-cost probe (pure)."""
     faulted = [c for c in cells if c.fault and c.exercised]
     items: dict[str, dict[str, Any]] = {}
 
@@ -158,8 +171,9 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab) -> 
     checks = sorted((c for c in faulted if "check.type" in c.settings or "check.delay_loop" in c.settings),
                     key=lambda c: (str(c.settings.get("check.type", "")),
                                    -float(c.settings.get("check.delay_loop", 0))))
-    items["check"] = _compared(checks, reference, f"check.type = {lab.check.type}, "
-                                                  f"delay_loop = {lab.check.delay_loop}")
+    items["check"] = {**_compared(checks, reference, f"check.type = {lab.check.type}, "
+                                                     f"delay_loop = {lab.check.delay_loop}"),
+                      "cost": check_cost(cost)}
 
     if probe:
         summary = probe.get("summary") or {}
@@ -189,6 +203,34 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab) -> 
                 render_unbound(tuned, tuned.resolvers[0]),
         }
     return Answers(items=items, recommended=best, files=files)
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f} ms"
+
+
+def headlines(answers: Answers) -> list[str]:
+    """One line per answered question, for the terminal (pure)."""
+    items, out = answers.items, []
+    if ref := items["burp"]["ref"]:
+        out.append(f"burp: {ref['cell'].label}: failover window {_ms(ref['window'])}, {ref['failed']} "
+                   f"queries failed, removed from IPVS after {_ms(ref['detection'])}")
+    if (best := items["settings"]["best"]) and (worst := items["settings"]["worst"]):
+        out.append(f"settings: best {best['cell'].label} ({_ms(best['window'])}, {best['failed']} failed); "
+                   f"worst {worst['cell'].label} ({_ms(worst['window'])}, {worst['failed']} failed)")
+    if (cost := items["check"]["cost"]) and cost["ratio"]:
+        out.append(f"check: nslookup costs {'at least ' if cost['at_least'] else ''}{cost['ratio']:.0f}x "
+                   f"the CPU of a DNS_CHECK per check")
+    if cases := items["sysctl"]["cases"]:
+        out.append("sysctls: net.ipv4.vs.* existing / writable / leaking: " + "; ".join(
+            f"{c['name']} {c['exist']}/{c['writable']}/{len(c['leaking'])}" for c in cases))
+    if (own := items["netns"].get("own")) and own["detection"] is not None:
+        out.append(f"keepalived: works in its own namespace (removed the dead resolver after "
+                   f"{_ms(own['detection'])}); it needs the VIP's namespace, not the host's")
+    if vlan := items["vlan"].get("cost"):
+        out.append(f"vlan: {vlan['on']['qps']:.0f} q/s with it, {vlan['off']['qps']:.0f} without "
+                   f"({vlan['qps_pct']:+.1f} %)")
+    return out
 
 
 def sections(answers: Answers) -> list[Section]:
@@ -231,9 +273,16 @@ def load_cells(matrix_json: Path, out_dir: Path) -> list[Cell]:
     return cells
 
 
-def write_answers(matrix_json: Path, probe_json: Path | None, lab: Lab, runs: Path, out: Path) -> Path:
-    """Write the answers page (answers, then every run under `runs`) to `out`; return its path."""
+def write_answers(matrix_json: Path, probe_json: Path | None, lab: Lab, runs: Path, out: Path,
+                  cost_json: Path | None = None) -> tuple[Path, Answers]:
+    """Write the answers page (answers, then every run under `runs`) to `out`; its path and the answers.
+
+    `probe_json` is the sysctl-namespace probe's result, `cost_json` the health-check cost probe's."""
     cells = load_cells(matrix_json, out.parent)
     probe = _read_json(probe_json) if probe_json and probe_json.exists() else None
-    result = answer(cells, probe, lab)
-    return write_index(runs, out, sections(result), title="dnslab: measured answers")
+    cost = None
+    if cost_json and cost_json.exists():
+        cost = {"summary": _read_json(cost_json)["summary"], "href": os.path.relpath(cost_json, out.parent),
+                "run_id": cost_json.parent.name}
+    result = answer(cells, probe, lab, cost)
+    return write_index(runs, out, sections(result), title="dnslab: measured answers"), result

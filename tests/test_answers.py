@@ -137,3 +137,32 @@ def test_vlan_cost_and_keepalived_netns_are_stated_as_answers(lab, cells):
     assert page[QUESTIONS["netns"]].count("No. With Keepalived and the VIP in their own namespace") == 1
     assert "<b>1250 ms</b>" in page[QUESTIONS["netns"]]
     assert answer(cells, PROBE, lab).items["vlan"]["cost"] is None  # only vlan = false measured
+
+
+def test_the_check_answer_states_the_measured_cost_of_nslookup(lab, cells):
+    from chaos.check_cost import summarize
+
+    samples = [{"resolver": "rs1", "wall_ms": w, "cpu_ms": c, "exit": 0} for w, c in ((320, 330), (320, 310))]
+    raw = {"misc": {"nslookup": samples}, "live_resolvers": ["rs1"],
+           "in_process": [{"resolver": "rs1", "wall_ms": 1.0, "cpu_ms": 0.5, "ok": True}],
+           "keepalived": {"measured": True, "blocks": {"DNS_CHECK": {"blocks": 6, "checks_per_s": 12.0}},
+                          "window_s": 10.0, "tick_ms": 10.0, "self_ticks": 24, "children_ticks": 0,
+                          "run_ms": 240.0}}  # 240 ms over 120 checks: 2 ms per DNS_CHECK
+    cost = {"summary": summarize(raw, 0.5, 3, 2), "href": "runs/p/probe_check_cost.json", "run_id": "p"}
+    page = {s.title: s.html for s in sections(answer(cells, PROBE, lab, cost))}
+    text = page[QUESTIONS["check"]]
+    assert "Yes: per check, nslookup costs <b>160×</b> the CPU of a DNS_CHECK" in text
+    assert "runs/p/probe_check_cost.json" in text and "A MISC_CHECK with nslookup costs 320 ms" in text
+    assert "6350" in text  # the cells' detection table is still there
+
+
+def test_headlines_give_one_line_per_answered_question(lab, cells):
+    from reports.answers import headlines
+
+    lines = headlines(answer(cells, PROBE, lab))
+    assert lines[0].startswith("burp: kill-one [expire_nodest_conn=1]: failover window 1234 ms, 123 queries")
+    assert lines[1].startswith("settings: best kill-one [expire_nodest_conn=1] (1234 ms, 123 failed); worst")
+    assert any(line.startswith("sysctls:") and "child netns, unprivileged user namespace 27/0/0" in line
+               for line in lines)
+    assert any("works in its own namespace" in line and "1250 ms" in line for line in lines)
+    assert headlines(answer([], None, lab)) == []

@@ -37,7 +37,7 @@ def demo(lab_vm, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
 def test_demo_finishes_and_prints_its_stage_times(demo):
     proc, page = demo
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for stage in ("image", "up", "deploy", "sysctl probe", "experiments", "answers", "total"):
+    for stage in ("image", "up", "deploy", "sysctl probe", "checks probe", "experiments", "answers", "total"):
         assert re.search(rf"│ {stage}\s*│\s*\d+ │", proc.stderr), stage
     assert f"answers: {page}" in proc.stdout
     assert page.is_file()
@@ -66,6 +66,10 @@ def test_every_question_is_answered_with_this_runs_numbers(demo):
     burp = _section(html, QUESTIONS["burp"])
     windows = {f"{round(s['faults'][0]['failover_window_ms'])} ms" for s in summaries}
     assert any(w in burp for w in windows), (windows, burp[:500])
+    check = _section(html, QUESTIONS["check"])
+    cost = json.loads(next(page.parent.glob("runs/*-check-cost/probe_check_cost.json")).read_text())
+    nslookup = cost["summary"]["kinds"]["nslookup"]
+    assert f"A MISC_CHECK with nslookup costs {nslookup['cpu_ms']:.3g} ms of CPU" in check
     sysctl = _section(html, QUESTIONS["sysctl"])
     assert re.search(r"of the (\d+) net.ipv4.vs.\* sysctls", sysctl)
     assert "<code>/etc/keepalived/keepalived.conf</code>" in html
