@@ -92,11 +92,6 @@ def _fault_rank(cell: Cell) -> tuple[float, float, float]:
             fault.get("detection_ms") or float("inf"))
 
 
-def _is_default(cell: Cell, lab: Lab) -> bool:
-    """True when every varied setting equals lab.toml's value."""
-    flat = flatten(lab.raw)
-    return all(str(flat.get(k)).lower() == str(v).lower() for k, v in cell.settings.items())
-
 
 def _row(cell: Cell) -> dict[str, Any]:
     fault = cell.fault or {}
@@ -123,6 +118,37 @@ def _compared(cells: Sequence[Cell], reference: Cell | None, own: str) -> dict[s
     if cells:
         return {"rows": [_row(c) for c in cells], "only": None}
     return {"rows": [_row(reference)] if reference else [], "only": own}
+
+
+def _changes(cell: Cell, lab: Lab) -> dict[str, tuple[Any, Any]]:
+    """The settings of a cell that differ from lab.toml's: key -> (lab.toml's value, the cell's)."""
+    flat = flatten(lab.raw)
+    cell_settings = {**cell.settings, **flatten(dict(cell.overrides))}
+    return {k: (flat.get(k), v) for k, v in cell_settings.items() if _toml(flat.get(k)) != _toml(v)}
+
+
+def _toml(value: Any) -> str:
+    """A setting's value as lab.toml spells it (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _effects(ranked: Sequence[Cell], reference: Cell | None, lab: Lab) -> list[dict[str, Any]]:
+    """What each change from lab.toml did to a resolver failure: every same-experiment fault run that
+    differs from the reference run only in settings, against the reference, largest harm first."""
+    if reference is None or reference.fault is None:
+        return []
+    ref = _row(reference)
+    out = []
+    for cell in ranked:
+        changes = _changes(cell, lab)
+        if cell.run_id == reference.run_id or cell.experiment != reference.experiment or not changes:
+            continue
+        row = _row(cell)
+        out.append({"row": row, "changes": [f"{k.rsplit('.', 1)[-1]} {_toml(old)} → {_toml(new)}"
+                                            for k, (old, new) in changes.items()],
+                    "window_delta": (row["window"] or 0.0) - (ref["window"] or 0.0),
+                    "failed_delta": (row["failed"] or 0) - (ref["failed"] or 0)})
+    return sorted(out, key=lambda e: -e["window_delta"])
 
 
 def _by_setting(cells: Sequence[Cell], key: str, value: Any) -> dict[str, Any] | None:
@@ -157,13 +183,15 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab,
     faulted = [c for c in cells if c.fault and c.exercised]
     items: dict[str, dict[str, Any]] = {}
 
-    reference = next((c for c in faulted if c.experiment == "kill-one" and _is_default(c, lab)),
+    reference = next((c for c in faulted if c.experiment == "kill-one" and not _changes(c, lab)),
                      faulted[0] if faulted else None)
     items["burp"] = {"ref": _row(reference) if reference else None,
                      "bound_s": lab.check.removal_bound_s}
 
     ranked = sorted(_one_per_run(faulted), key=_fault_rank)
     items["settings"] = {"rows": [_row(c) for c in ranked],
+                         "effects": _effects(ranked, reference, lab),
+                         "reference": _row(reference) if reference else None,
                          "best": _row(ranked[0]) if ranked else None,
                          "worst": _row(ranked[-1]) if ranked else None,
                          "unexercised": [_row(c) for c in cells if c.fault and not c.exercised]}

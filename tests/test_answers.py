@@ -166,3 +166,16 @@ def test_headlines_give_one_line_per_answered_question(lab, cells):
                for line in lines)
     assert any("works in its own namespace" in line and "1250 ms" in line for line in lines)
     assert headlines(answer([], None, lab)) == []
+
+
+def test_each_change_from_lab_toml_is_shown_against_the_labs_own_run(lab, cells):
+    result = answer(cells, PROBE, lab)
+    effects = result.items["settings"]["effects"]
+    # a (expire_nodest_conn 1 -> 0), c (DNS_CHECK -> MISC_CHECK, delay_loop 0.5 -> 6), d (root -> lb)
+    assert [e["row"]["cell"].run_id for e in effects] == ["a", "c", "d"]
+    assert effects[0]["changes"] == ["expire_nodest_conn 1 → 0"]
+    assert effects[0]["window_delta"] == pytest.approx(9100.0 - 1234.0) and effects[0]["failed_delta"] == 787
+    assert effects[1]["changes"] == ["type DNS_CHECK → MISC_CHECK", "delay_loop 0.5 → 6",
+                                     "misc_tool dig → nslookup"]
+    page = {s.title: s.html for s in sections(result)}[QUESTIONS["settings"]]
+    assert "<td>expire_nodest_conn 1 → 0</td>" in page and "+7866" in page and "+787" in page
