@@ -132,9 +132,30 @@ def _toml(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _effects(ranked: Sequence[Cell], reference: Cell | None, lab: Lab) -> list[dict[str, Any]]:
+def check_cycle_ms(lab: Lab) -> float:
+    """One check cycle of lab.toml's timers (delay_loop + retries x delay_before_retry), in ms: where
+    in that cycle a fault lands moves a run's detection and failover window by up to about this much,
+    so two single runs closer than this are not told apart."""
+    return (lab.check.delay_loop + lab.check.retry * lab.check.delay_before_retry) * 1000
+
+
+def recommend(ranked: Sequence[Cell], reference: Cell | None, margin_ms: float) -> Cell | None:
+    """The best-ranked run, unless lab.toml's own run's failover window is within `margin_ms` of it:
+    then the difference is within run-to-run variation and lab.toml's settings stand."""
+    if not ranked:
+        return None
+    best = ranked[0]
+    if reference is None or reference.run_id == best.run_id:
+        return best
+    window = _fault_rank(reference)[0] - _fault_rank(best)[0]
+    return reference if window <= margin_ms else best
+
+
+def _effects(ranked: Sequence[Cell], reference: Cell | None, lab: Lab,
+             margin_ms: float) -> list[dict[str, Any]]:
     """What each change from lab.toml did to a resolver failure: every same-experiment fault run that
-    differs from the reference run only in settings, against the reference, largest harm first."""
+    differs from the reference run only in settings, against the reference, largest harm first;
+    `noise` marks a window change within one check cycle."""
     if reference is None or reference.fault is None:
         return []
     ref = _row(reference)
@@ -146,7 +167,8 @@ def _effects(ranked: Sequence[Cell], reference: Cell | None, lab: Lab) -> list[d
         row = _row(cell)
         out.append({"row": row, "changes": [f"{k.rsplit('.', 1)[-1]} {_toml(old)} → {_toml(new)}"
                                             for k, (old, new) in changes.items()],
-                    "window_delta": (row["window"] or 0.0) - (ref["window"] or 0.0),
+                    "window_delta": (delta := (row["window"] or 0.0) - (ref["window"] or 0.0)),
+                    "noise": abs(delta) <= margin_ms,
                     "failed_delta": (row["failed"] or 0) - (ref["failed"] or 0)})
     return sorted(out, key=lambda e: -e["window_delta"])
 
@@ -189,8 +211,11 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab,
                      "bound_s": lab.check.removal_bound_s}
 
     ranked = sorted(_one_per_run(faulted), key=_fault_rank)
-    items["settings"] = {"rows": [_row(c) for c in ranked],
-                         "effects": _effects(ranked, reference, lab),
+    margin_ms = check_cycle_ms(lab)
+    best = recommend(ranked, reference, margin_ms)
+    items["settings"] = {"rows": [_row(c) for c in ranked], "margin_ms": margin_ms,
+                         "recommended": _row(best) if best else None,
+                         "effects": _effects(ranked, reference, lab, margin_ms),
                          "reference": _row(reference) if reference else None,
                          "best": _row(ranked[0]) if ranked else None,
                          "worst": _row(ranked[-1]) if ranked else None,
@@ -220,7 +245,6 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab,
                                  f"vlan = {str(lab.network.vlan).lower()} ({lab.network.lower_link})"),
                      "cost": _vlan_cost(vlan)}
 
-    best = ranked[0] if ranked else None
     files: dict[str, str] = {}
     if best is not None:
         tuned = with_overrides(lab, best.overrides)
@@ -243,9 +267,9 @@ def headlines(answers: Answers) -> list[str]:
     if ref := items["burp"]["ref"]:
         out.append(f"burp: {ref['cell'].label}: failover window {_ms(ref['window'])}, {ref['failed']} "
                    f"queries failed, removed from IPVS after {_ms(ref['detection'])}")
-    if (best := items["settings"]["best"]) and (worst := items["settings"]["worst"]):
-        out.append(f"settings: best {best['cell'].label} ({_ms(best['window'])}, {best['failed']} failed); "
-                   f"worst {worst['cell'].label} ({_ms(worst['window'])}, {worst['failed']} failed)")
+    if (best := items["settings"]["recommended"]) and (worst := items["settings"]["worst"]):
+        out.append(f"settings: recommended {best['cell'].label} ({_ms(best['window'])}, {best['failed']} "
+                   f"failed); worst {worst['cell'].label} ({_ms(worst['window'])}, {worst['failed']} failed)")
     if (cost := items["check"]["cost"]) and cost["ratio"]:
         out.append(f"check: nslookup costs {'at least ' if cost['at_least'] else ''}{cost['ratio']:.0f}x "
                    f"the CPU of a DNS_CHECK per check")

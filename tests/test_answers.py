@@ -161,7 +161,8 @@ def test_headlines_give_one_line_per_answered_question(lab, cells):
 
     lines = headlines(answer(cells, PROBE, lab))
     assert lines[0].startswith("burp: kill-one [expire_nodest_conn=1]: failover window 1234 ms, 123 queries")
-    assert lines[1].startswith("settings: best kill-one [expire_nodest_conn=1] (1234 ms, 123 failed); worst")
+    assert lines[1].startswith("settings: recommended kill-one [expire_nodest_conn=1] (1234 ms, 123 failed); "
+                               "worst")
     assert any(line.startswith("sysctls:") and "child netns, unprivileged user namespace 27/0/0" in line
                for line in lines)
     assert any("works in its own namespace" in line and "1250 ms" in line for line in lines)
@@ -179,3 +180,17 @@ def test_each_change_from_lab_toml_is_shown_against_the_labs_own_run(lab, cells)
                                      "misc_tool dig → nslookup"]
     page = {s.title: s.html for s in sections(result)}[QUESTIONS["settings"]]
     assert "<td>expire_nodest_conn 1 → 0</td>" in page and "+7866" in page and "+787" in page
+
+
+def test_a_run_better_by_less_than_one_check_cycle_does_not_replace_lab_toml(lab, cells):
+    # lab.toml: delay_loop 0.5 + retry 1 x delay_before_retry 0.5 = one check cycle of 1000 ms
+    near = cell("n", {"ipvs.lb_algo": "wrr"}, {"ipvs": {"lb_algo": "wrr"}}, 434.0, 40, 400.0)
+    result = answer([*cells, near], PROBE, lab)
+    assert result.items["settings"]["best"]["cell"].run_id == "n"
+    assert result.recommended.run_id == "b" and result.items["settings"]["margin_ms"] == 1000.0
+    effect = next(e for e in result.items["settings"]["effects"] if e["row"]["cell"].run_id == "n")
+    assert effect["noise"] and effect["window_delta"] == -800.0
+    page = {s.title: s.html for s in sections(result)}[QUESTIONS["settings"]]
+    assert "by less than one check cycle (1000 ms)" in page and "<td>within one check cycle</td>" in page
+    far = cell("f", {"ipvs.lb_algo": "wrr"}, {"ipvs": {"lb_algo": "wrr"}}, 233.0, 20, 200.0)
+    assert answer([*cells, far], PROBE, lab).recommended.run_id == "f"  # 1001 ms better
