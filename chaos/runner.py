@@ -189,6 +189,7 @@ class Run:
             "--dns-timeout-ms", f"{ld.timeout_ms:g}",
             "--dns-retries", str(ld.retries), "--dns-tcp-share", f"{ld.tcp_share:g}",
             "--dns-who-share", f"{ld.who_share:g}", "--dns-socket-mode", ld.socket_mode,
+            "--dns-window", str(ld.window),
             "--dns-records", f"{self.remote}/records",
         ]
         return "env PYTHONPATH=/opt/dnslab " + " ".join(shlex.quote(a) for a in args)

@@ -124,6 +124,7 @@ class Load:
     tcp_share: float = 0.0
     who_share: float = 1.0
     socket_mode: str = "fresh"
+    window: int = 0  # queries in flight per user; 0: the generator's default (100 closed, 10000 open)
 
 
 @dataclass(frozen=True)
@@ -294,6 +295,7 @@ def parse_lab(raw: Mapping[str, Any], source: str = "lab.toml") -> Lab:
         tcp_share=ld.share("tcp_share", Load.tcp_share),
         who_share=ld.share("who_share", Load.who_share),
         socket_mode=ld.choice("socket_mode", SOCKET_MODES, Load.socket_mode),
+        window=ld.positive("window", int, Load.window, zero=True),
     )
     return Lab(source, vm, ssh, network, resolvers, check, ipvs, sysctl, load, raw=dict(raw))
 

@@ -133,7 +133,8 @@ def test_vlan_cost_and_keepalived_netns_are_stated_as_answers(lab, cells):
     assert cost["qps_pct"] == pytest.approx(-10.0) and cost["p50_ms"] == pytest.approx(0.3)
     page = {s.title: s.html for s in sections(result)}
     assert "<b>3600</b> queries/s against <b>4000</b>" in page[QUESTIONS["vlan"]]
-    assert "<b>-10.0 %</b>" in page[QUESTIONS["vlan"]]
+    assert "<b>-10.0 %</b>" in page[QUESTIONS["vlan"]] and cost["noise"]
+    assert "within the run-to-run variation" in page[QUESTIONS["vlan"]]
     assert page[QUESTIONS["netns"]].count("No. With Keepalived and the VIP in their own namespace") == 1
     assert "<b>1250 ms</b>" in page[QUESTIONS["netns"]]
     assert answer(cells, PROBE, lab).items["vlan"]["cost"] is None  # only vlan = false measured
@@ -194,3 +195,12 @@ def test_a_run_better_by_less_than_one_check_cycle_does_not_replace_lab_toml(lab
     assert "by less than one check cycle (1000 ms)" in page and "<td>within one check cycle</td>" in page
     far = cell("f", {"ipvs.lb_algo": "wrr"}, {"ipvs": {"lb_algo": "wrr"}}, 233.0, 20, 200.0)
     assert answer([*cells, far], PROBE, lab).recommended.run_id == "f"  # 1001 ms better
+
+
+def test_a_vlan_difference_beyond_run_to_run_variation_is_called_so(lab, cells):
+    slow = cell("s", {"network.vlan": True}, {"network": {"vlan": True}}, None, 0, None,
+                queries=20000, experiment="baseline")  # 2000 q/s against 4000: -50 %
+    result = answer([*cells, slow], PROBE, lab)
+    assert not result.items["vlan"]["cost"]["noise"]
+    page = {s.title: s.html for s in sections(result)}[QUESTIONS["vlan"]]
+    assert "more than the run-to-run variation" in page

@@ -38,3 +38,15 @@ def test_journal_marks_a_deviation():
     out = journal.render("completed", {"before": {"x": {"ok": True}}, "after": {"x": {"ok": False}}}, {})
     assert out["deviated"] is True and out["run"][0]["status"] == "succeeded"
     assert out["start"].endswith("Z") and utc_iso(0) == "1970-01-01T00:00:00.000Z"
+
+
+def test_the_load_command_carries_the_labs_load_profile(raw_lab, tmp_path, monkeypatch):
+    from chaos.experiment import load_experiment
+    from chaos.runner import Run
+    from lab.config import parse_lab, with_overrides
+
+    monkeypatch.setenv("DNSLAB_RUNS", str(tmp_path))
+    lab = with_overrides(parse_lab(raw_lab), {"load": {"window": 8, "socket_mode": "reuse", "rate": 0}})
+    command = Run(lab, None, load_experiment("baseline", lab)).locust_command()
+    assert "--dns-window 8" in command and "--dns-socket-mode reuse" in command
+    assert "--dns-rate 0" in command and f"--host {lab.network.vip}" in command

@@ -81,6 +81,7 @@ BAD = [
     (("ipvs", "protocols", ["udp", "sctp"]), r"\[ipvs\] protocols: must be a non-empty list"),
     (("load", "tcp_share", 1.5), r"\[load\] tcp_share: must be between 0 and 1"),
     (("load", "socket_mode", "pool"), r"\[load\] socket_mode: must be one of fresh, reuse"),
+    (("load", "window", -1), r"\[load\] window: must be >= 0"),
     (("sysctl", "kernel.panic", 1), r"\[sysctl\] \"kernel.panic\": not a net.\* sysctl"),
     (("vm", "provider", "ssh"), r"\[ssh\] host: required when \[vm\] provider = \"ssh\""),
 ]
