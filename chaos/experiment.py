@@ -273,6 +273,13 @@ def lab_for(experiment: Experiment, lab: Lab, cell: Mapping[str, Any] | None = N
     return with_overrides(out, cell) if cell else out
 
 
+def prepare(name: str, lab: Lab, cell: Mapping[str, Any] | None = None) -> tuple[Experiment, Lab]:
+    """Experiment `name` loaded against the lab with a suite cell's overrides, and the lab it runs on."""
+    base = with_overrides(lab, cell) if cell else lab
+    experiment = load_experiment(name, base)
+    return experiment, lab_for(experiment, base, cell)
+
+
 def _provider(w: _Where, value: Any, path: tuple[Any, ...]) -> Call:
     p = w.mapping(value, path, PROVIDER_KEYS)
     if p.get("type", "python") != "python":

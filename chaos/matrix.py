@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaos.experiment import EXPERIMENTS_DIR, lab_for, load_experiment, read_yaml
-from lab.config import Lab, merge, with_overrides
+from chaos.experiment import EXPERIMENTS_DIR, prepare, read_yaml
+from lab.config import Lab, merge
 from lab.errors import LabError
 from lab.state import runs_dir
 
@@ -102,7 +102,7 @@ def check_cells(lab: Lab, suite_cells: list[Cell]) -> None:
     """Validate every cell (experiment file and overrides) before anything runs."""
     for cell in suite_cells:
         try:
-            load_experiment(cell.experiment, with_overrides(lab, cell.overrides))
+            prepare(cell.experiment, lab, cell.overrides)
         except LabError as err:
             raise LabError(f"matrix cell {cell.label}: {err}") from None
 
@@ -112,8 +112,7 @@ def repeats(lab: Lab, suite_cells: list[Cell]) -> dict[int, int]:
     first: dict[str, int] = {}
     out = {}
     for i, cell in enumerate(suite_cells):
-        base = with_overrides(lab, cell.overrides)
-        runs_on = lab_for(load_experiment(cell.experiment, base), base, cell.overrides)
+        _, runs_on = prepare(cell.experiment, lab, cell.overrides)
         key = json.dumps([cell.experiment, runs_on.as_dict()], sort_keys=True, default=str)
         if key in first:
             out[i] = first[key]

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chaos import actions, probes
-from chaos.experiment import Activity, Experiment, Timing, lab_for, load_experiment
+from chaos.experiment import Activity, Experiment, Timing, prepare
 from chaos.journal import Journal, activity_dict, utc_iso
 from chaos.timeline import Phases, Step, phases, schedule
 from lab.config import Lab, flatten, merge
@@ -47,9 +47,8 @@ def run_experiment(lab: Lab, conn: Any, name: str, *, cell: Mapping[str, Any] | 
 
     `cell` holds extra lab overrides (a matrix cell); they are deployed on top of the experiment's.
     """
-    base = lab_from_cell(lab, cell)
-    exp = load_experiment(name, base)
-    return Run(lab_for(exp, base, cell), conn, exp, settings=settings_of(exp, cell), run_id=run_id).execute()
+    exp, run_lab = prepare(name, lab, cell)
+    return Run(run_lab, conn, exp, settings=settings_of(exp, cell), run_id=run_id).execute()
 
 
 def run_load_only(lab: Lab, conn: Any, seconds: float, rate: float | None = None) -> Path:
@@ -61,12 +60,6 @@ def run_load_only(lab: Lab, conn: Any, seconds: float, rate: float | None = None
     from lab.config import with_overrides
 
     return Run(with_overrides(lab, {"load": load}), conn, exp, settings=flatten({"load": load})).execute()
-
-
-def lab_from_cell(lab: Lab, cell: Mapping[str, Any] | None) -> Lab:
-    from lab.config import with_overrides
-
-    return with_overrides(lab, cell) if cell else lab
 
 
 def settings_of(exp: Experiment, cell: Mapping[str, Any] | None) -> dict[str, Any]:

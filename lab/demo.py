@@ -121,8 +121,7 @@ def run_demo(lab: Lab, *, suite: str = "standard", lab_file: str = "lab.toml") -
     stages.run("deploy", lambda: deploy(lab, conn), lambda s: f"{s.changed} changed")
     sysctls = stages.run("sysctl probe", lambda: probe(lab, conn, "sysctl-namespaces"), _run_name)
     costs = stages.run("checks probe", lambda: probe(lab, conn, "check-cost"), _run_name)
-    matrix_json = stages.run("experiments", lambda: run_suite(lab, conn, suite),
-                             lambda p: p.parent.name)
+    matrix_json = stages.run("experiments", lambda: run_suite(lab, conn, suite), _run_name)
     runs = runs_dir()
     index = runs.parent / "index.html"
     page, answers = stages.run(

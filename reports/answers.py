@@ -95,7 +95,6 @@ def _fault_rank(cell: Cell) -> tuple[float, float, float]:
             fault.get("detection_ms") or float("inf"))
 
 
-
 def _row(cell: Cell) -> dict[str, Any]:
     fault = cell.fault or {}
     return {"cell": cell, "window": fault.get("failover_window_ms"), "failed": fault.get("failed"),
@@ -178,7 +177,7 @@ def _effects(ranked: Sequence[Cell], reference: Cell | None, lab: Lab,
 
 def _by_setting(cells: Sequence[Cell], key: str, value: Any) -> dict[str, Any] | None:
     """The row of the first cell whose setting `key` equals `value`."""
-    cell = next((c for c in cells if str(c.settings.get(key)).lower() == str(value).lower()), None)
+    cell = next((c for c in cells if _toml(c.settings.get(key)) == _toml(value)), None)
     return _row(cell) if cell else None
 
 
