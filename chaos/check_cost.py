@@ -354,20 +354,15 @@ def probe_check_cost(target: Any, n: int = 10, window_s: float = 10.0) -> dict[s
     resolvers), `window_s` seconds of Keepalived's checker CPU: about 18 s under TCG with the defaults."""
     import shlex
 
+    from chaos.probes import run_guest_script
     from lab.errors import LabError
 
     lab = target.lab
     if n < 1 or window_s < 0:
         raise LabError(f"check-cost probe: n must be >= 1 and window_s >= 0, got n={n}, window_s={window_s}")
-    remote = "/var/tmp/dnslab-check-cost.py"
-    target.conn.put(__file__, remote)
     ns = lab.network.director_netns
-    prefix = f"ip netns exec {ns} " if ns else ""
     spec = json.dumps(probe_spec(lab, n, window_s))
-    res = target.conn.run(f"{prefix}python3 {remote} {shlex.quote(spec)}", hide=True, warn=True)
-    if res.exited != 0:
-        raise LabError(f"check-cost probe failed in the guest: {' '.join(res.stderr.split())[:300]}", 1)
-    raw = json.loads(res.stdout)
+    raw = run_guest_script(target.conn, __file__, shlex.quote(spec), netns=ns, what="check-cost probe")
     raw["netns"] = ns or "root"
     raw["lab_check"] = lab.as_dict()["check"]
     raw["summary"] = summarize(raw, lab.check.delay_loop, len(lab.resolvers), len(lab.ipvs.protocols))

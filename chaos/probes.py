@@ -6,6 +6,7 @@ DataFrame with queries.csv's columns); the experiment's tolerance is a range the
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pandas as pd
 
 from chaos.ipvs_sampler import parse as parse_ip_vs
 from lab.config import Lab
+from lab.errors import LabError
 
 SAMPLER = Path(__file__).resolve().parent / "ipvs_sampler.py"
 GUEST_PYTHON = "python3"
@@ -45,6 +47,20 @@ def window(records: pd.DataFrame, start_ns: int, end_ns: int) -> pd.DataFrame:
     """Records sent in [start_ns, end_ns)."""
     t = records["t_send_ns"]
     return records[(t >= start_ns) & (t < end_ns)]
+
+
+# --- guest scripts -----------------------------------------------------------------------------------
+
+def run_guest_script(conn: Any, script: str, args: str = "", netns: str | None = None,
+                     what: str = "probe") -> Any:
+    """Upload a stdlib-only Python file, run it as root in the guest (in `netns`), return its JSON output."""
+    remote = f"/var/tmp/dnslab-{Path(script).stem}.py"
+    conn.put(script, remote)
+    prefix = f"ip netns exec {netns} " if netns else ""
+    res = conn.run(f"{prefix}python3 {remote} {args}".rstrip(), hide=True, warn=True)
+    if res.exited != 0:
+        raise LabError(f"{what} failed in the guest: {' '.join(res.stderr.split())[:300]}", 1)
+    return json.loads(res.stdout)
 
 
 # --- background processes in the guest ---------------------------------------------------------------

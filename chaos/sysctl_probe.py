@@ -151,14 +151,9 @@ def summarize(sysctls: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def probe_sysctl_namespaces(target: Any) -> dict[str, Any]:
     """Upload this file to the guest, run it as root there and return its JSON result."""
-    remote = "/var/tmp/dnslab-sysctl-probe.py"
-    target.conn.put(__file__, remote)
-    res = target.conn.run(f"python3 {remote}", hide=True, warn=True)
-    if res.exited != 0:
-        from lab.errors import LabError
+    from chaos.probes import run_guest_script
 
-        raise LabError(f"sysctl probe failed in the guest: {' '.join(res.stderr.split())[:300]}", 1)
-    return json.loads(res.stdout)
+    return run_guest_script(target.conn, __file__, what="sysctl probe")
 
 
 PROBES = {"probe_sysctl_namespaces": probe_sysctl_namespaces}
