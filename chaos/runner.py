@@ -166,6 +166,7 @@ class Run:
     def start_probes(self) -> None:
         self.conn.run(f"mkdir -p {self.remote}/records", hide=True)
         probes.start_sampler(self.conn, self.lab, self.remote)
+        probes.start_notify_reader(self.conn, self.lab, self.remote)
         if self.exp.uses_load:
             probes.start_background(self.conn, self.locust_command(), f"{self.remote}/load.pid",
                                     f"{self.remote}/locust.log", "client")
@@ -276,6 +277,7 @@ class Run:
             self.note("load_stop")
             probes.stop_background(self.conn, f"{self.remote}/load.pid", "INT", timeout_s=30)
         probes.stop_background(self.conn, f"{self.remote}/sampler.pid", "TERM", timeout_s=10)
+        probes.stop_background(self.conn, f"{self.remote}/notify.pid", "TERM", timeout_s=10)
 
     # --- collection -----------------------------------------------------------------------------------
 
@@ -283,6 +285,7 @@ class Run:
         """Fetch records, samples and logs; write events, steady state, journal and meta."""
         with console.status("fetching the run's data"):
             self.fetch()
+        self.events += probes.read_detect_events(self.dir / "records" / probes.DETECT_FILE)
         end_ns = self.guest_now()
         start_ns = min((e["t_ns"] for e in self.events), default=end_ns)
         (self.dir / "keepalived.log").write_text(probes.keepalived_log(self.conn, start_ns, end_ns))
@@ -301,7 +304,7 @@ class Run:
         files = self.conn.run(f"cd {self.remote} && ls", hide=True, warn=True).stdout.split()
         records = self.dir / "records"
         records.mkdir(exist_ok=True)
-        for name in ("ipvs.csv", "locust.log", "sampler.log"):
+        for name in ("ipvs.csv", "locust.log", "sampler.log", probes.DETECT_FILE, "notify.log"):
             if name in files:
                 local = (self.dir if name == "ipvs.csv" else records) / name
                 self.conn.get(f"{self.remote}/{name}", str(local))
