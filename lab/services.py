@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from lab.config import Lab
 from lab.netplan import STATE, Step, in_ns, topology_signature
-from lab.removal import EXIT_DIR, exit_file
+from lab.removal import EXIT_DIR, EXIT_WATCHER, exit_file
 from lab.render import (
     KEEPALIVED_CONF,
     KEEPALIVED_UNIT,
@@ -79,10 +79,11 @@ def units_step(files: Mapping[str, GuestFile]) -> Step:
 
 
 def resolver_step(lab: Lab, name: str, files: Mapping[str, GuestFile]) -> Step:
-    """The resolver's unit runs with the current config (restarted when config or network changed)."""
+    """The resolver's unit runs with the current config (restarted when its config, unit, drop-in
+    (removal on exit, whose watcher starts with the resolver) or the network changed)."""
     unit = resolver_unit(name)
     digest = _digest(files[unbound_path(name)].sha256, files[RESOLVER_UNIT].sha256,
-                     topology_signature(lab))
+                     files[RESOLVER_DROPIN].sha256, files[EXIT_WATCHER].sha256, topology_signature(lab))
     marker = f"resolver-{name}.loaded"
     return Step(
         name=f"resolver {name}: {unit} running",
