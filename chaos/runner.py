@@ -254,12 +254,15 @@ class Run:
         bar.console.print(f"  +{step.offset_s:5.1f} s  {act.name}: {outcome.action} {outcome.target}")
 
     def rollback(self) -> None:
-        """The experiment's rollbacks, then every action's own undo (latest first). Errors are kept."""
+        """The experiment's rollbacks, then every action's own undo (latest first; a repeated fault's
+        undo runs once, since undos are idempotent). Errors are kept."""
         calls: list[tuple[dict[str, Any], str, dict[str, Any]]] = [
             (activity_dict(a), a.call.func, dict(a.call.arguments)) for a in self.exp.rollbacks]
-        calls += [({"type": "action", "name": f"undo {u.func}", "provider": {
-            "type": "python", "module": "chaos.actions", "func": u.func, "arguments": u.arguments}},
-            u.func, u.arguments) for u in reversed(self.undo)]
+        distinct = dict.fromkeys((u.func, json.dumps(u.arguments, sort_keys=True))
+                                 for u in reversed(self.undo))
+        calls += [({"type": "action", "name": f"undo {func}", "provider": {
+            "type": "python", "module": "chaos.actions", "func": func, "arguments": json.loads(args)}},
+            func, json.loads(args)) for func, args in distinct]
         for activity, func, arguments in calls:
             start = utc_iso()
             try:

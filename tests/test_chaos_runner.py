@@ -50,3 +50,29 @@ def test_the_load_command_carries_the_labs_load_profile(raw_lab, tmp_path, monke
     command = Run(lab, None, load_experiment("baseline", lab)).locust_command()
     assert "--dns-window 8" in command and "--dns-socket-mode reuse" in command
     assert "--dns-rate 0" in command and f"--host {lab.network.vip}" in command
+
+
+def test_rollback_runs_each_distinct_undo_once(raw_lab, tmp_path, monkeypatch):
+    """Ten crashes leave ten identical undos (start rs2): idempotent, so one call does."""
+    from chaos import actions
+    from chaos.runner import Run
+
+    monkeypatch.setenv("DNSLAB_RUNS", str(tmp_path))
+    lab = parse_lab(raw_lab)
+    run = Run(lab, None, load_experiment("kill-repeat", lab))
+    run.dir.mkdir(parents=True)
+    calls = []
+
+    def recorder(func):
+        def act(target, **arguments):
+            calls.append((func, arguments))
+            return actions.Outcome(len(calls), func, arguments.get("resolver", "-"), {})
+        return act
+
+    monkeypatch.setattr(actions, "ACTIONS", {name: recorder(name) for name in actions.ACTIONS})
+    run.undo = [actions.Undo("start_resolver", {"resolver": "rs2"})] * 10 + [
+        actions.Undo("cont_resolver", {"resolver": "rs3"})]
+    run.rollback()
+    assert calls == [("start_resolver", {"resolver": "rs2"}),  # the experiment's own rollback
+                     ("cont_resolver", {"resolver": "rs3"}), ("start_resolver", {"resolver": "rs2"})]
+    assert [e["kind"] for e in run.events] == ["rollback"] * 3
