@@ -17,12 +17,9 @@ from reports.detection import (
     action_stats,
     detect_fault,
     load_protocol,
-    removal_instant,
     returns,
     sample_interval_ms,
 )
-
-__all__ = ["removal_instant"]  # re-exported: it lives in reports.detection
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -294,8 +291,8 @@ def analyse_fault(
     nonok_sends: np.ndarray,
     gaps: tuple[np.ndarray, np.ndarray],
     resolver: str | None,
-    events: pd.DataFrame | None = None,
-    load_proto: str = "udp",
+    events: pd.DataFrame,
+    load_proto: str,
 ) -> FaultResult:
     """Failover window, failed queries, detection time, stall and port pinning of one fault."""
     t = int(event["t_ns"])
@@ -304,8 +301,7 @@ def analyse_fault(
     failed = int(hi_i - lo_i)
     window = float(nonok_sends[hi_i - 1] - t) / NS_PER_MS if failed else 0.0
     real_server = event["real_server"] if isinstance(event["real_server"], str) else None
-    detection = detect_fault(ipvs, events if events is not None else pd.DataFrame(), real_server, t,
-                             span_end, load_proto)
+    detection = detect_fault(ipvs, events, real_server, t, span_end, load_proto)
     pinning = port_pinning(queries, t, span_end)
     pinned = int((pinning["before"] == resolver).sum()) if resolver else 0
     queried = pinning["ok_after"] + pinning["failed_after"]
