@@ -307,7 +307,7 @@ class Run:
         files = self.conn.run(f"cd {self.remote} && ls", hide=True, warn=True).stdout.split()
         records = self.dir / "records"
         records.mkdir(exist_ok=True)
-        for name in ("ipvs.csv", "locust.log", "sampler.log", probes.DETECT_FILE, "notify.log"):
+        for name in ("ipvs.csv", "locust.log", "sampler.log", probes.DETECT_FILE):
             if name in files:
                 local = (self.dir if name == "ipvs.csv" else records) / name
                 self.conn.get(f"{self.remote}/{name}", str(local))
