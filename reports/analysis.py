@@ -45,7 +45,8 @@ DEFINITIONS: dict[str, str] = {
     "that shows the removal (at most one sample interval)",
     "returns": "per rollback that brings a resolver back: when IPVS sends to it again (readded_ms), when "
     "Keepalived said so (notify_up_ms), the first ok answer to a query sent after it (first_answer_ms) and "
-    "the queries that failed in its span (failed)",
+    "the queries that failed in its span (failed), and how often Keepalived took it out again in that span "
+    "(flaps)",
     "fault_stats": "per fault action: n, and the median, min and max of failover window, failed and "
     "detection over its faults",
     "span_max_stall_ms": "largest stall (as max_stall_ms) whose gap overlaps the fault's span",

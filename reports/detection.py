@@ -76,6 +76,15 @@ def notified(events: pd.DataFrame, real_server: str, action: str, lo: int, hi: i
     return int(times[0]) if len(times) else None
 
 
+def said_count(events: pd.DataFrame, real_server: str, action: str, lo: int, hi: int | None,
+               proto: str) -> int:
+    """How many `detect` events `action` Keepalived gave for `real_server` in `proto` in [lo, hi)."""
+    count = 0
+    while (t := notified(events, real_server, action, lo, hi, proto)) is not None:
+        count, lo = count + 1, t + 1
+    return count
+
+
 def _ms(t: int | None, since: int) -> float | None:
     return (t - since) / NS_PER_MS if t is not None else None
 
@@ -117,20 +126,23 @@ class Return:
     first_answer_ms: float | None
     failed: int
     window_ms: float
+    flaps: int
 
     def summary(self) -> dict[str, Any]:
         return {"action": self.action, "target": self.target, "t_ns": self.t_ns,
                 "real_server": self.real_server, "span_end_ns": self.span_end_ns,
                 "readded_ms": self.readded_ms, "notify_up_ms": self.notify_up_ms,
-                "first_answer_ms": self.first_answer_ms, "failed": self.failed, "window_ms": self.window_ms}
+                "first_answer_ms": self.first_answer_ms, "failed": self.failed, "window_ms": self.window_ms,
+                "flaps": self.flaps}
 
 
 def returns(events: pd.DataFrame, ipvs: pd.DataFrame, nonok_sends: np.ndarray, ok_answers: np.ndarray,
             ok_sends: np.ndarray, last_send: int, load_proto: str) -> list[Return]:
     """Every rollback naming a resolver, sent while the load ran: when IPVS (and Keepalived's word)
     had it back, the first ok answer to a query sent after it (from any resolver: after "all down",
-    the time to the first answer) and the queries that failed in its span (the next fault or
-    rollback, or the end)."""
+    the time to the first answer), the queries that failed in its span (the next fault or rollback,
+    or the end) and `flaps`: how often Keepalived took it out again in that span (rs_down after
+    its first rs_up; 0 when the return was clean)."""
     kinds, times = events["kind"].tolist(), events["t_ns"].tolist()
     out = []
     for i, kind in enumerate(kinds):
@@ -147,8 +159,14 @@ def returns(events: pd.DataFrame, ipvs: pd.DataFrame, nonok_sends: np.ndarray, o
             readded_ms=_ms(return_instant(ipvs, real_server, t, end, load_proto), t),
             notify_up_ms=_ms(notified(events, real_server, "rs_up", t, end, load_proto), t),
             first_answer_ms=_ms(int(answered.min()), t) if len(answered) else None,
-            failed=len(failed), window_ms=float(failed[-1] - t) / NS_PER_MS if len(failed) else 0.0))
+            failed=len(failed), window_ms=float(failed[-1] - t) / NS_PER_MS if len(failed) else 0.0,
+            flaps=_flaps(events, real_server, t, end, load_proto)))
     return out
+
+
+def _flaps(events: pd.DataFrame, real_server: str, t: int, end: int | None, proto: str) -> int:
+    up = notified(events, real_server, "rs_up", t, end, proto)
+    return 0 if up is None else said_count(events, real_server, "rs_down", up, end, proto)
 
 
 def spread(values: Iterable[float | None]) -> dict[str, float | int | None]:

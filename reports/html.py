@@ -204,7 +204,8 @@ def failover_context(run: Run, analysis: Analysis) -> dict[str, Any]:
     """Returns, per-action statistics and Keepalived's own word (detect events) against the samples."""
     t0 = analysis.t0_ns
     returns = [[r.action, r.target, fmt((r.t_ns - t0) / 1e9, 3), fmt(r.readded_ms, 1), fmt(r.notify_up_ms, 1),
-                fmt(r.first_answer_ms, 1), fmt(r.failed), fmt(r.window_ms, 1)] for r in analysis.returns]
+                fmt(r.first_answer_ms, 1), fmt(r.failed), fmt(r.window_ms, 1), fmt(r.flaps)]
+               for r in analysis.returns]
     by_action = analysis.summary()["fault_stats"]
     keys = ("failover_window_ms", "failed", "detection_ms", "notify_detection_ms")
     stats = [[action, fmt(s["n"]), *(_spread(s[k]) for k in keys)] for action, s in by_action.items()]

@@ -74,3 +74,25 @@ def test_summary_carries_the_new_keys(exit_run):
     assert fault["notify_detection_ms"] == 30.0
     assert s["returns"][1]["first_answer_ms"] == 301.0
     assert s["load_proto"] == "udp" and s["ipvs_sample_interval_ms"] == 50.0
+
+
+def test_a_server_taken_out_again_after_its_return_is_a_flap(tmp_path):
+    import json
+
+    from reports.synthetic import MS, SERVERS, T0_NS, VIP
+
+    run_dir = write_exit_run(tmp_path / "flap")
+    extra = [{"t_ns": T0_NS + t * MS, "kind": "detect", "action": action, "target": "rs2",
+              "detail": {"real_server": SERVERS["rs2"], "proto": "udp", "vip": VIP}}
+             for t, action in ((2600, "rs_down"), (2700, "rs_up"), (2800, "rs_down"))]
+    with (run_dir / "events.jsonl").open("a") as f:
+        f.writelines(json.dumps(e) + "\n" for e in extra)
+    run = load_run(run_dir)
+    a = analyse(run.queries, run.events, run.ipvs, run.meta)
+    assert [r.flaps for r in a.returns] == [2, 0, 0, 0]
+    assert a.summary()["returns"][0]["flaps"] == 2
+
+
+def test_clean_returns_have_no_flaps(exit_run):
+    _, a = exit_run
+    assert [r.flaps for r in a.returns] == [0, 0, 0, 0]
