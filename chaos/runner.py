@@ -254,16 +254,22 @@ class Run:
         bar.console.print(f"  +{step.offset_s:5.1f} s  {act.name}: {outcome.action} {outcome.target}")
 
     def rollback(self) -> None:
-        """The experiment's rollbacks, then every action's own undo (latest first; a repeated fault's
-        undo runs once, since undos are idempotent). Errors are kept."""
+        """The experiment's rollbacks, then every action's own undo (latest first). Undos are
+        idempotent, so each distinct call runs once: a repeated fault's undo, or one the experiment's
+        own rollbacks already ran, is not repeated. Errors are kept."""
+        def key(func: str, arguments: dict[str, Any]) -> tuple[str, str]:
+            return func, json.dumps(arguments, sort_keys=True)
+
         calls: list[tuple[dict[str, Any], str, dict[str, Any]]] = [
             (activity_dict(a), a.call.func, dict(a.call.arguments)) for a in self.exp.rollbacks]
-        distinct = dict.fromkeys((u.func, json.dumps(u.arguments, sort_keys=True))
-                                 for u in reversed(self.undo))
+        distinct = dict.fromkeys(key(u.func, u.arguments) for u in reversed(self.undo))
         calls += [({"type": "action", "name": f"undo {func}", "provider": {
             "type": "python", "module": "chaos.actions", "func": func, "arguments": json.loads(args)}},
             func, json.loads(args)) for func, args in distinct]
+        done: set[tuple[str, str]] = set()
         for activity, func, arguments in calls:
+            if key(func, arguments) in done:
+                continue
             start = utc_iso()
             try:
                 outcome = actions.ACTIONS[func](self.target, **arguments)
@@ -271,6 +277,7 @@ class Run:
                 self.errors.append(f"rollback {func}: {err}")
                 self.journal.record("rollbacks", activity, start, "failed", error=str(err))
                 continue
+            done.add(key(func, arguments))
             self.record(outcome.event("rollback"))
             self.journal.record("rollbacks", activity, start, "succeeded", output=outcome.event("rollback"))
             console.print(f"  rollback: {outcome.action} {outcome.target}")
