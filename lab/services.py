@@ -95,8 +95,8 @@ def resolver_step(lab: Lab, name: str, files: Mapping[str, GuestFile]) -> Step:
 
 def exit_files_step(lab: Lab) -> Step:
     """Removal on exit: each resolver's status file says what its unit is (0 active, 1 not) before
-    Keepalived reads them. The unit keeps them true from then on; this covers resolvers that were
-    started before the drop-in existed."""
+    Keepalived reads them. The unit and its watcher keep them true from then on; this covers the
+    moment after a restart before the watcher has started and written 0."""
     def want(name: str) -> str:
         return f"$(systemctl is-active -q {resolver_unit(name)} && echo 0 || echo 1)"
 
