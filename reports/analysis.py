@@ -19,6 +19,7 @@ from reports.detection import (
     load_protocol,
     returns,
     sample_interval_ms,
+    traffic_share,
 )
 
 NS_PER_MS = 1_000_000
@@ -43,6 +44,10 @@ DEFINITIONS: dict[str, str] = {
     "notify_detection_ms": "from the fault to Keepalived's own report that the server is down (its "
     "lvs_notify_fifo line, a detect event) in the load's protocol; it comes just before the IPVS sample "
     "that shows the removal (at most one sample interval)",
+    "share_before": "the faulted resolver's share of the ok answers to queries sent in the second before "
+    "the fault (1/3 is an even spread over three): the part of the load its failure can hit. IPVS keeps a "
+    "reused source port on the server it had until its entry idles out (the UDP timeout), so after "
+    "removals a returned resolver gets less than its share for a while",
     "returns": "per rollback that brings a resolver back: when IPVS sends to it again (readded_ms), when "
     "Keepalived said so (notify_up_ms), the first ok answer to a query sent after it (first_answer_ms) and "
     "the queries that failed in its span (failed), and how often Keepalived took it out again in that span "
@@ -77,6 +82,7 @@ class FaultResult:
     max_stall_ms: float | None
     pinned_ports: int
     blackholed_ports: int
+    share_before: float | None
     pinning: pd.DataFrame = field(repr=False, compare=False)
 
     def summary(self) -> dict[str, Any]:
@@ -96,6 +102,7 @@ class FaultResult:
             "max_stall_ms": self.max_stall_ms,
             "pinned_ports": self.pinned_ports,
             "blackholed_ports": self.blackholed_ports,
+            "share_before": self.share_before,
         }
 
 
@@ -323,6 +330,7 @@ def analyse_fault(
         max_stall_ms=max_stall_in(*gaps, t, span_end),
         pinned_ports=pinned,
         blackholed_ports=blackholed,
+        share_before=traffic_share(queries, resolver, t),
         pinning=pinning,
     )
 

@@ -85,6 +85,18 @@ def said_count(events: pd.DataFrame, real_server: str, action: str, lo: int, hi:
     return count
 
 
+def traffic_share(queries: pd.DataFrame, resolver: str | None, t: int, before_ns: int = 1_000_000_000
+                  ) -> float | None:
+    """The share of ok answers that `resolver` gave to queries sent in the `before_ns` before `t`
+    (None without a resolver or an answer): how much of the load a fault on it could hit."""
+    if not resolver:
+        return None
+    send = queries["t_send_ns"].to_numpy()
+    mask = (send >= t - before_ns) & (send < t) & (queries["outcome"] == "ok").to_numpy()
+    answered = queries["resolver"].to_numpy()[mask]
+    return float((answered == resolver).mean()) if len(answered) else None
+
+
 def _ms(t: int | None, since: int) -> float | None:
     return (t - since) / NS_PER_MS if t is not None else None
 

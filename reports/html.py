@@ -27,6 +27,7 @@ FAULT_HEADERS = (
     "span_max_stall_ms",
     "pinned_ports",
     "blackholed_ports",
+    "share_before",
 )
 
 
@@ -150,6 +151,7 @@ def report_context(run: Run, analysis: Analysis, images: list[Image]) -> dict[st
             fmt(f.max_stall_ms, 3),
             fmt(f.pinned_ports),
             fmt(f.blackholed_ports),
+            fmt(f.share_before, 2),
         ]
         for f in analysis.faults
     ]
