@@ -103,5 +103,5 @@ def test_the_faulted_resolvers_share_of_the_traffic_before_the_fault(exit_run):
     # the second before the first kill: queries 0..499, rs2 answered every third (i % 3 == 1)
     assert a.faults[0].share_before == pytest.approx(167 / 500)
     # before rs1's kill at 3000 ms, rs2 had been out until 2450 ms and its share went to rs1
-    assert a.faults[1].share_before == pytest.approx(241 / 500)  # 167 of its own + 74 of rs2's
+    assert a.faults[1].share_before == pytest.approx(241 / 500)  # 166 of its own + 75 of rs2's
     assert a.summary()["faults"][0]["share_before"] == a.faults[0].share_before
