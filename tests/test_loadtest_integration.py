@@ -150,11 +150,19 @@ def test_a_stopped_server_shows_as_timeouts_and_a_stall_of_the_stop_length(serve
     assert {r["outcome"] for r in rows} == {"ok", "timeout"}
 
 
-def test_retries_hide_a_short_stop_and_count_from_the_first_send(server, tmp_path):
+def _lookups(rows: list[dict]) -> dict[tuple[str, int], list[dict]]:
+    """Rows grouped by lookup (worker, lookup_id), each list in attempt order."""
+    out: dict[tuple[str, int], list[dict]] = {}
+    for row in rows:
+        out.setdefault((row["worker"], int(row["lookup_id"])), []).append(row)
+    return {key: sorted(group, key=lambda r: int(r["attempt"])) for key, group in out.items()}
+
+
+def test_a_glibc_client_hides_a_short_stop_by_retrying_from_the_same_port(server, tmp_path):
     host, unbound = server
     records = tmp_path / "records"
     load = subprocess.Popen(_locust(host, "-u", "2", "-r", "2", "--dns-rate", "200",
-                                    "--dns-timeout-ms", "100", "--dns-retries", "3",
+                                    "--dns-client", "glibc", "--dns-timeout-ms", "100", "--dns-attempts", "4",
                                     "--dns-records", str(records), seconds=None,
                                     prefix=REALTIME),
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -165,15 +173,23 @@ def test_retries_hide_a_short_stop_and_count_from_the_first_send(server, tmp_pat
         os.kill(unbound.pid, signal.SIGCONT)
         time.sleep(0.5)
         load.send_signal(signal.SIGINT)
-        assert load.wait(timeout=60) == 0, load.stderr.read()
+        assert load.wait(timeout=60) == 0, load.stderr.read()  # 0: every lookup succeeded
     finally:
         os.kill(unbound.pid, signal.SIGCONT)
         if load.poll() is None:
             load.kill()
-    rows = _rows(records)
-    assert {r["outcome"] for r in rows} == {"ok"}
-    retried = [float(r["latency_ms"]) for r in rows if float(r["latency_ms"]) > 100]
-    assert len(retried) >= 20 and max(retried) < 400
+    lookups = _lookups(_rows(records))
+    assert all(group[-1]["outcome"] == "ok" for group in lookups.values())
+    retried = [group for group in lookups.values() if len(group) > 1]
+    assert len(retried) >= 20
+    for group in retried:
+        assert [int(r["attempt"]) for r in group] == list(range(len(group)))
+        assert {r["outcome"] for r in group[:-1]} == {"timeout"}
+        assert len({r["src_port"] for r in group}) == 1, "glibc keeps a nameserver's socket after a timeout"
+        sends = [int(r["t_send_ns"]) for r in group]
+        assert all(95e6 <= b - a <= 140e6 for a, b in zip(sends, sends[1:], strict=False)), sends
+        answer = sends[-1] + float(group[-1]["latency_ms"]) * 1e6
+        assert answer - sends[0] < 400e6
 
 
 def test_a_sigkilled_run_leaves_its_flushed_records(server, tmp_path):
@@ -214,7 +230,9 @@ def test_processes_each_write_a_file_and_the_merge_covers_them_all(server, tmp_p
 
 
 @pytest.mark.parametrize(("args", "prefix", "expected"), [
-    (["--dns-rate", "fast"], [], "--dns-rate: 'fast' is not a float"),
+    (["--dns-rate", "fast"], [], "--dns-rate: must be a number, got 'fast'"),
+    (["--dns-client", "bind"], [], "--dns-client: must be one of raw, glibc, musl, got 'bind'"),
+    (["--dns-nameservers", "127.0.0.1,300.1.1.1"], [], "--dns-nameservers: '300.1.1.1' is not IPv4"),
     (["--dns-records", "/proc/version/x"], [], "--dns-records: '/proc/version/x' is not writable"),
     # in a fresh network namespace, so the name lookup cannot leave the machine
     ([], ["unshare", "-n", "--"], "--host: cannot resolve 'no-such-host.invalid'"),
