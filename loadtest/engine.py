@@ -41,9 +41,10 @@ NS_PER_MS = 1_000_000
 monotonic_ns = time.monotonic_ns
 
 # A query on the wire (one attempt of a lookup), a list for speed:
-# [send ns, query index, proto, socket, source port, lookup id, attempt, Lookup or None (raw), nameserver
-#  index, query ID, timer class]
+# [send ns, query index, proto, socket, source port, lookup id, attempt, its Lookup (None: raw; FIRST: a
+#  glibc first attempt, whose Lookup is made only if it fails), nameserver index, query ID, timer class]
 SENT, QUERY, PROTO, SOCK, PORT, LID, ATTEMPT, LOOKUP, SERVER, QID, CLASS = range(11)
+FIRST = True
 # Engine.done: (send ns (monotonic), latency ns from that send or -1 without an answer, source port, query
 # index, resolver, outcome, rcode, proto, lookup id, attempt), one per query.
 # Engine.lookups (glibc, musl): (query index, proto, outcome, rcode, ns from the lookup's start to its end).
@@ -118,6 +119,8 @@ class Engine:
         self._tcp_out = bytearray()
         self._tcp_in = bytearray()
         self._closed_model = settings.rate == 0
+        starts = {"raw": self._start_raw, "glibc": self._start_glibc, "musl": self._start_musl}
+        self._start = starts[self._client]
         loop = gevent.get_hub().loop
         self._loop = loop
         self._watcher = loop.io(self._ep.fileno(), 1)
@@ -185,17 +188,7 @@ class Engine:
         self._turn = (self._turn + 1) % len(self._schedule)
         lid, self._next_lid = self._next_lid, self._next_lid + 1
         self._active += 1
-        if self._client == "raw":
-            self._start_raw(query, proto, lid)
-        elif self._client == "glibc":
-            lookup = Lookup(lid, monotonic_ns(), query)
-            lookup.try_, lookup.shift, lookup.qid = 0, 0, self._new_id()
-            lookup.offset = clients.glibc_offset(self._lookup_counter, self._nscount, self._rotate)
-            self._lookup_counter += 1
-            lookup.socks = [None] * self._nscount
-            self._glibc_send(lookup)
-        else:
-            self._start_musl(query, lid)
+        self._start(query, proto, lid)
 
     def fill(self) -> None:
         """Closed model: top the window up (at most one window's worth of lookups per call)."""
@@ -247,6 +240,36 @@ class Engine:
                 return
         self._transmit(entry)
 
+    def _start_glibc(self, query: int, proto: int, lid: int) -> None:
+        """The first attempt goes to the rotate offset's nameserver. It carries no `Lookup` (LOOKUP is
+        FIRST) until it fails: most lookups end with their first answer, as cheaply as a raw query."""
+        server = 0
+        if self._rotate and self._nscount > 1:
+            server = clients.glibc_offset(self._lookup_counter, self._nscount, True)
+            self._lookup_counter += 1
+        entry = [0, query, UDP, None, 0, lid, 0, FIRST, server, self._new_id(), self._server_class[server]]
+        try:
+            if self._fresh:
+                entry[SOCK], entry[PORT] = self._open_udp(self._targets[server], entry)
+            else:
+                entry[SOCK], entry[PORT] = self._shared[server]
+        except OSError:
+            entry[SENT] = monotonic_ns()
+            self._finish(entry, ERROR, NO_RCODE, "")
+            return
+        self._transmit(entry)
+
+    def _glibc_lookup(self, entry: list) -> Lookup:
+        """The retry state of a glibc lookup whose first attempt failed."""
+        lookup = Lookup(entry[LID], entry[SENT], entry[QUERY])
+        lookup.try_, lookup.shift, lookup.offset, lookup.qid = 0, 0, entry[SERVER], entry[QID]
+        lookup.sent, lookup.entry = 1, entry
+        lookup.socks = [None] * self._nscount
+        if self._fresh and entry[SOCK] is not None and entry[SOCK].fileno() >= 0:
+            lookup.socks[entry[SERVER]] = entry[SOCK], entry[PORT]
+            self._socks[entry[SOCK].fileno()][1] = lookup
+        return lookup
+
     def _glibc_send(self, lookup: Lookup) -> None:
         """Send the lookup's next attempt to the nameserver its (try, ns_shift) names."""
         server = clients.glibc_server(lookup.shift, lookup.offset, self._nscount)
@@ -269,7 +292,7 @@ class Engine:
             return
         self._transmit(entry)
 
-    def _start_musl(self, query: int, lid: int) -> None:
+    def _start_musl(self, query: int, proto: int, lid: int) -> None:
         lookup = Lookup(lid, monotonic_ns(), query)
         lookup.inflight, lookup.entries = 0, []
         try:
@@ -412,17 +435,24 @@ class Engine:
         self.done.append((entry[SENT], latency, entry[PORT], entry[QUERY], resolver, outcome, rcode,
                           entry[PROTO], entry[LID], entry[ATTEMPT]))
         lookup = entry[LOOKUP]
-        if lookup is None:  # raw: the query is the lookup
+        if lookup is None or (lookup is FIRST and (outcome == OK or (
+                outcome == RCODE and rcode not in clients.GLIBC_NEXT_SERVER_RCODES))):
+            # a raw query, or a glibc lookup answered at its first attempt: done, its socket too (fresh)
             self._active -= 1
+            if lookup is FIRST:
+                self.lookups.append((entry[QUERY], UDP, outcome, rcode, now - entry[SENT]))
             sock = entry[SOCK]
             if self._fresh and entry[PROTO] == UDP and sock is not None:
                 self._drop_socket(sock)
+        elif lookup is FIRST:
+            self._glibc_after(self._glibc_lookup(entry), outcome, rcode, now)
         elif self._client == "glibc":
             self._glibc_after(lookup, outcome, rcode, now)
         else:
             self._musl_after(lookup, entry, outcome, rcode, now)
 
     def _glibc_after(self, lookup: Lookup, outcome: int, rcode: int, now: int) -> None:
+        """A glibc attempt failed or was answered: end the lookup, or send to the next nameserver."""
         if outcome == OK or (outcome == RCODE and rcode not in clients.GLIBC_NEXT_SERVER_RCODES):
             self._end(lookup, outcome, rcode, now)
             return
