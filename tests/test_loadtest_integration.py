@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -190,6 +191,63 @@ def test_a_glibc_client_hides_a_short_stop_by_retrying_from_the_same_port(server
         assert all(95e6 <= b - a <= 140e6 for a, b in zip(sends, sends[1:], strict=False)), sends
         answer = sends[-1] + float(group[-1]["latency_ms"]) * 1e6
         assert answer - sends[0] < 400e6
+
+
+@pytest.mark.parametrize("dead", ["refusing", "silent"])
+def test_a_glibc_lookup_gets_past_a_dead_first_nameserver_and_its_records_say_so(server, tmp_path, dead):
+    """nameservers = dead, Unbound: every lookup fails on the first and succeeds on the second, at once
+    after port unreachable (refusing: nothing listens there) or after the 200 ms wait (silent: a socket
+    that never reads)."""
+    host, _ = server
+    records = tmp_path / "records"
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.85", 0))
+    dead_address = "{}:{}".format(*silent.getsockname())
+    if dead == "refusing":
+        silent.close()
+    try:
+        result = _run(_locust(host, "-u", "2", "-r", "2", "--dns-rate", "50", "--dns-client", "glibc",
+                              "--dns-timeout-ms", "200", "--dns-attempts", "2",
+                              "--dns-nameservers", f"{dead_address},{host}", "--dns-records", str(records),
+                              seconds=2))
+    finally:
+        silent.close()
+    assert result.returncode == 0, result.stderr  # every lookup succeeded
+    lookups = _lookups(_rows(records))
+    assert len(lookups) >= 40
+    first_outcome = "error" if dead == "refusing" else "timeout"
+    last = {worker: max(lid for w, lid in lookups if w == worker) for worker, _ in lookups}
+    cut = [key for key, group in lookups.items() if len(group) == 1]  # second attempt in flight at the stop
+    assert all(key[1] == last[key[0]] for key in cut)
+    for first, second, *more in (group for group in lookups.values() if len(group) > 1):
+        assert not more
+        assert (first["attempt"], first["outcome"], first["resolver"]) == ("0", first_outcome, "")
+        assert (second["attempt"], second["outcome"], second["resolver"]) == ("1", "ok", RESOLVER)
+        gap_ms = (int(second["t_send_ns"]) - int(first["t_send_ns"])) / 1e6
+        assert gap_ms < 30 if dead == "refusing" else 195 <= gap_ms < 260
+        assert first["src_port"] != second["src_port"], "one socket per nameserver"
+
+
+def test_a_musl_lookup_asks_both_nameservers_and_takes_the_live_ones_answer(server, tmp_path):
+    host, _ = server
+    records = tmp_path / "records"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.85", 0))
+        dead_address = "{}:{}".format(*silent.getsockname())
+        result = _run(_locust(host, "-u", "1", "-r", "1", "--dns-rate", "50", "--dns-client", "musl",
+                              "--dns-timeout-ms", "300", "--dns-attempts", "2",
+                              "--dns-nameservers", f"{dead_address},{host}", "--dns-records", str(records),
+                              seconds=2))
+    assert result.returncode == 0, result.stderr
+    lookups = _lookups(_rows(records))
+    assert len(lookups) >= 40
+    complete = [group for group in lookups.values() if len(group) == 2]  # the last ones: cut at the stop
+    assert len(complete) >= len(lookups) - 20
+    for dead_query, live in complete:
+        assert (dead_query["attempt"], dead_query["outcome"]) == ("0", "timeout")
+        assert (live["attempt"], live["outcome"], live["resolver"]) == ("1", "ok", RESOLVER)
+        assert dead_query["src_port"] == live["src_port"], "one socket per lookup"
+        assert abs(int(live["t_send_ns"]) - int(dead_query["t_send_ns"])) < 10e6
 
 
 def test_a_sigkilled_run_leaves_its_flushed_records(server, tmp_path):
