@@ -383,7 +383,7 @@ class Engine:
             slot = socks.get(fd)
             if slot is None:
                 continue
-            sock, owner, connected = slot
+            sock, connected = slot[0], slot[2]
             while budget > 0:
                 budget -= 1
                 try:
@@ -394,7 +394,7 @@ class Engine:
                 except BlockingIOError:
                     break
                 except OSError:  # e.g. ConnectionRefusedError: ICMP port unreachable
-                    self._refused(sock, owner)
+                    self._refused(sock, slot[1])  # its owner now (a glibc retry may have changed it)
                     break
                 self._answer(reply, sock, source)
                 if socks.get(fd) is not slot:  # closed when its lookup ended
