@@ -1,7 +1,7 @@
 """The dnslab Locust DNS user: `locust -f loadtest/dns.py --host SERVER [--dns-* ...]`.
 
 Works with the web UI, headless (`--headless -u N -r N -t 30s`), `--processes N` and
-master/worker. `--help` lists the --dns-* knobs (see loadtest/options.py). The hot path is in
+master/worker. `--help` lists the --dns-* knobs (the table in loadtest/knobs.py). The hot path is in
 loadtest/engine.py; this file wires it to Locust: argument validation at init (one-line error and
 exit 2 before any load), one `Engine` per user, batched request events, per-query records
 flushed twice a second, and the merge into queries.csv at quit.
