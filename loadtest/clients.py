@@ -7,12 +7,13 @@ queries (attempts) are what goes on the wire.
 raw
     One query to the first nameserver, one timeout, no retry (the generator's original behaviour).
 
-glibc (resolv/res_send.c, `__res_context_send` and `send_dg`, glibc 2.26 to 2.41)
+glibc (resolv/res_send.c, `__res_context_send` and `send_dg`, glibc 2.26 and later; Debian 12 has 2.36)
     - Passes: `for (try = 0; try < attempts; try++) for (ns_shift = 0; ns_shift < nscount; ns_shift++)`
       sends to nameserver `ns = (ns_shift + ns_offset) % nscount`, one at a time, and waits for it.
     - `ns_offset` is 0, or with `options rotate` (and more than one nameserver) a process-wide counter
       that starts at a random value and grows by one per lookup (`nameserver_offset`): consecutive
-      lookups start at consecutive nameservers.
+      lookups start at consecutive nameservers. Here the counter starts at the user's number, so
+      users spread over the nameservers reproducibly.
     - The wait for nameserver `ns` (its index in resolv.conf, not the pass) is
       `seconds = timeout << ns; if (ns > 0) seconds /= nscount; if (seconds <= 0) seconds = 1;`
       in whole seconds: with 5 s and three nameservers 5, 3 and 6 s; with two, 5 and 5 s.
@@ -26,11 +27,12 @@ glibc (resolv/res_send.c, `__res_context_send` and `send_dg`, glibc 2.26 to 2.41
       3 nameservers (MAXNS).
     Not modelled: A and AAAA sent together from one socket (getaddrinfo's default; each lookup here is
     one name and type, as with `options single-request` for one family), TCP (`use-vc`, or after a
-    truncated answer), and a late answer to an earlier pass arriving while glibc waits on another
-    nameserver's socket (glibc would take it when it comes back to that nameserver).
+    truncated answer), and a late answer or ICMP error for an earlier pass arriving while glibc waits
+    on another nameserver's socket (dropped here; glibc would read it when it comes back to that
+    nameserver).
     A fractional timeout (resolv.conf takes whole seconds) is computed the same way in milliseconds.
 
-musl (src/network/res_msend.c, `__res_msend_rc`, musl 1.2)
+musl (src/network/res_msend.c, `__res_msend_rc`, musl 1.2.4 and later)
     - One unconnected UDP socket per lookup (so ICMP errors are never seen): the query goes to every
       nameserver at once, and again to every nameserver each `retry_interval = timeout / attempts` ms
       (integer ms) after the previous round, while less than `timeout` has passed since the first.
@@ -39,6 +41,9 @@ musl (src/network/res_msend.c, `__res_msend_rc`, musl 1.2)
       REFUSED) is ignored. After `timeout` without such an answer the lookup fails.
     - Limits from resolvconf.c: attempts <= 10, timeout <= 60 s, at most 3 nameservers.
     Not modelled: A and AAAA as two queries of one lookup, TCP after a truncated answer.
+
+In both, an answer with the RCODE the query mix expects (`--dns-names NAME:TYPE:RCODE`) ends the
+lookup as ok, so a mix that expects REFUSED does not make glibc or musl move on.
 
 socket_mode = reuse replaces each model's per-lookup sockets with long-lived ones, one per user
 (and per nameserver for raw and glibc), as a busy client or a long-running process holds them; the

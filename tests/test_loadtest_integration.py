@@ -209,16 +209,18 @@ def test_a_glibc_lookup_gets_past_a_dead_first_nameserver_and_its_records_say_so
         result = _run(_locust(host, "-u", "2", "-r", "2", "--dns-rate", "50", "--dns-client", "glibc",
                               "--dns-timeout-ms", "200", "--dns-attempts", "2",
                               "--dns-nameservers", f"{dead_address},{host}", "--dns-records", str(records),
-                              seconds=2))
+                              seconds=3))
     finally:
         silent.close()
     assert result.returncode == 0, result.stderr  # every lookup succeeded
     lookups = _lookups(_rows(records))
-    assert len(lookups) >= 40
+    assert len(lookups) >= 20
     first_outcome = "error" if dead == "refusing" else "timeout"
-    last = {worker: max(lid for w, lid in lookups if w == worker) for worker, _ in lookups}
-    cut = [key for key, group in lookups.items() if len(group) == 1]  # second attempt in flight at the stop
-    assert all(key[1] == last[key[0]] for key in cut)
+    last = {}
+    for (worker, _), group in lookups.items():
+        last[worker] = max(last.get(worker, 0), *(int(r["t_send_ns"]) for r in group))
+    cut = [(key, group[0]) for key, group in lookups.items() if len(group) == 1]  # 2nd in flight at the stop
+    assert all(int(first["t_send_ns"]) > last[key[0]] - 500e6 for key, first in cut)
     for first, second, *more in (group for group in lookups.values() if len(group) > 1):
         assert not more
         assert (first["attempt"], first["outcome"], first["resolver"]) == ("0", first_outcome, "")
@@ -237,12 +239,12 @@ def test_a_musl_lookup_asks_both_nameservers_and_takes_the_live_ones_answer(serv
         result = _run(_locust(host, "-u", "1", "-r", "1", "--dns-rate", "50", "--dns-client", "musl",
                               "--dns-timeout-ms", "300", "--dns-attempts", "2",
                               "--dns-nameservers", f"{dead_address},{host}", "--dns-records", str(records),
-                              seconds=2))
+                              seconds=3))
     assert result.returncode == 0, result.stderr
     lookups = _lookups(_rows(records))
-    assert len(lookups) >= 40
+    assert len(lookups) >= 20
     complete = [group for group in lookups.values() if len(group) == 2]  # the last ones: cut at the stop
-    assert len(complete) >= len(lookups) - 20
+    assert len(complete) >= 10 and len(complete) >= len(lookups) - 20
     for dead_query, live in complete:
         assert (dead_query["attempt"], dead_query["outcome"]) == ("0", "timeout")
         assert (live["attempt"], live["outcome"], live["resolver"]) == ("1", "ok", RESOLVER)
