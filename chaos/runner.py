@@ -173,17 +173,16 @@ class Run:
         self.note("load_start" if self.exp.uses_load else "start")
 
     def locust_command(self) -> str:
-        ld = self.lab.load
-        run_time = int(self.phases.end + 120)
+        """Locust in the client namespace with the lab's [load] settings (their flags: loadtest/knobs.py)."""
+        from dataclasses import asdict
+
+        from loadtest.knobs import locust_arguments
+
+        values = {**asdict(self.lab.load), "nameservers": self.lab.nameserver_addresses()}
         args = [
             LOCUST, "-f", LOCUSTFILE, "--headless", "--only-summary", "--loglevel", "WARNING",
-            "--host", str(self.lab.network.vip), "-u", str(ld.users), "-r", str(ld.users),
-            "--run-time", f"{run_time}s", "--dns-rate", f"{ld.rate:g}",
-            "--dns-timeout-ms", f"{ld.timeout_ms:g}",
-            "--dns-retries", str(ld.retries), "--dns-tcp-share", f"{ld.tcp_share:g}",
-            "--dns-who-share", f"{ld.who_share:g}", "--dns-socket-mode", ld.socket_mode,
-            "--dns-window", str(ld.window),
-            "--dns-records", f"{self.remote}/records",
+            "--host", str(self.lab.network.vip), "--run-time", f"{int(self.phases.end + 120)}s",
+            *locust_arguments(values), "--dns-records", f"{self.remote}/records",
         ]
         return "env PYTHONPATH=/opt/dnslab " + " ".join(shlex.quote(a) for a in args)
 

@@ -11,12 +11,13 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, make_dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
+from loadtest.knobs import LAB_KNOBS, KnobError, check_combination
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LAB = REPO_ROOT / "lab.toml"
@@ -29,7 +30,6 @@ CHECK_TYPES = ("DNS_CHECK", "MISC_CHECK", "UDP_CHECK", "TCP_CHECK")
 MISC_TOOLS = ("dig", "nslookup")
 LB_ALGOS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh")
 PROTOCOLS = ("udp", "tcp")
-SOCKET_MODES = ("fresh", "reuse")
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
 SYSCTL_RE = re.compile(r"^net\.[a-z0-9_.]+$")
 
@@ -115,16 +115,14 @@ class Ipvs:
     tcpfin_timeout: int = 120
 
 
-@dataclass(frozen=True)
-class Load:
-    rate: float = 500.0
-    users: int = 4
-    timeout_ms: float = 100.0
-    retries: int = 0
-    tcp_share: float = 0.0
-    who_share: float = 1.0
-    socket_mode: str = "fresh"
-    window: int = 0  # queries in flight per user; 0: the generator's default (100 closed, 10000 open)
+_PYTYPES = {"float": float, "int": int, "bool": bool, "choice": str, "text": str, "list": tuple}
+Load = make_dataclass(
+    "Load",
+    [(k.key, _PYTYPES[k.kind], field(default=k.table_default)) for k in LAB_KNOBS],
+    frozen=True,
+)
+Load.__doc__ = """The [load] table: one field per lab knob of loadtest/knobs.py (the one table of load
+settings). `nameservers` holds names as written: vip, a resolver's name or an address."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +137,11 @@ class Lab:
     sysctl: tuple[tuple[str, str], ...]
     load: Load
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def nameserver_addresses(self) -> tuple[str, ...]:
+        """The load client's nameservers as addresses: vip and resolver names resolved."""
+        names = {r.name: str(r.address) for r in self.resolvers} | {"vip": str(self.network.vip)}
+        return tuple(names.get(n, n) for n in self.load.nameservers)
 
     def resolver(self, name: str) -> Resolver:
         """The resolver called `name`, or a LabError listing the known names."""
@@ -285,19 +288,38 @@ def parse_lab(raw: Mapping[str, Any], source: str = "lab.toml") -> Lab:
 
     sysctl = _parse_sysctl(_Reader(source, "sysctl", raw.get("sysctl", {})))
 
-    ld = _Reader(source, "load", raw.get("load", {}))
-    ld.check_keys(_fields(Load))
-    load = Load(
-        rate=ld.positive("rate", float, Load.rate, zero=True),
-        users=ld.positive("users", int, Load.users),
-        timeout_ms=ld.positive("timeout_ms", float, Load.timeout_ms),
-        retries=ld.positive("retries", int, Load.retries, zero=True),
-        tcp_share=ld.share("tcp_share", Load.tcp_share),
-        who_share=ld.share("who_share", Load.who_share),
-        socket_mode=ld.choice("socket_mode", SOCKET_MODES, Load.socket_mode),
-        window=ld.positive("window", int, Load.window, zero=True),
-    )
+    load = _parse_load(_Reader(source, "load", raw.get("load", {})), network, resolvers)
     return Lab(source, vm, ssh, network, resolvers, check, ipvs, sysctl, load, raw=dict(raw))
+
+
+def _parse_load(ld: _Reader, network: Network, resolvers: tuple[Resolver, ...]) -> Any:
+    """[load]: each key by its knob (loadtest/knobs.py), then the keys that must go together, then the
+    nameservers against this lab."""
+    ld.check_keys(_fields(Load))
+    values = {}
+    for knob in LAB_KNOBS:
+        try:
+            values[knob.key] = knob.parse(ld.data.get(knob.key, knob.table_default))
+        except KnobError as err:
+            ld.error(knob.key, str(err))
+    problem = check_combination(values)
+    if problem:
+        ld.error(*problem)
+    if not values["nameservers"]:
+        ld.error("nameservers", 'must not be empty; give e.g. ["vip"]')
+    names = {"vip"} | {r.name for r in resolvers}
+    for item in values["nameservers"]:
+        if item in names:
+            continue
+        try:
+            addr = IPv4Address(item)
+        except ValueError:
+            known = ", ".join(sorted(names - {"vip"}))
+            ld.error("nameservers", f"{item!r} is not vip, a resolver name ({known}) or an IPv4 address")
+        if addr not in network.subnet:
+            ld.error("nameservers", f"{addr} is outside [network] subnet {network.subnet}: the load must "
+                                    "stay inside the lab")
+    return Load(**values)
 
 
 def _parse_network(n: _Reader) -> Network:

@@ -17,7 +17,7 @@ from loadtest.records import NO_RCODE, OUTCOMES, PROTOS, WorkerFile, read_worker
 from loadtest.wire import rcode_name
 
 HEADER = ("t_send_ns", "latency_ms", "outcome", "rcode", "resolver", "proto", "qname", "qtype",
-          "src_port", "worker")
+          "src_port", "worker", "lookup_id", "attempt")
 RCODES = [rcode_name(code) for code in range(16)]
 
 
@@ -35,7 +35,7 @@ def csv_rows(files: list[WorkerFile]) -> list[tuple]:
     """queries.csv rows (without header) of all workers, sorted by t_send_ns."""
     rows = []
     for wf in files:
-        for t_send, latency, port, user, query, resolver, outcome, rcode, proto in wf.rows():
+        for t_send, latency, port, user, query, resolver, outcome, rcode, proto, lookup, attempt in wf.rows():
             qname, qtype = wf.queries[query]
             rows.append((
                 t_send,
@@ -48,6 +48,8 @@ def csv_rows(files: list[WorkerFile]) -> list[tuple]:
                 qtype,
                 port,
                 f"{wf.worker}.u{user}",
+                lookup,
+                attempt,
             ))
     rows.sort(key=lambda row: row[0])
     return rows

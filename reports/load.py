@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +34,8 @@ QUERY_COLUMNS: dict[str, pa.DataType] = {
     "src_port": pa.int32(),
     "worker": _DICT,
 }
+# Optional (DESIGN section 5, 2026-11-30): a run without them has one lookup per query.
+LOOKUP_COLUMNS: dict[str, pa.DataType] = {"lookup_id": pa.int64(), "attempt": pa.int32()}
 IPVS_COLUMNS: dict[str, pa.DataType] = {
     "t_ns": pa.int64(),
     "vip": _DICT,
@@ -96,8 +99,11 @@ def _header(path: Path) -> list[str]:
     return [c.strip() for c in next(std_csv.reader([line]))] if line else []
 
 
-def _read_csv(path: Path, columns: dict[str, pa.DataType], *, required: bool) -> pa.Table | None:
-    """Read `path` with pyarrow's CSV reader and explicit types; None when optional and absent."""
+def _read_csv(path: Path, columns: dict[str, pa.DataType], *, required: bool,
+              optional: dict[str, pa.DataType] | None = None) -> pa.Table | None:
+    """Read `path` with pyarrow's CSV reader and explicit types; None when optional and absent.
+
+    `optional` columns are read when the header has them."""
     if not path.is_file():
         if required:
             raise LabError(f"{path}: missing; a run needs it (DESIGN section 5)")
@@ -110,8 +116,9 @@ def _read_csv(path: Path, columns: dict[str, pa.DataType], *, required: bool) ->
             close = difflib.get_close_matches(name, header, n=1)
             hint = f" (found {close[0]!r}: misspelled?)" if close else ""
             raise LabError(f"{path}: missing column {name!r}{hint}; expected columns {', '.join(columns)}")
+    present = {name: kind for name, kind in (optional or {}).items() if name in header}
     options = csv.ConvertOptions(
-        column_types=columns, include_columns=list(columns), strings_can_be_null=True
+        column_types={**columns, **present}, include_columns=[*columns, *present], strings_can_be_null=True
     )
     try:
         return csv.read_csv(
@@ -140,11 +147,21 @@ def _allowed(path: Path, table: pa.Table, name: str, allowed: tuple[str, ...]) -
 
 def read_queries(path: Path) -> pd.DataFrame:
     """queries.csv as a DataFrame: int64 times, float latency, categorical strings."""
-    table = _read_csv(path, QUERY_COLUMNS, required=True)
+    table = _read_csv(path, QUERY_COLUMNS, required=True, optional=LOOKUP_COLUMNS)
     assert table is not None
     if table.num_rows == 0:
         raise LabError(f"{path}: no queries recorded (empty run); run the load again")
     _no_nulls(path, table, ("t_send_ns", "outcome", "proto", "worker"))
+    lookups = [name for name in LOOKUP_COLUMNS if name in table.column_names]
+    if len(lookups) == 1:
+        other = next(name for name in LOOKUP_COLUMNS if name not in lookups)
+        raise LabError(f"{path}: has column {lookups[0]!r} but not {other!r}; a lookup needs both")
+    if lookups:
+        _no_nulls(path, table, tuple(lookups))
+        for name in lookups:
+            negative = pc.sum(pc.less(table.column(name), 0)).as_py() or 0
+            if negative:
+                raise LabError(f"{path}: column {name!r} is negative in {negative} row(s); it counts from 0")
     _allowed(path, table, "outcome", OUTCOMES)
     _allowed(path, table, "proto", PROTOS)
     frame = table.to_pandas()
@@ -152,6 +169,9 @@ def read_queries(path: Path) -> pd.DataFrame:
     if ok_without_latency:
         raise LabError(f"{path}: {ok_without_latency} row(s) with outcome 'ok' have no latency_ms")
     frame["src_port"] = frame["src_port"].fillna(-1).astype("int32")
+    if not lookups:  # every query its own lookup
+        frame["lookup_id"] = np.arange(len(frame), dtype=np.int64)
+        frame["attempt"] = np.zeros(len(frame), dtype=np.int32)
     return frame
 
 
