@@ -91,18 +91,22 @@ class Run:
     def __post_init__(self) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self.run_id = check_id(self.run_id or f"{stamp}-{self.exp.name}", "run id")
-        self.dir = runs_dir() / self.run_id
-        n = 1
-        while self.dir.exists():
-            n += 1
-            self.dir = runs_dir() / f"{self.run_id}-{n}"
-        self.run_id = self.dir.name
-        self.remote = f"{GUEST_RUNS}/{self.run_id}"
+        self._name_dir(self.run_id)
         self.target = actions.Target(self.conn, self.lab)
         self.journal = Journal(experiment=dict(self.exp.raw) or {"title": self.exp.title})
         self.steps = schedule(self.exp.method)
         t = self.exp.timing
         self.phases: Phases = phases(t.warmup_s, t.steady_s, t.recover_s, self.steps)
+
+    def _name_dir(self, run_id: str) -> None:
+        """The run directory: runs/<run_id>, or runs/<run_id>-N when that exists; the guest's twin."""
+        self.dir = runs_dir() / run_id
+        n = 1
+        while self.dir.exists():
+            n += 1
+            self.dir = runs_dir() / f"{run_id}-{n}"
+        self.run_id = self.dir.name
+        self.remote = f"{GUEST_RUNS}/{self.run_id}"
 
     # --- the sequence ---------------------------------------------------------------------------------
 
@@ -120,7 +124,12 @@ class Run:
         before = probes.wait_healthy(self.conn, self.lab, HEALTH_TIMEOUT_S)
         if not before["ok"]:
             raise LabError(f"the lab is not healthy before the experiment: {before}; run `fab status`", 1)
-        self.dir.mkdir(parents=True)
+        while True:  # another lab's run may have taken the name since (runs/ is shared)
+            try:
+                self.dir.mkdir(parents=True)
+                break
+            except FileExistsError:
+                self._name_dir(self.dir.name)
         interrupted = False
         unexpected: Exception | None = None
         try:
