@@ -115,7 +115,7 @@ class Run:
 
         Holds the lab's lock (one run at a time). The run directory is made only once the lab is
         healthy: a run that never started leaves none."""
-        with lab_lock(f"chaos {self.exp.name}"):
+        with lab_lock(f"run {self.exp.name}"):
             return self._execute()
 
     def _execute(self) -> Path:

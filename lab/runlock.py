@@ -59,8 +59,8 @@ def lab_lock(task: str) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise LabError(f"cannot {task}: the lab is busy: {holder(path)}; wait for it to end (or stop it), "
-                       "then try again", exit_code=EXIT_BUSY) from None
+        raise LabError(f"cannot start {task}: the lab is busy: {holder(path)}; wait for it to end "
+                       "(or stop it), then try again", exit_code=EXIT_BUSY) from None
     info = {"pid": os.getpid(), "task": task, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": " ".join(sys.argv)[:200]}
     os.ftruncate(fd, 0)

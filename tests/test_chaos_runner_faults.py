@@ -144,7 +144,7 @@ def test_meta_records_the_merged_row_count(env, monkeypatch):
 HOLD = """
 import sys, time
 from lab.runlock import lab_lock
-with lab_lock("chaos kill-one"):
+with lab_lock("run kill-one"):
     print("held", flush=True)
     time.sleep(60)
 """
@@ -156,7 +156,8 @@ def test_a_second_run_is_refused_while_one_holds_the_lab(env, monkeypatch, tmp_p
     try:
         assert holder.stdout.readline().strip() == "held"
         run = Run(env.lab, FakeGuest(), env.exp)
-        with pytest.raises(LabError, match=rf"the lab is busy: chaos kill-one \(PID {holder.pid}\) holds "
+        with pytest.raises(LabError, match=rf"cannot start run kill: the lab is busy: run kill-one "
+                                           rf"\(PID {holder.pid}\) holds "
                                            r".*lab.lock since 20\d\d-") as err:
             run.execute()
         assert "\n" not in str(err.value) and not run.dir.exists()
