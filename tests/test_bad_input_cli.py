@@ -4,6 +4,7 @@ nothing changed (fab load, lab render --out, loadtest.merge, loadtest.bench, pyt
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import os
 import shutil
@@ -18,6 +19,16 @@ from loadtest.records import OK, Recorder
 from tests.conftest import REPO
 
 FAB = str(Path(sys.executable).with_name("fab"))
+
+
+def add_rows(rec: Recorder, t_send: list[int], latency: list[int], query: list[int],
+             resolver: list[str]) -> None:
+    """One batch of ok UDP rows for user 0 (lookup_id/attempt too when the records carry them)."""
+    n = len(t_send)
+    extra = [[0] * n for name in ("lookup_id", "attempt")
+             if name in inspect.signature(Recorder.add_batch).parameters]
+    rec.add_batch(t_send, latency, [1000 + i for i in range(n)], 0, query, resolver, [OK] * n, [0] * n,
+                  [0] * n, *extra)
 
 
 def _run(argv: list[str], **kw) -> subprocess.CompletedProcess[str]:
@@ -84,8 +95,7 @@ def test_render_out_is_not_writable(tmp_path):
 
 def _worker(directory: Path, name: str, t0: int) -> None:
     rec = Recorder(str(directory), name, [("who.lab.test", "TXT")])
-    rec.add_batch([t0, t0 + 1], [1_000_000, 2_000_000], [1000, 1001], 0, [0, 0], ["rs1", "rs2"], [OK, OK],
-                  [0, 0], [0, 0])
+    add_rows(rec, [t0, t0 + 1], [1_000_000, 2_000_000], [0, 0], ["rs1", "rs2"])
     rec.close()
 
 
@@ -109,7 +119,7 @@ def test_merge_keeps_the_good_workers_and_names_the_bad_one(tmp_path):
 def test_merge_names_a_worker_whose_rows_point_nowhere(tmp_path):
     _worker(tmp_path, "good-1", 100)
     rec = Recorder(str(tmp_path), "bad-2", [("who.lab.test", "TXT")])
-    rec.add_batch([5], [1], [1], 0, [7], [""], [OK], [0], [0])  # query index 7: no such query
+    add_rows(rec, [5], [1], [7], [""])  # query index 7: no such query
     rec.close()
     result = _run([sys.executable, "-m", "loadtest.merge", str(tmp_path)])
     assert result.returncode == 1

@@ -128,13 +128,14 @@ def test_run_files_are_written_atomically(env, monkeypatch):
 
 def test_meta_records_the_merged_row_count(env, monkeypatch):
     """The merge's row count goes to meta.json; `python -m reports` checks queries.csv against it."""
-    from loadtest.records import OK, Recorder
+    from loadtest.records import Recorder
+    from tests.test_bad_input_cli import add_rows
 
     run = Run(env.lab, FakeGuest(), env.exp)
     run.exp = dataclasses.replace(env.exp, load={})  # a run with load: fetch merges the records
     (run.dir / "records").mkdir(parents=True)
     rec = Recorder(str(run.dir / "records"), "guest-1", [("who.lab.test", "TXT")])
-    rec.add_batch([1, 2, 3], [10, 10, 10], [1, 2, 3], 0, [0, 0, 0], ["rs1"] * 3, [OK] * 3, [0] * 3, [0] * 3)
+    add_rows(rec, [1, 2, 3], [10, 10, 10], [0, 0, 0], ["rs1"] * 3)
     rec.close()
     run.fetch()
     assert run.query_rows == 3 and run.errors == []
