@@ -57,9 +57,9 @@ def csv_rows(files: list[WorkerFile], bad: list[str] | None = None) -> list[tupl
 
 
 def _worker_rows(wf: WorkerFile) -> list[tuple]:
-    """One worker's queries.csv rows, in its own order."""
+    """One worker's queries.csv rows, in its own order (columns after `proto` are written as they are)."""
     rows = []
-    for t_send, latency, port, user, query, resolver, outcome, rcode, proto in wf.rows():
+    for t_send, latency, port, user, query, resolver, outcome, rcode, proto, *rest in wf.rows():
         qname, qtype = wf.queries[query]
         rows.append((
             t_send,
@@ -72,6 +72,7 @@ def _worker_rows(wf: WorkerFile) -> list[tuple]:
             qtype,
             port,
             f"{wf.worker}.u{user}",
+            *rest,
         ))
     return rows
 
