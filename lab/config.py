@@ -7,6 +7,8 @@ one-line message naming the file, the key and what is wrong.
 from __future__ import annotations
 
 import copy
+import json
+import math
 import os
 import re
 import tomllib
@@ -30,8 +32,13 @@ CHECK_TYPES = ("DNS_CHECK", "MISC_CHECK", "UDP_CHECK", "TCP_CHECK")
 MISC_TOOLS = ("dig", "nslookup")
 LB_ALGOS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh")
 PROTOCOLS = ("udp", "tcp")
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
-SYSCTL_RE = re.compile(r"^net\.[a-z0-9_.]+$")
+# Patterns are used with `fullmatch` only (`match` with `$` lets a trailing newline through).
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,11}")
+SYSCTL_RE = re.compile(r"net\.[a-z0-9_.]+")
+# A sysctl value: integers separated by spaces, or one plain word.
+SYSCTL_VALUE_RE = re.compile(r"-?[0-9]+(?:[ \t]+-?[0-9]+)*|[A-Za-z0-9_.-]+")
+# Experiment names and run ids: they become file names here and parts of paths in the guest.
+ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -192,6 +199,8 @@ class _Reader:
             value = float(value)
         if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
             self.error(key, f"must be {kind.__name__}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            self.error(key, f"must be a finite number, got {value!r}")
         return value
 
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
@@ -372,7 +381,7 @@ def _parse_resolvers(source: str, data: Any, network: Network) -> tuple[Resolver
         if "name" not in item or "address" not in item:
             r.error("", "needs both name and address")
         name = r.get("name", str, "")
-        if not NAME_RE.match(name) or name in ("lb", "client"):
+        if not NAME_RE.fullmatch(name) or name in ("lb", "client"):
             r.error("name", f"{name!r} must be 1-12 of a-z, 0-9, '-', start with a letter, "
                             "and not be 'lb' or 'client'")
         if name in names:
@@ -386,14 +395,44 @@ def _parse_resolvers(source: str, data: Any, network: Network) -> tuple[Resolver
     return tuple(out)
 
 
+def sysctl_value(value: Any) -> str | None:
+    """A sysctl value as text: an integer, integers separated by spaces, or one plain word
+    ([A-Za-z0-9_.-]); None for anything else (it would reach a shell and a sysctl.d file)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    text = str(value)
+    return text if SYSCTL_VALUE_RE.fullmatch(text) else None
+
+
+def option_number(option: str, text: Any, *, zero: bool = False) -> float:
+    """A command-line option's value as a finite number > 0 (>= 0 with `zero`), else a one-line LabError."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise LabError(f"{option}: not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise LabError(f"{option}: must be a finite number {'>= 0' if zero else '> 0'}, got {text!r}")
+    return value
+
+
+def check_id(value: Any, what: str) -> str:
+    """An experiment name or run id: 1-128 of A-Z a-z 0-9 _ . - (not starting with . or -), else LabError."""
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
+        raise LabError(f"{what} {value!r}: use only letters, digits, '_', '.' and '-' "
+                       "(at most 128, not starting with '.' or '-')")
+    return value
+
+
 def _parse_sysctl(s: _Reader) -> tuple[tuple[str, str], ...]:
     out = []
     for key, value in s.data.items():
-        if not SYSCTL_RE.match(key):
-            s.error(f'"{key}"', "not a net.* sysctl name (quote it: \"net.ipv4.vs.conntrack\" = 1)")
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            s.error(f'"{key}"', f"value must be an integer or a string, got {value!r}")
-        out.append((key, str(value)))
+        if not SYSCTL_RE.fullmatch(key):
+            s.error(json.dumps(key), "not a net.* sysctl name (quote it: \"net.ipv4.vs.conntrack\" = 1)")
+        text = sysctl_value(value)
+        if text is None:
+            s.error(json.dumps(key), f"value must be an integer, integers separated by spaces, or one word "
+                               f"of A-Z a-z 0-9 _ . - ; got {value!r}")
+        out.append((key, text))
     return tuple(out)
 
 

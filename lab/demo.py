@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.table import Table
 
+from lab.atomic import write_json
 from lab.config import Lab
 from lab.errors import LabError
+from lab.runlock import locked
 from lab.state import runs_dir, state_dir
 
 T = TypeVar("T")
@@ -59,7 +61,7 @@ def _remembered() -> dict[str, Any]:
 
 
 def _remember(**values: Any) -> None:
-    _progress_file().write_text(json.dumps({**_remembered(), **values}, indent=1) + "\n")
+    write_json(_progress_file(), {**_remembered(), **values})
 
 
 def bring_up(lab: Lab):
@@ -104,6 +106,7 @@ def run_suite(lab: Lab, conn: Any, suite: str) -> Path:
     return report.parent / "matrix.json"
 
 
+@locked("demo")
 def run_demo(lab: Lab, *, suite: str = "standard", lab_file: str = "lab.toml") -> Path:
     """The whole job; returns the answers page's path."""
     from lab.deploy import deploy

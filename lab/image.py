@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -137,6 +138,61 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+# `_staging` names its directories `.<first 12 of the key>-<mkdtemp's 8 characters>`.
+STAGING_RE = re.compile(r"\.[0-9a-f]{1,12}-[a-z0-9_]{8}")
+
+
+def _loops_under(path: Path) -> list[str]:
+    """Loop devices whose backing file lies under `path` (mkdisk.sh's, left by a killed build)."""
+    res = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
+                         capture_output=True, text=True, check=False)
+    root = path.resolve()
+    out = []
+    for line in res.stdout.splitlines():
+        name, _, back = line.strip().partition(" ")
+        back_path = Path(back.strip().removesuffix(" (deleted)"))
+        if back_path.is_absolute() and (back_path == root or root in back_path.parents):
+            out.append(name)
+    return out
+
+
+def _users_of(path: Path) -> list[int]:
+    """PIDs whose working directory or an open file lies under `path` (a build still running)."""
+    root = str(path.resolve())
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            links = [proc / "cwd", *(proc / "fd").iterdir()]
+            targets = [os.readlink(link) for link in links]
+        except OSError:
+            continue  # gone, or not ours to read
+        if any(t == root or t.startswith(root + "/") for t in targets):
+            pids.append(int(proc.name))
+    return pids
+
+
+def clean_stale_staging(parent: Path) -> list[Path]:
+    """Remove the staging directories a killed build left in `parent`: first the loop devices and
+    mounts under each (only those), then the directory. A directory some process still uses is kept.
+
+    Call it holding the build lock: then no live build owns any of them."""
+    removed = []
+    for entry in sorted(parent.iterdir()) if parent.is_dir() else []:
+        if not entry.is_dir() or entry.is_symlink() or not STAGING_RE.fullmatch(entry.name):
+            continue
+        users = _users_of(entry)
+        if users:
+            console.print(f"[yellow]left {entry}: still used by PID {', '.join(map(str, users))}[/]")
+            continue
+        for loop in _loops_under(entry):
+            subprocess.run(["losetup", "-d", loop], check=False, stderr=subprocess.DEVNULL)
+        remove_tree(entry)
+        removed.append(entry)
+    return removed
+
+
 @contextmanager
 def _staging(final: Path) -> Iterator[Path]:
     """A temporary directory beside `final`, renamed to it on success, removed on failure."""
@@ -231,6 +287,9 @@ def build(lab: Lab, force: bool = False, box: bool = False) -> ImageArtifacts:
         image = None if force else _artifacts(key, cache_dir() / "images" / key, "dnslab.qcow2")
         if image is None:
             check_tools()
+            for level in ("base", "images"):
+                for stale in clean_stale_staging(cache_dir() / level):
+                    console.print(f"[dim]removed {stale}, left by an interrupted build[/]")
             start = time.monotonic()
             base_image = None if force else _artifacts(base, cache_dir() / "base" / base, "base.qcow2")
             if base_image is None:

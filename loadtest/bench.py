@@ -27,7 +27,9 @@ import tempfile
 import time
 import urllib.request
 from array import array
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dns.message
 import dns.query
@@ -121,8 +123,11 @@ def run_dnsperf(address: str, port: int, seconds: float, workdir: Path) -> dict:
     cpu = _children_cpu()
     out = subprocess.run([*base, "-l", str(seconds)], capture_output=True, text=True, check=True).stdout
     cpu = _children_cpu() - cpu
-    qps = float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))
-    completed = int(re.search(r"Queries completed:\s+(\d+)", out).group(1))
+    qps_found = re.search(r"Queries per second:\s+([\d.]+)", out)
+    completed_found = re.search(r"Queries completed:\s+(\d+)", out)
+    if not qps_found or not completed_found or not int(completed_found.group(1)):
+        raise RuntimeError(f"dnsperf completed no queries: {' '.join(out.split())[-300:]}")
+    qps, completed = float(qps_found.group(1)), int(completed_found.group(1))
     verbose = subprocess.run([*base, "-l", "2", "-v"], capture_output=True, text=True, check=True).stdout
     latencies = [float(line.rsplit(" ", 1)[1]) * 1e3 for line in verbose.splitlines()
                  if line.startswith("> ")]
@@ -223,8 +228,10 @@ def run_fixed_rate(address: str, port: int, seconds: float, records: Path, rate:
     sends: dict[tuple[str, int], array] = {}
     for path in worker_files(str(records)):
         wf = read_worker_file(path)
-        for t_send, user in zip(wf.columns[0], wf.columns[3], strict=True):
+        for t_send, user in zip(wf.columns[0], wf.columns[3], strict=True) if wf else ():
             sends.setdefault((wf.worker, user), array("q")).append(t_send)
+    if not sends:
+        raise RuntimeError(f"the fixed-rate run recorded no queries in {records}")
     return {"target_qps": rate, **send_accuracy(list(sends.values()), rate / users),
             "timer_noise_p99_ms": noise, "realtime": bool(priority)}
 
@@ -285,12 +292,51 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a finite number of `kind` greater than 0."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run (default 5)")
-    parser.add_argument("--runs", type=int, default=3,
+    """Run the benchmark; any failure is one line `loadtest.bench: error: ...` (exit 1, 130 on Ctrl-C)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("loadtest.bench: error: interrupted", file=sys.stderr)
+        return 130
+    except subprocess.CalledProcessError as err:
+        detail = " ".join(str(err.stderr or err.output or "").split())[-300:]
+        print(f"loadtest.bench: error: {err.cmd[0] if err.cmd else 'a tool'} failed (exit {err.returncode})"
+              f"{': ' + detail if detail else ''}", file=sys.stderr)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as err:
+        print(f"loadtest.bench: error: {' '.join(str(err).split())[:400]}", file=sys.stderr)
+    return 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): `python -m loadtest.bench: error: ...`."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = _Parser(prog="python -m loadtest.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=_positive(float), default=5.0,
+                        help="measured seconds per run (default 5)")
+    parser.add_argument("--runs", type=_positive(int), default=3,
                         help="rounds of dnsperf / locust / locust+records / locust glibc")
-    parser.add_argument("--rate-seconds", type=float, default=None,
+    parser.add_argument("--rate-seconds", type=_positive(float), default=None,
                         help="seconds of the 1,000 q/s run (default: --seconds)")
     parser.add_argument("--realtime", action="store_true",
                         help="run the fixed-rate generator SCHED_FIFO (chrt), shielding it from a busy host")

@@ -73,7 +73,7 @@ def load_run(path: str | Path) -> Run:
     if not run_dir.is_dir():
         raise LabError(f"{run_dir}: not a run directory (expected meta.json and queries.csv inside)")
     meta = read_meta(run_dir / "meta.json")
-    queries = read_queries(run_dir / "queries.csv")
+    queries = read_queries(run_dir / "queries.csv", meta.get("queries_rows"))
     events = read_events(run_dir / "events.jsonl")
     ipvs = read_ipvs(run_dir / "ipvs.csv")
     check_event_servers(run_dir, events, ipvs)
@@ -82,15 +82,24 @@ def load_run(path: str | Path) -> Run:
 
 def read_meta(path: Path) -> dict[str, Any]:
     """meta.json as a dict; it must exist and hold a JSON object."""
+    _regular(path)
     if not path.is_file():
         raise LabError(f"{path}: missing; the chaos runner writes it with every run")
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise LabError(f"{path}: not valid JSON ({err})") from None
+    except OSError as err:
+        raise LabError(f"{path}: cannot read: {err.strerror}") from None
     if not isinstance(meta, dict):
         raise LabError(f"{path}: must hold a JSON object, got {type(meta).__name__}")
     return meta
+
+
+def _regular(path: Path) -> None:
+    """A LabError when `path` exists but is not a regular file (a directory, a socket, ...)."""
+    if path.exists() and not path.is_file():
+        raise LabError(f"{path}: not a regular file; move it away (a run keeps its records in files)")
 
 
 def _header(path: Path) -> list[str]:
@@ -104,6 +113,7 @@ def _read_csv(path: Path, columns: dict[str, pa.DataType], *, required: bool,
     """Read `path` with pyarrow's CSV reader and explicit types; None when optional and absent.
 
     `optional` columns are read when the header has them."""
+    _regular(path)
     if not path.is_file():
         if required:
             raise LabError(f"{path}: missing; a run needs it (DESIGN section 5)")
@@ -145,10 +155,17 @@ def _allowed(path: Path, table: pa.Table, name: str, allowed: tuple[str, ...]) -
         )
 
 
-def read_queries(path: Path) -> pd.DataFrame:
-    """queries.csv as a DataFrame: int64 times, float latency, categorical strings."""
+def read_queries(path: Path, expected_rows: Any = None) -> pd.DataFrame:
+    """queries.csv as a DataFrame: int64 times, float latency, categorical strings.
+
+    `expected_rows` is the row count the runner recorded in meta.json (`queries_rows`): a file cut
+    short, even at a row boundary, is an error. Runs without it are read as they are."""
     table = _read_csv(path, QUERY_COLUMNS, required=True, optional=LOOKUP_COLUMNS)
     assert table is not None
+    if isinstance(expected_rows, int) and not isinstance(expected_rows, bool) \
+            and table.num_rows != expected_rows:
+        raise LabError(f"{path}: {table.num_rows} rows, but meta.json records {expected_rows} "
+                       "(the file was cut or changed); merge the records again: python -m loadtest.merge")
     if table.num_rows == 0:
         raise LabError(f"{path}: no queries recorded (empty run); run the load again")
     _no_nulls(path, table, ("t_send_ns", "outcome", "proto", "worker"))
@@ -196,6 +213,8 @@ def _event(path: Path, lineno: int, obj: Any) -> dict[str, Any]:
     for key, kind in (("t_ns", int), ("kind", str), ("action", str), ("target", str)):
         if not isinstance(obj.get(key), kind) or isinstance(obj.get(key), bool):
             raise LabError(f"{where}: key {key!r} must be {kind.__name__}, got {obj.get(key)!r}")
+    if not 0 <= obj["t_ns"] < 2**63:
+        raise LabError(f"{where}: t_ns {obj['t_ns']} is outside 0 .. 2^63-1 (nanoseconds since 1970)")
     if obj["kind"] not in EVENT_KINDS:
         raise LabError(f"{where}: kind {obj['kind']!r} is not one of {', '.join(EVENT_KINDS)}")
     detail = obj.get("detail", {})
@@ -218,8 +237,16 @@ def _event(path: Path, lineno: int, obj: Any) -> dict[str, Any]:
 def read_events(path: Path) -> pd.DataFrame:
     """events.jsonl as a DataFrame sorted by t_ns (empty when the run has no events file)."""
     rows: list[dict[str, Any]] = []
+    _regular(path)
     if path.is_file():
-        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            line = path.read_bytes()[: err.start].count(b"\n") + 1
+            raise LabError(f"{path}: line {line}: not UTF-8 text (byte {err.start})") from None
+        except OSError as err:
+            raise LabError(f"{path}: cannot read: {err.strerror}") from None
+        for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:

@@ -20,6 +20,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from lab.atomic import write_json
 from lab.config import Lab
 from lab.endpoint import Endpoint, connect
 from lab.errors import LabError
@@ -81,11 +82,15 @@ def choose_accel(mode: str, kernel: Path) -> str:
     version = subprocess.run([QEMU, "--version"], capture_output=True, text=True, check=False).stdout
     key = hashlib.sha256(version.encode() + kernel.read_bytes()).hexdigest()[:16]
     verdicts_file = cache_dir() / "accel.json"
-    verdicts = json.loads(verdicts_file.read_text()) if verdicts_file.exists() else {}
+    try:
+        verdicts = json.loads(verdicts_file.read_text())
+    except (OSError, ValueError):
+        verdicts = {}  # absent or unreadable: probe again
+    verdicts = verdicts if isinstance(verdicts, dict) else {}
     if key not in verdicts:
         with console.status("probing whether KVM can run the lab kernel"):
             verdicts[key] = "kvm" if _kvm_runs(kernel) else "tcg"
-        verdicts_file.write_text(json.dumps(verdicts, indent=2) + "\n")
+        write_json(verdicts_file, verdicts, indent=2)
     return verdicts[key]
 
 
