@@ -168,12 +168,13 @@ def add_box(box: Path, key: str, name: str = BOX_NAME) -> None:
 
 def package(artifacts: Image) -> Path:
     """The lab image as a libvirt box beside it (cached by box_key), added to Vagrant as BOX_NAME."""
-    key = box_key(artifacts.hash, vagrant_public_key())
+    vagrant_pub = vagrant_public_key()
+    key = box_key(artifacts.hash, vagrant_pub)
     dest = Path(artifacts.qcow2).parent / BOX_FILE
     if not dest.exists() or _box_hash(dest) != key:
         disk = dest.with_name(f".box-{os.getpid()}.qcow2")
         try:
-            make_disk(Path(artifacts.qcow2), disk, vagrant_public_key(), _log(key))
+            make_disk(Path(artifacts.qcow2), disk, vagrant_pub, _log(key))
             write_box(disk, key, dest)
         finally:
             disk.unlink(missing_ok=True)
