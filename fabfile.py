@@ -23,10 +23,9 @@ def _lab(lab: str | None, provider: str | None = None) -> Lab:
 
 
 def _connection(model: Lab):
-    from lab.endpoint import connect
-    from lab.providers import get_provider
+    from lab.providers import connect_lab
 
-    return connect(get_provider(model).endpoint())
+    return connect_lab(model)
 
 
 @task(help={"provider": "qemu | vagrant | ssh (default: [vm] provider in lab.toml)",
@@ -46,12 +45,10 @@ def image(c, provider=None, force=False, lab=None):
 @cli_guard
 def up(c, provider=None, lab=None):
     """Bring the lab VM up (building the image when needed) and wait for SSH."""
-    from lab.providers import get_provider, remember_provider
+    from lab.providers import bring_up
 
-    model = _lab(lab, provider)
     with lab_lock("up"):
-        endpoint = get_provider(model).up()
-    remember_provider(provider)
+        endpoint = bring_up(_lab(lab, provider))
     print(f"lab is up: ssh -p {endpoint.port} -i {endpoint.key} -o StrictHostKeyChecking=no "
           f"-o UserKnownHostsFile=/dev/null {endpoint.user}@{endpoint.host}")
 
@@ -60,12 +57,10 @@ def up(c, provider=None, lab=None):
 @cli_guard
 def down(c, provider=None, lab=None):
     """Stop the lab VM and everything the provider started for it."""
-    from lab.providers import get_provider, remember_provider
+    from lab.providers import take_down
 
-    model = _lab(lab, provider)
     with lab_lock("down"):
-        get_provider(model).down()
-    remember_provider(None)
+        take_down(_lab(lab, provider))
 
 
 @task(positional=["cmd"], help={"cmd": "command to run in the lab VM", "lab": "lab file"})

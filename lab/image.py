@@ -39,7 +39,6 @@ from lab.image_steps import console, require_tools, run_step
 from lab.state import cache_dir
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-VAGRANT_KEY_GLOB = "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub"
 
 # Host tools the build runs, and the Debian package that provides each.
 TOOLS = {
@@ -81,15 +80,6 @@ def check_tools() -> None:
         raise LabError("image build needs root (mmdebstrap chroot, loop device for GRUB); run it as root")
 
 
-def vagrant_public_key() -> bytes:
-    """Vagrant's well-known insecure public key, from the host's vagrant package."""
-    found = sorted(Path("/").glob(VAGRANT_KEY_GLOB.lstrip("/")))
-    if not found:
-        raise LabError("image build needs Vagrant's insecure public key (for the vagrant user); "
-                       "install it: apt-get install vagrant")
-    return found[-1].read_bytes()
-
-
 def _artifacts(key: str, directory: Path, disk: str) -> ImageArtifacts | None:
     paths = ImageArtifacts(key, directory / disk, directory / "vmlinuz", directory / "initrd.img")
     complete = all(p.is_file() for p in (paths.qcow2, paths.kernel, paths.initrd))
@@ -98,8 +88,7 @@ def _artifacts(key: str, directory: Path, disk: str) -> ImageArtifacts | None:
 
 def cached_image() -> ImageArtifacts | None:
     """The image for the current inputs when it is already built, else None (never builds)."""
-    base = base_key(vagrant_public_key())
-    key = image_key(base)
+    key = image_key(base_key())
     return _artifacts(key, cache_dir() / "images" / key, "dnslab.qcow2")
 
 
@@ -217,13 +206,11 @@ def _log(name: str, key: str) -> Path:
     return log
 
 
-def _build_base(key: str, vagrant_pub: bytes) -> ImageArtifacts:
+def _build_base(key: str) -> ImageArtifacts:
     final = cache_dir() / "base" / key
     log = _log("base", key)
     with _staging(final) as tmp:
-        pub = tmp / "vagrant.pub"
-        pub.write_bytes(vagrant_pub)
-        env = {"DNSLAB_VAGRANT_PUBKEY": str(pub), "DNSLAB_PIP_PACKAGES": " ".join(PIP_PACKAGES)}
+        env = {"DNSLAB_PIP_PACKAGES": " ".join(PIP_PACKAGES)}
         if HOST_CA_BUNDLE.is_file():
             env["DNSLAB_PIP_CERT"] = str(HOST_CA_BUNDLE)
         rootfs = tmp / "rootfs"
@@ -235,7 +222,6 @@ def _build_base(key: str, vagrant_pub: bytes) -> ImageArtifacts:
                      ["sh", str(BASE_DIR / "mkdisk.sh"), str(rootfs), str(tmp), str(DISK_MIB)], log)
         finally:
             remove_tree(rootfs)
-        pub.unlink()
     built = _artifacts(key, final, "base.qcow2")
     if built is None:
         raise LabError(f"image build: stage 2 left no base.qcow2/vmlinuz/initrd.img in {final}; log: {log}",
@@ -280,8 +266,7 @@ def _build_layer(key: str, base: ImageArtifacts, lab: Lab) -> ImageArtifacts:
 
 def build(lab: Lab, force: bool = False, box: bool = False) -> ImageArtifacts:
     """The lab image for the current inputs: from the cache, or built (stages 1-3, then the box)."""
-    vagrant_pub = vagrant_public_key()
-    base = base_key(vagrant_pub)
+    base = base_key()
     key = image_key(base)
     with _locked("image"):
         image = None if force else _artifacts(key, cache_dir() / "images" / key, "dnslab.qcow2")
@@ -293,7 +278,7 @@ def build(lab: Lab, force: bool = False, box: bool = False) -> ImageArtifacts:
             start = time.monotonic()
             base_image = None if force else _artifacts(base, cache_dir() / "base" / base, "base.qcow2")
             if base_image is None:
-                base_image = _build_base(base, vagrant_pub)
+                base_image = _build_base(base)
             else:
                 console.print(f"[green]✓[/] stages 1-2: base image cached [dim]({base[:16]})[/]")
             image = _build_layer(key, base_image, lab)
@@ -304,9 +289,6 @@ def build(lab: Lab, force: bool = False, box: bool = False) -> ImageArtifacts:
 
 
 def _with_box(image: ImageArtifacts) -> ImageArtifacts:
-    try:
-        from lab.box import package
-    except ImportError as err:
-        raise LabError(f"the Vagrant box needs lab.box.package (lab/box.py), which is missing: {err}") \
-            from err
+    from lab.box import package
+
     return ImageArtifacts(image.hash, image.qcow2, image.kernel, image.initrd, box=package(image))

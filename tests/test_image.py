@@ -60,8 +60,7 @@ def test_hash_inputs_changes_with_content_path_and_extra(tmp_path, monkeypatch):
 def test_image_key_depends_on_base_key_and_is_stable():
     assert image_recipe.image_key("a" * 64) == image_recipe.image_key("a" * 64)
     assert image_recipe.image_key("a" * 64) != image_recipe.image_key("b" * 64)
-    pub = b"ssh-rsa AAAA vagrant"
-    assert image_recipe.base_key(pub) == image_recipe.base_key(pub) != image_recipe.base_key(pub + b"x")
+    assert image_recipe.base_key() == image_recipe.base_key()
 
 
 def test_staging_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
@@ -163,10 +162,9 @@ def test_the_next_build_clears_what_a_killed_build_left(killed_build, tmp_path, 
     busy.mkdir()
     user = subprocess.Popen(["sleep", "60"], cwd=busy)  # a build that still runs there: kept
     monkeypatch.setenv("DNSLAB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(image, "vagrant_public_key", lambda: b"ssh-ed25519 AAAA test")
     monkeypatch.setattr(image, "check_tools", lambda: None)
     built = image.ImageArtifacts("k", tmp_path / "d.qcow2", tmp_path / "k", tmp_path / "i")
-    monkeypatch.setattr(image, "_build_base", lambda key, pub: built)
+    monkeypatch.setattr(image, "_build_base", lambda key: built)
     monkeypatch.setattr(image, "_build_layer", lambda key, base, lab: built)
     try:
         assert image.build(None, force=True) is built

@@ -27,8 +27,8 @@ from lab.errors import LabError
 from lab.image import ImageArtifacts
 from lab.image_recipe import KERNEL_CMDLINE
 from lab.image_steps import console, last_lines, require_tools
-from lab.providers.base import NOT_UP, ssh_problem
-from lab.state import cache_dir, state_dir, sub
+from lab.providers.base import not_up, ssh_problem
+from lab.state import cache_dir, ensure_key, state_dir
 
 QEMU = "qemu-system-x86_64"
 TOOLS = {QEMU: "qemu-system-x86", "qemu-img": "qemu-utils", "ssh-keygen": "openssh-client"}
@@ -107,15 +107,6 @@ def create_overlay(image: ImageArtifacts, overlay: Path) -> None:
                     str(overlay)], check=True, stdin=subprocess.DEVNULL)
 
 
-def ensure_key() -> Path:
-    """The lab's SSH key, state_dir()/ssh/id_ed25519, generated at first use."""
-    key = sub("ssh") / "id_ed25519"
-    if not key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dnslab", "-f", str(key)],
-                       check=True, stdin=subprocess.DEVNULL)
-    return key
-
-
 class QemuProvider:
     """The lab VM under qemu, with its state in state_dir()/vm/."""
 
@@ -145,7 +136,7 @@ class QemuProvider:
     def endpoint(self) -> Endpoint:
         pid = self.pid()
         if pid is None:
-            raise LabError(NOT_UP)
+            raise LabError(not_up(self.name, f"no qemu of {self.overlay}"))
         if not self.endpoint_file.exists():
             raise LabError(f"lab is still booting (qemu pid {pid}); wait for `fab up` to finish")
         return Endpoint.from_json(self.endpoint_file.read_text())
