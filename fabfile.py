@@ -9,6 +9,7 @@ from fabric import task
 
 from lab.config import Lab, lab_path, load_lab
 from lab.errors import LabError, cli_guard
+from lab.runlock import lab_lock
 
 
 def _lab(lab: str | None, provider: str | None = None) -> Lab:
@@ -22,10 +23,9 @@ def _lab(lab: str | None, provider: str | None = None) -> Lab:
 
 
 def _connection(model: Lab):
-    from lab.endpoint import connect
-    from lab.providers import get_provider
+    from lab.providers import connect_lab
 
-    return connect(get_provider(model).endpoint())
+    return connect_lab(model)
 
 
 @task(help={"provider": "qemu | vagrant | ssh (default: [vm] provider in lab.toml)",
@@ -45,11 +45,10 @@ def image(c, provider=None, force=False, lab=None):
 @cli_guard
 def up(c, provider=None, lab=None):
     """Bring the lab VM up (building the image when needed) and wait for SSH."""
-    from lab.providers import get_provider, remember_provider
+    from lab.providers import bring_up
 
-    model = _lab(lab, provider)
-    endpoint = get_provider(model).up()
-    remember_provider(provider)
+    with lab_lock("up"):
+        endpoint = bring_up(_lab(lab, provider))
     print(f"lab is up: ssh -p {endpoint.port} -i {endpoint.key} -o StrictHostKeyChecking=no "
           f"-o UserKnownHostsFile=/dev/null {endpoint.user}@{endpoint.host}")
 
@@ -58,10 +57,10 @@ def up(c, provider=None, lab=None):
 @cli_guard
 def down(c, provider=None, lab=None):
     """Stop the lab VM and everything the provider started for it."""
-    from lab.providers import get_provider, remember_provider
+    from lab.providers import take_down
 
-    get_provider(_lab(lab, provider)).down()
-    remember_provider(None)
+    with lab_lock("down"):
+        take_down(_lab(lab, provider))
 
 
 @task(positional=["cmd"], help={"cmd": "command to run in the lab VM", "lab": "lab file"})
@@ -118,17 +117,18 @@ def teardown(c, lab=None):
         raise SystemExit(1)
 
 
-@task(help={"seconds": "how long to load", "rate": "queries/s (default: [load] rate)",
-            "lab": "lab file"})
+@task(help={"seconds": "how long to load (default 30; may be fractional)",
+            "rate": "queries/s (default: [load] rate; 0: closed model)", "lab": "lab file"})
 @cli_guard
-def load(c, seconds=30, rate=None, lab=None):
+def load(c, seconds=None, rate=None, lab=None):
     """Run the Locust DNS user against the VIP from the client namespace; keep the records."""
     from chaos.runner import run_load_only
+    from lab.config import option_number
 
+    length = option_number("fab load --seconds", 30 if seconds is None else seconds)
+    qps = None if rate is None else option_number("fab load --rate", rate, zero=True)
     model = _lab(lab)
-    run_dir = run_load_only(model, _connection(model), seconds=float(seconds),
-                            rate=float(rate) if rate is not None else None)
-    print(run_dir)
+    print(run_load_only(model, _connection(model), seconds=length, rate=qps))
 
 
 @task(help={"experiment": "experiment name (chaos/experiments/NAME.yaml) or a file path",
@@ -136,9 +136,11 @@ def load(c, seconds=30, rate=None, lab=None):
 @cli_guard
 def chaos(c, experiment="kill-one", lab=None):
     """Run one chaos experiment while load runs; write reports/runs/<run-id>/."""
+    from chaos.experiment import prepare
     from chaos.runner import run_experiment
 
     model = _lab(lab)
+    prepare(experiment, model)  # a bad experiment file fails here, before the lab is touched
     run_dir = run_experiment(model, _connection(model), experiment)
     print(run_dir)
 

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.config import Lab, with_overrides
+from chaos.values import route_tokens
+from lab.config import SYSCTL_RE, Lab, sysctl_value, with_overrides
 from lab.errors import LabError
 
 
@@ -61,6 +62,9 @@ class Outcome:
                 "detail": self.detail}
 
 
+_q = shlex.quote  # every value in a command line is quoted: these scripts run as root
+
+
 class ActionError(LabError):
     """An action's command failed on the target."""
 
@@ -77,15 +81,21 @@ def _run(t: Target, script: str) -> tuple[int, str]:
 
 
 def _pid_script(t: Target, unit: str) -> str:
-    lookup = t.layout.main_pid.format(unit=unit)
+    lookup = _main_pid(t, unit)
     return (f"pid=$({lookup}); case \"$pid\" in ''|0|*[!0-9]*) "
-            f"echo 'no running process for {unit}' >&2; exit 3;; esac")
+            f"echo {_q(f'no running process for {unit}')} >&2; exit 3;; esac")
+
+
+def _main_pid(t: Target, unit: str) -> str:
+    """The layout's command printing a unit's main PID (`unit` is shell-quoted, as everywhere here)."""
+    return t.layout.main_pid.format(unit=unit)
 
 
 def _resolver(t: Target, name: str) -> tuple[str, dict[str, Any]]:
+    """(the resolver's unit name, shell-quoted; the event detail naming its real server)."""
     r = t.lab.resolver(name)
-    return t.layout.resolver_unit.format(name=name), {"real_server": r.real_server,
-                                                        "address": str(r.address)}
+    return _q(t.layout.resolver_unit.format(name=name)), {"real_server": r.real_server,
+                                                                     "address": str(r.address)}
 
 
 # The fault's instant from bash itself, right before the act: `date` would add its own exit (10-40 ms
@@ -120,7 +130,7 @@ def stop_resolver(t: Target, resolver: str) -> Outcome:
 def cont_resolver(t: Target, resolver: str) -> Outcome:
     """SIGCONT the resolver (ends a SIGSTOP). A no-op on a running process."""
     unit, detail = _resolver(t, resolver)
-    lookup = t.layout.main_pid.format(unit=unit)
+    lookup = _main_pid(t, unit)
     t_ns, _ = _run(t, f"pid=$({lookup}); date +%s%N; [ \"${{pid:-0}}\" -gt 0 ] && kill -CONT $pid || true")
     return Outcome(t_ns, "cont_resolver", resolver, {**detail, "signal": "CONT"})
 
@@ -135,7 +145,7 @@ def restart_resolver(t: Target, resolver: str) -> Outcome:
 def start_resolver(t: Target, resolver: str) -> Outcome:
     """Make sure the resolver runs and is not stopped: SIGCONT it, start its unit when inactive."""
     unit, detail = _resolver(t, resolver)
-    lookup = t.layout.main_pid.format(unit=unit)
+    lookup = _main_pid(t, unit)
     t_ns, _ = _run(t, f"pid=$({lookup}); date +%s%N; [ \"${{pid:-0}}\" -gt 0 ] && kill -CONT $pid; "
                       f"systemctl is-active -q {unit} || systemctl restart {unit}")
     return Outcome(t_ns, "start_resolver", resolver, detail)
@@ -155,44 +165,63 @@ def _iface(t: Target, resolver: str) -> tuple[str, str]:
     """(netns, interface) holding the resolver's address."""
     ns = t.layout.resolver_netns.format(name=resolver)
     addr = str(t.lab.resolver(resolver).address)
-    res = t.conn.run(f"ip -n {ns} -o -4 addr show", warn=True, hide=True)
+    res = t.conn.run(f"ip -n {_q(ns)} -o -4 addr show", warn=True, hide=True)
     for line in res.stdout.splitlines():
         fields = line.split()
         if len(fields) > 3 and fields[3].split("/")[0] == addr:
             return ns, fields[1].split("@")[0]
-    raise ActionError(f"no interface with {addr} in netns {ns}; is the lab deployed (`fab deploy`)?",
+    raise ActionError(f"no interface with {addr} in netns {_q(ns)}; is the lab deployed (`fab deploy`)?",
                       exit_code=1)
 
 
 def link_down(t: Target, resolver: str) -> Outcome:
     """Take the resolver's interface down in its namespace (network loss). Keeps its routes for undo."""
     ns, dev = _iface(t, resolver)
-    routes = t.conn.run(f"ip -n {ns} -4 route show dev {dev}", warn=True, hide=True).stdout.splitlines()
+    listed = t.conn.run(f"ip -n {_q(ns)} -4 route show dev {_q(dev)}", warn=True, hide=True).stdout
+    routes = [" ".join(route_tokens(r)) for r in listed.splitlines() if r.strip() and _is_route(r)]
     _, detail = _resolver(t, resolver)
-    t_ns, _ = _run(t, f"date +%s%N; ip -n {ns} link set {dev} down")
+    t_ns, _ = _run(t, f"date +%s%N; ip -n {_q(ns)} link set {_q(dev)} down")
     return Outcome(t_ns, "link_down", resolver, {**detail, "dev": dev},
-                   (Undo("link_up", {"resolver": resolver, "routes": [r for r in routes if r.strip()]}),))
+                   (Undo("link_up", {"resolver": resolver, "routes": routes}),))
+
+
+def _is_route(text: str) -> bool:
+    try:
+        route_tokens(text)
+    except ValueError:
+        return False
+    return True
 
 
 def link_up(t: Target, resolver: str, routes: list[str] | None = None) -> Outcome:
-    """Bring the resolver's interface up and put back the routes it had (idempotent)."""
+    """Bring the resolver's interface up and put back the routes it had (idempotent).
+
+    Each route is checked word by word (`chaos.values.route_tokens`) and every word is quoted."""
+    try:
+        checked = [route_tokens(r) for r in routes or ()]
+    except ValueError as err:
+        raise ActionError(f"link_up {resolver}: {err}", exit_code=1) from None
     ns, dev = _iface(t, resolver)
     _, detail = _resolver(t, resolver)
-    restore = "".join(f"; ip -n {ns} route replace {r.strip()} dev {dev}" for r in routes or ())
-    t_ns, _ = _run(t, f"date +%s%N; ip -n {ns} link set {dev} up{restore}")
+    restore = "".join(f"; ip -n {_q(ns)} route replace {' '.join(map(_q, words))} dev {_q(dev)}"
+                      for words in checked)
+    t_ns, _ = _run(t, f"date +%s%N; ip -n {_q(ns)} link set {_q(dev)} up{restore}")
     return Outcome(t_ns, "link_up", resolver, {**detail, "dev": dev})
 
 
 def netem(t: Target, resolver: str, delay_ms: float = 0.0, loss_pct: float = 0.0,
           jitter_ms: float = 0.0) -> Outcome:
     """Add delay and/or loss to everything the resolver sends (netem on its interface)."""
+    delay_ms, loss_pct, jitter_ms = (_number(x, name) for x, name in (
+        (delay_ms, "delay_ms"), (loss_pct, "loss_pct"), (jitter_ms, "jitter_ms")))
     ns, dev = _iface(t, resolver)
     _, detail = _resolver(t, resolver)
-    spec = f"delay {delay_ms}ms {jitter_ms}ms loss {loss_pct}%" if jitter_ms else \
-        f"delay {delay_ms}ms loss {loss_pct}%"
-    t_ns, _ = _run(t, f"date +%s%N; tc -n {ns} qdisc replace dev {dev} root netem {spec}")
+    spec = f"delay {delay_ms:g}ms {jitter_ms:g}ms loss {loss_pct:g}%" if jitter_ms else \
+        f"delay {delay_ms:g}ms loss {loss_pct:g}%"
+    t_ns, _ = _run(t, f"date +%s%N; tc -n {_q(ns)} qdisc replace dev {_q(dev)} root netem {spec}")
     return Outcome(t_ns, "netem", resolver,
-                   {**detail, "dev": dev, "delay_ms": delay_ms, "loss_pct": loss_pct, "jitter_ms": jitter_ms},
+                   {**detail, "dev": dev, "delay_ms": delay_ms, "loss_pct": loss_pct,
+                    "jitter_ms": jitter_ms},
                    (Undo("netem_clear", {"resolver": resolver}),))
 
 
@@ -200,20 +229,27 @@ def netem_clear(t: Target, resolver: str) -> Outcome:
     """Remove any netem qdisc from the resolver's interface (idempotent)."""
     ns, dev = _iface(t, resolver)
     _, detail = _resolver(t, resolver)
-    t_ns, _ = _run(t, f"date +%s%N; tc -n {ns} qdisc del dev {dev} root 2>/dev/null || true")
+    t_ns, _ = _run(t, f"date +%s%N; tc -n {_q(ns)} qdisc del dev {_q(dev)} root 2>/dev/null || true")
     return Outcome(t_ns, "netem_clear", resolver, {**detail, "dev": dev})
 
 
 # --- director ---------------------------------------------------------------------------------------
 
+def _number(value: Any, name: str) -> float:
+    """A finite number >= 0 for a command line (experiment files are checked; direct calls too)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise ActionError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 def _director(t: Target, cmd: str) -> str:
     ns = t.lab.network.director_netns
-    return f"ip netns exec {ns} {cmd}" if ns else cmd
+    return f"ip netns exec {_q(ns)} {cmd}" if ns else cmd
 
 
 def kill_keepalived(t: Target) -> Outcome:
     """SIGKILL Keepalived's main process: the IPVS table stays as it was, nobody checks any more."""
-    unit = t.layout.keepalived_unit
+    unit = _q(t.layout.keepalived_unit)
     t_ns, _ = _run(t, f"{_pid_script(t, unit)}; date +%s%N; kill -KILL $pid")
     return Outcome(t_ns, "kill_keepalived", "keepalived", {"signal": "KILL"},
                    (Undo("start_keepalived"),))
@@ -221,29 +257,32 @@ def kill_keepalived(t: Target) -> Outcome:
 
 def restart_keepalived(t: Target) -> Outcome:
     """`systemctl restart` Keepalived."""
-    t_ns, _ = _run(t, f"date +%s%N; systemctl restart {t.layout.keepalived_unit}")
+    t_ns, _ = _run(t, f"date +%s%N; systemctl restart {_q(t.layout.keepalived_unit)}")
     return Outcome(t_ns, "restart_keepalived", "keepalived", {})
 
 
 def start_keepalived(t: Target) -> Outcome:
     """Make sure Keepalived runs (idempotent)."""
-    unit = t.layout.keepalived_unit
+    unit = _q(t.layout.keepalived_unit)
     t_ns, _ = _run(t, f"date +%s%N; systemctl is-active -q {unit} || systemctl restart {unit}")
     return Outcome(t_ns, "start_keepalived", "keepalived", {})
 
 
 def reload_keepalived(t: Target) -> Outcome:
     """SIGHUP Keepalived: it rereads its configuration and reconciles the IPVS table."""
-    unit = t.layout.keepalived_unit
+    unit = _q(t.layout.keepalived_unit)
     t_ns, _ = _run(t, f"{_pid_script(t, unit)}; date +%s%N; kill -HUP $pid")
     return Outcome(t_ns, "reload_keepalived", "keepalived", {"signal": "HUP"})
 
 
 def set_sysctl(t: Target, name: str, value: str | int) -> Outcome:
     """Set a sysctl in the director's namespace; the undo puts the previous value back."""
-    key = shlex.quote(str(name))
+    text = sysctl_value(value)
+    if not SYSCTL_RE.fullmatch(str(name)) or text is None:
+        raise ActionError(f"set_sysctl: not a net.* sysctl name and value: {name!r} = {value!r}")
+    key, setting = _q(name), _q(f"{name}={text}")
     t_ns, out = _run(t, f"prev=$({_director(t, f'sysctl -n {key}')}); date +%s%N; echo \"$prev\"; "
-                        f"{_director(t, f'sysctl -q -w {key}={shlex.quote(str(value))}')}")
+                        f"{_director(t, f'sysctl -q -w {setting}')}")
     previous = out.strip()
     return Outcome(t_ns, "set_sysctl", "director",
                    {"name": name, "value": str(value), "previous": previous, "netns": _ns_name(t)},

@@ -28,6 +28,7 @@ Shape (Chaos Toolkit keys, plus dnslab's timing in `configuration`):
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,8 @@ from typing import Any
 
 import yaml
 
-from lab.config import SYSCTL_RE, Lab, with_overrides
+from chaos.values import argument_problems, route_tokens
+from lab.config import SYSCTL_RE, Lab, check_id, sysctl_value, with_overrides
 from lab.errors import LabError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
@@ -140,13 +142,22 @@ def available() -> list[str]:
 def load_experiment(name: str, lab: Lab) -> Experiment:
     """Read, parse and validate an experiment against the lab it will run on."""
     path = experiment_path(name)
+    try:
+        check_id(path.stem, "experiment name")
+    except LabError as err:
+        raise LabError(f"{path}: {err}; rename the file") from None
     data, lines = read_yaml(path)
     return parse_experiment(data, lab, source=str(path), lines=lines, name=path.stem)
 
 
 def read_yaml(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
     """The YAML document and the line number of every key path in it."""
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise LabError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except OSError as err:
+        raise LabError(f"{path}: cannot read: {err.strerror}") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -196,8 +207,8 @@ class _Where:
         return value
 
     def number(self, value: Any, path: tuple[Any, ...], *, zero: bool = True) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (
-                value == 0 and not zero):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                or value < 0 or (value == 0 and not zero):
             raise self.error(path, f"must be a number {'>= 0' if zero else '> 0'}, got {value!r}")
         return float(value)
 
@@ -298,6 +309,8 @@ def _provider(w: _Where, value: Any, path: tuple[Any, ...]) -> Call:
         inspect.signature(funcs[(module, func)]).bind(None, **arguments)
     except TypeError as err:
         raise w.error(path + ("arguments",), f"{func}: {err}") from None
+    for key, problem in argument_problems(funcs[(module, func)], arguments).items():
+        raise w.error(path + ("arguments", key), f"{func}: {problem}")
     return Call(module=module, func=func, arguments=dict(arguments))
 
 
@@ -309,8 +322,18 @@ def _check_targets(w: _Where, call: Call, path: tuple[Any, ...], lab: Lab) -> No
         if args["resolver"] not in names:
             raise w.error(path + ("arguments", "resolver"),
                           f"no resolver named {args['resolver']!r}; the lab has {', '.join(names)}")
-    if call.func == "set_sysctl" and not SYSCTL_RE.match(str(args.get("name", ""))):
+    if call.func == "set_sysctl" and not SYSCTL_RE.fullmatch(str(args.get("name", ""))):
         raise w.error(path + ("arguments", "name"), f"not a net.* sysctl name: {args.get('name')!r}")
+    if call.func == "set_sysctl" and sysctl_value(args.get("value")) is None:
+        raise w.error(path + ("arguments", "value"), "must be an integer, integers separated by spaces "
+                      f"or one word of A-Z a-z 0-9 _ . -, got {args.get('value')!r}")
+    if call.func == "netem" and args.get("loss_pct", 0) > 100:
+        raise w.error(path + ("arguments", "loss_pct"), f"must be at most 100, got {args['loss_pct']!r}")
+    for i, route in enumerate(args.get("routes") or () if call.func == "link_up" else ()):
+        try:
+            route_tokens(route)
+        except ValueError as err:
+            raise w.error(path + ("arguments", "routes", i), str(err)) from None
     if call.func == "switch_check":
         try:
             with_overrides(lab, {"check": dict(args)})
@@ -356,7 +379,8 @@ def _tolerance(w: _Where, value: Any, path: tuple[Any, ...], lab: Lab) -> Tolera
         raise w.error(path + ("provider", "module"), "steady-state probes come from chaos.probes")
     tol = p.get("tolerance")
     if (not isinstance(tol, list) or len(tol) != 2
-            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in tol)
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+                       for x in tol)
             or tol[0] > tol[1]):
         raise w.error(path + ("tolerance",), f"must be a range [low, high], got {tol!r}")
     return Tolerance(name=str(p.get("name", call.func)), call=call, low=float(tol[0]), high=float(tol[1]))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.experiment import EXPERIMENTS_DIR, prepare, read_yaml
+from lab.atomic import write_json
 from lab.config import Lab, merge
 from lab.errors import LabError
 from lab.state import runs_dir
@@ -142,6 +143,13 @@ def run_matrix(lab: Lab, conn: Any, suite: str, *, out_dir: Path | None = None) 
 
     Given the `out_dir` of an interrupted run of the same suite, its completed cells are kept and
     only the others run."""
+    from lab.runlock import lab_lock
+
+    with lab_lock(f"matrix {suite}"):
+        return _run_matrix(lab, conn, suite, out_dir)
+
+
+def _run_matrix(lab: Lab, conn: Any, suite: str, out_dir: Path | None) -> Path:
     from chaos.runner import console, run_experiment
     from lab.deploy import deploy
 
@@ -178,7 +186,7 @@ def run_matrix(lab: Lab, conn: Any, suite: str, *, out_dir: Path | None = None) 
                 entry.update(status="failed", error=str(err))
                 console.print(f"[red]cell failed: {err}[/]")
             done.append(entry)
-            (out_dir / "matrix.json").write_text(json.dumps({"suite": suite, "cells": done}, indent=1) + "\n")
+            write_json(out_dir / "matrix.json", {"suite": suite, "cells": done})
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -186,7 +194,7 @@ def run_matrix(lab: Lab, conn: Any, suite: str, *, out_dir: Path | None = None) 
         deploy(lab, conn, console=console, verbose=False)
     runs = list(dict.fromkeys(c["run_dir"] for c in done
                               if c.get("run_dir") and (Path(c["run_dir"]) / "queries.csv").is_file()))
-    (out_dir / "matrix.json").write_text(json.dumps({"suite": suite, "cells": done}, indent=1) + "\n")
+    write_json(out_dir / "matrix.json", {"suite": suite, "cells": done})
     if interrupted:
         raise KeyboardInterrupt
     if not runs:

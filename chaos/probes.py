@@ -59,8 +59,8 @@ def run_guest_script(conn: Any, script: str, args: str = "", netns: str | None =
     """Upload a stdlib-only Python file, run it as root in the guest (in `netns`), return its JSON output."""
     remote = f"/var/tmp/dnslab-{Path(script).stem}.py"
     conn.put(script, remote)
-    prefix = f"ip netns exec {netns} " if netns else ""
-    res = conn.run(f"{prefix}python3 {remote} {args}".rstrip(), hide=True, warn=True)
+    prefix = f"ip netns exec {shlex.quote(netns)} " if netns else ""
+    res = conn.run(f"{prefix}python3 {shlex.quote(remote)} {args}".rstrip(), hide=True, warn=True)
     if res.exited != 0:
         raise LabError(f"{what} failed in the guest: {' '.join(res.stderr.split())[:300]}", 1)
     return json.loads(res.stdout)
@@ -71,7 +71,8 @@ def run_guest_script(conn: Any, script: str, args: str = "", netns: str | None =
 def start_background(conn: Any, command: str, pidfile: str, log: str, netns: str | None = None) -> None:
     """Start `command` detached (setsid) in the guest, optionally in a netns; its PID goes to pidfile."""
     inner = f"echo $$ > {shlex.quote(pidfile)}; exec {command}"
-    wrapped = f"ip netns exec {netns} sh -c {shlex.quote(inner)}" if netns else f"sh -c {shlex.quote(inner)}"
+    wrapped = (f"ip netns exec {shlex.quote(netns)} sh -c {shlex.quote(inner)}" if netns
+               else f"sh -c {shlex.quote(inner)}")
     conn.run(f"setsid {wrapped} > {shlex.quote(log)} 2>&1 < /dev/null &", hide=True)
 
 
@@ -89,7 +90,8 @@ def start_sampler(conn: Any, lab: Lab, remote_dir: str, hz: float = 20.0) -> str
     script = f"{remote_dir}/ipvs_sampler.py"
     conn.put(str(SAMPLER), script)
     pidfile = f"{remote_dir}/sampler.pid"
-    start_background(conn, f"{GUEST_PYTHON} {script} {remote_dir}/ipvs.csv --hz {hz}",
+    start_background(conn, f"{GUEST_PYTHON} {shlex.quote(script)} {shlex.quote(remote_dir + '/ipvs.csv')} "
+                     f"--hz {float(hz):g}",
                      pidfile, f"{remote_dir}/sampler.log", lab.network.director_netns)
     return pidfile
 
@@ -127,8 +129,8 @@ def read_detect_events(path: Path) -> list[dict[str, Any]]:
 def keepalived_log(conn: Any, start_ns: int, end_ns: int, unit: str = "dnslab-keepalived.service") -> str:
     """Keepalived's journal lines from start_ns to end_ns (guest clock), one per line."""
     since, until = start_ns // 10**9 - 1, end_ns // 10**9 + 2
-    res = conn.run(f"journalctl -u {unit} --since @{since} --until @{until} -o short-iso-precise --no-pager",
-                   warn=True, hide=True)
+    res = conn.run(f"journalctl -u {shlex.quote(unit)} --since @{since} --until @{until} "
+                   "-o short-iso-precise --no-pager", warn=True, hide=True)
     return res.stdout
 
 

@@ -10,6 +10,7 @@ records before and after the method -> events.jsonl, journal.json, meta.json.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import signal
 import subprocess
@@ -28,8 +29,10 @@ from chaos import actions, probes
 from chaos.experiment import Activity, Experiment, Timing, prepare
 from chaos.journal import Journal, activity_dict, utc_iso
 from chaos.timeline import Phases, Step, phases, schedule
-from lab.config import Lab, flatten, merge
+from lab.atomic import write_atomic, write_json
+from lab.config import Lab, check_id, flatten, merge
 from lab.errors import LabError
+from lab.runlock import lab_lock
 from lab.state import runs_dir
 
 GUEST_RUNS = "/var/tmp/dnslab/runs"
@@ -83,33 +86,50 @@ class Run:
     status: str = "completed"
     errors: list[str] = field(default_factory=list)
     windows: dict[str, list[int]] = field(default_factory=dict)
+    query_rows: int | None = None  # rows the merge wrote to queries.csv (meta.json `queries_rows`)
 
     def __post_init__(self) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        self.run_id = self.run_id or f"{stamp}-{self.exp.name}"
-        self.dir = runs_dir() / self.run_id
-        n = 1
-        while self.dir.exists():
-            n += 1
-            self.dir = runs_dir() / f"{self.run_id}-{n}"
-        self.run_id = self.dir.name
-        self.remote = f"{GUEST_RUNS}/{self.run_id}"
+        self.run_id = check_id(self.run_id or f"{stamp}-{self.exp.name}", "run id")
+        self._name_dir(self.run_id)
         self.target = actions.Target(self.conn, self.lab)
         self.journal = Journal(experiment=dict(self.exp.raw) or {"title": self.exp.title})
         self.steps = schedule(self.exp.method)
         t = self.exp.timing
         self.phases: Phases = phases(t.warmup_s, t.steady_s, t.recover_s, self.steps)
 
+    def _name_dir(self, run_id: str) -> None:
+        """The run directory: runs/<run_id>, or runs/<run_id>-N when that exists; the guest's twin."""
+        self.dir = runs_dir() / run_id
+        n = 1
+        while self.dir.exists():
+            n += 1
+            self.dir = runs_dir() / f"{run_id}-{n}"
+        self.run_id = self.dir.name
+        self.remote = f"{GUEST_RUNS}/{self.run_id}"
+
     # --- the sequence ---------------------------------------------------------------------------------
 
     def execute(self) -> Path:
-        """Deploy, load, fault, recover, roll back, collect. Always rolls back and keeps the data."""
-        self.dir.mkdir(parents=True)
+        """Deploy, load, fault, recover, roll back, collect. Always rolls back and keeps the data.
+
+        Holds the lab's lock (one run at a time). The run directory is made only once the lab is
+        healthy: a run that never started leaves none."""
+        with lab_lock(f"run {self.exp.name}"):
+            return self._execute()
+
+    def _execute(self) -> Path:
         console.print(f"[bold]{self.exp.title}[/] -> {self.dir}")
         self.deploy()
         before = probes.wait_healthy(self.conn, self.lab, HEALTH_TIMEOUT_S)
         if not before["ok"]:
             raise LabError(f"the lab is not healthy before the experiment: {before}; run `fab status`", 1)
+        while True:  # another lab's run may have taken the name since (runs/ is shared)
+            try:
+                self.dir.mkdir(parents=True)
+                break
+            except FileExistsError:
+                self._name_dir(self.dir.name)
         interrupted = False
         unexpected: Exception | None = None
         try:
@@ -164,7 +184,7 @@ class Run:
             f.write(json.dumps(event) + "\n")
 
     def start_probes(self) -> None:
-        self.conn.run(f"mkdir -p {self.remote}/records", hide=True)
+        self.conn.run(f"mkdir -p {shlex.quote(self.remote)}/records", hide=True)
         probes.start_sampler(self.conn, self.lab, self.remote)
         probes.start_notify_reader(self.conn, self.lab, self.remote)
         if self.exp.uses_load:
@@ -174,17 +194,16 @@ class Run:
         self.note("load_start" if self.exp.uses_load else "start")
 
     def locust_command(self) -> str:
-        ld = self.lab.load
-        run_time = int(self.phases.end + 120)
+        """Locust in the client namespace with the lab's [load] settings (their flags: loadtest/knobs.py)."""
+        from dataclasses import asdict
+
+        from loadtest.knobs import locust_arguments
+
+        values = {**asdict(self.lab.load), "nameservers": self.lab.nameserver_addresses()}
         args = [
             LOCUST, "-f", LOCUSTFILE, "--headless", "--only-summary", "--loglevel", "WARNING",
-            "--host", str(self.lab.network.vip), "-u", str(ld.users), "-r", str(ld.users),
-            "--run-time", f"{run_time}s", "--dns-rate", f"{ld.rate:g}",
-            "--dns-timeout-ms", f"{ld.timeout_ms:g}",
-            "--dns-retries", str(ld.retries), "--dns-tcp-share", f"{ld.tcp_share:g}",
-            "--dns-who-share", f"{ld.who_share:g}", "--dns-socket-mode", ld.socket_mode,
-            "--dns-window", str(ld.window),
-            "--dns-records", f"{self.remote}/records",
+            "--host", str(self.lab.network.vip), "--run-time", f"{int(self.phases.end + 120)}s",
+            *locust_arguments(values), "--dns-records", f"{self.remote}/records",
         ]
         return "env PYTHONPATH=/opt/dnslab " + " ".join(shlex.quote(a) for a in args)
 
@@ -194,8 +213,9 @@ class Run:
         One SSH round trip: the guest polls every 0.1 s and answers `ready`, `exited` or `timeout`."""
         pidfile = f"{self.remote}/load.pid"  # written by the detached shell: may lag a little
         script = (f"for i in $(seq {int(LOAD_START_TIMEOUT_S * 10)}); do "
-                  f"if [ -n \"$(ls {self.remote}/records/ 2>/dev/null)\" ]; then echo ready; exit 0; fi; "
-                  f"if [ -s {pidfile} ] && ! kill -0 $(cat {pidfile}) 2>/dev/null; then "
+                  f"if [ -n \"$(ls {shlex.quote(self.remote)}/records/ 2>/dev/null)\" ]; then echo ready; "
+                  f"exit 0; fi; if [ -s {shlex.quote(pidfile)} ] && ! kill -0 $(cat {shlex.quote(pidfile)}) "
+                  "2>/dev/null; then "
                   f"echo exited; exit 0; fi; "
                   f"sleep 0.1; done; echo timeout")
         with console.status("starting the load generator"):
@@ -203,7 +223,7 @@ class Run:
         if state == "ready":
             return
         if state == "exited":
-            log = self.conn.run(f"tail -5 {self.remote}/locust.log", hide=True, warn=True).stdout
+            log = self.conn.run(f"tail -5 {shlex.quote(self.remote)}/locust.log", hide=True, warn=True).stdout
             raise LabError(f"the load generator exited at start: {' '.join(log.split())[-300:]}", 1)
         raise LabError(f"the load generator wrote no records within {LOAD_START_TIMEOUT_S:g} s", 1)
 
@@ -238,8 +258,7 @@ class Run:
         try:
             if act.type == "probe":
                 result = act.call.resolve()(self.target, **act.call.arguments)
-                out = self.dir / f"{act.call.func}.json"
-                out.write_text(json.dumps(result, indent=1) + "\n")
+                out = write_json(self.dir / f"{act.call.func}.json", result)
                 self.note(act.call.func, file=out.name)
                 self.journal.record("run", activity_dict(act), start, "succeeded", output=str(out.name))
                 bar.console.print(f"  +{step.offset_s:5.1f} s  probe {act.name} -> {out.name}")
@@ -278,9 +297,13 @@ class Run:
                 self.journal.record("rollbacks", activity, start, "failed", error=str(err))
                 continue
             done.add(key(func, arguments))
-            self.record(outcome.event("rollback"))
-            self.journal.record("rollbacks", activity, start, "succeeded", output=outcome.event("rollback"))
             console.print(f"  rollback: {outcome.action} {outcome.target}")
+            event = outcome.event("rollback")
+            try:
+                self.record(event)
+                self.journal.record("rollbacks", activity, start, "succeeded", output=event)
+            except Exception as err:  # noqa: BLE001 - nor may failing to record one
+                self.errors.append(f"recording rollback {func}: {type(err).__name__}: {err}")
 
     def stop_probes(self) -> None:
         if self.exp.uses_load:
@@ -300,31 +323,32 @@ class Run:
         start_ns = min((e["t_ns"] for e in self.events), default=end_ns)
         (self.dir / "keepalived.log").write_text(probes.keepalived_log(self.conn, start_ns, end_ns))
         self.events.sort(key=lambda e: e["t_ns"])
-        with (self.dir / "events.jsonl").open("w") as f:
-            f.writelines(json.dumps(e) + "\n" for e in self.events)
+        write_atomic(self.dir / "events.jsonl", "".join(json.dumps(e) + "\n" for e in self.events))
         steady = self.steady_state()
         journal = self.journal.render(self.status, steady, {"errors": self.errors, "health_after": after,
                                                             "steady_state_windows_ns": self.windows})
-        (self.dir / "journal.json").write_text(json.dumps(journal, indent=1) + "\n")
-        (self.dir / "meta.json").write_text(json.dumps(self.meta(steady, after), indent=1) + "\n")
-        self.conn.run(f"rm -rf {self.remote}", hide=True, warn=True)
+        write_json(self.dir / "journal.json", journal)
+        write_json(self.dir / "meta.json", self.meta(steady, after))
+        self.conn.run(f"rm -rf {shlex.quote(self.remote)}", hide=True, warn=True)
 
     def fetch(self) -> None:
         """Copy ipvs.csv, the loadtest's records and logs from the guest; merge records into queries.csv."""
-        files = self.conn.run(f"cd {self.remote} && ls", hide=True, warn=True).stdout.split()
+        files = self.conn.run(f"cd {shlex.quote(self.remote)} && ls", hide=True, warn=True).stdout.split()
         records = self.dir / "records"
         records.mkdir(exist_ok=True)
         for name in ("ipvs.csv", "locust.log", "sampler.log", probes.DETECT_FILE):
             if name in files:
                 local = (self.dir if name == "ipvs.csv" else records) / name
                 self.conn.get(f"{self.remote}/{name}", str(local))
-        listing = self.conn.run(f"ls {self.remote}/records", hide=True, warn=True).stdout.split()
+        listing = self.conn.run(f"ls {shlex.quote(self.remote)}/records", hide=True, warn=True).stdout.split()
         for name in listing:
             if name.endswith(".dq"):
                 self.conn.get(f"{self.remote}/records/{name}", str(records / name))
         if self.exp.uses_load:
             merged = subprocess.run([sys.executable, "-m", "loadtest.merge", str(records), "--out",
                                      str(self.dir / "queries.csv")], capture_output=True, text=True)
+            rows = re.match(r"(\d+) queries -> ", merged.stdout)
+            self.query_rows = int(rows.group(1)) if rows else None
             if merged.returncode != 0:
                 self.status = "failed"
                 self.errors.append(f"merging records failed: {' '.join(merged.stderr.split())[-300:]}")
@@ -360,7 +384,7 @@ class Run:
             "tools": {"unbound": lines[1], "keepalived": lines[2], "ipvsadm": lines[3], "locust": lines[4]},
             "kernel": lines[0], "start": utc_iso(first_t), "end": utc_iso(last_t), "status": self.status,
             "steady_state": steady, "steady_state_windows_ns": self.windows,
-            "healthy_after": after["ok"], "errors": self.errors,
+            "healthy_after": after["ok"], "errors": self.errors, "queries_rows": self.query_rows,
             "timing": {"warmup_s": self.exp.timing.warmup_s, "steady_s": self.exp.timing.steady_s,
                        "recover_s": self.exp.timing.recover_s},
         }

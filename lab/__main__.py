@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from lab.config import load_lab
-from lab.errors import cli_guard
+from lab.config import Lab, load_lab
+from lab.errors import LabError, cli_guard
 
 
 @cli_guard
@@ -22,11 +23,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         print(f"{lab.source}: ok ({len(lab.resolvers)} resolvers, VIP {lab.network.vip})")
     else:
-        from lab.render import write_tree
-
-        for path in write_tree(lab, args.out):
+        for path in _render(lab, Path(args.out)):
             print(path)
     return 0
+
+
+def _render(lab: Lab, out: Path) -> list[Path]:
+    """write_tree with one-line errors for an --out that is not a writable directory."""
+    from lab.render import write_tree
+
+    try:
+        if out.exists() and not out.is_dir():
+            raise LabError(f"--out {out}: not a directory; give a directory (created when missing)")
+        return write_tree(lab, out)
+    except OSError as err:
+        raise LabError(f"--out {out}: cannot write {err.filename or out}: {err.strerror}; "
+                       "give a directory you can write to") from None
 
 
 if __name__ == "__main__":

@@ -7,16 +7,19 @@ one-line message naming the file, the key and what is wrong.
 from __future__ import annotations
 
 import copy
+import json
+import math
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, make_dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
+from loadtest.knobs import LAB_KNOBS, KnobError, check_combination
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LAB = REPO_ROOT / "lab.toml"
@@ -29,9 +32,13 @@ CHECK_TYPES = ("DNS_CHECK", "MISC_CHECK", "UDP_CHECK", "TCP_CHECK")
 MISC_TOOLS = ("dig", "nslookup")
 LB_ALGOS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh")
 PROTOCOLS = ("udp", "tcp")
-SOCKET_MODES = ("fresh", "reuse")
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
-SYSCTL_RE = re.compile(r"^net\.[a-z0-9_.]+$")
+# Patterns are used with `fullmatch` only (`match` with `$` lets a trailing newline through).
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,11}")
+SYSCTL_RE = re.compile(r"net\.[a-z0-9_.]+")
+# A sysctl value: integers separated by spaces, or one plain word.
+SYSCTL_VALUE_RE = re.compile(r"-?[0-9]+(?:[ \t]+-?[0-9]+)*|[A-Za-z0-9_.-]+")
+# Experiment names and run ids: they become file names here and parts of paths in the guest.
+ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -117,16 +124,14 @@ class Ipvs:
     tcpfin_timeout: int = 120
 
 
-@dataclass(frozen=True)
-class Load:
-    rate: float = 500.0
-    users: int = 4
-    timeout_ms: float = 100.0
-    retries: int = 0
-    tcp_share: float = 0.0
-    who_share: float = 1.0
-    socket_mode: str = "fresh"
-    window: int = 0  # queries in flight per user; 0: the generator's default (100 closed, 10000 open)
+_PYTYPES = {"float": float, "int": int, "bool": bool, "choice": str, "text": str, "list": tuple}
+Load = make_dataclass(
+    "Load",
+    [(k.key, _PYTYPES[k.kind], field(default=k.table_default)) for k in LAB_KNOBS],
+    frozen=True,
+)
+Load.__doc__ = """The [load] table: one field per lab knob of loadtest/knobs.py (the one table of load
+settings). `nameservers` holds names as written: vip, a resolver's name or an address."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,11 @@ class Lab:
     sysctl: tuple[tuple[str, str], ...]
     load: Load
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def nameserver_addresses(self) -> tuple[str, ...]:
+        """The load client's nameservers as addresses: vip and resolver names resolved."""
+        names = {r.name: str(r.address) for r in self.resolvers} | {"vip": str(self.network.vip)}
+        return tuple(names.get(n, n) for n in self.load.nameservers)
 
     def resolver(self, name: str) -> Resolver:
         """The resolver called `name`, or a LabError listing the known names."""
@@ -191,6 +201,8 @@ class _Reader:
             value = float(value)
         if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
             self.error(key, f"must be {kind.__name__}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            self.error(key, f"must be a finite number, got {value!r}")
         return value
 
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
@@ -292,19 +304,38 @@ def parse_lab(raw: Mapping[str, Any], source: str = "lab.toml") -> Lab:
 
     sysctl = _parse_sysctl(_Reader(source, "sysctl", raw.get("sysctl", {})))
 
-    ld = _Reader(source, "load", raw.get("load", {}))
-    ld.check_keys(_fields(Load))
-    load = Load(
-        rate=ld.positive("rate", float, Load.rate, zero=True),
-        users=ld.positive("users", int, Load.users),
-        timeout_ms=ld.positive("timeout_ms", float, Load.timeout_ms),
-        retries=ld.positive("retries", int, Load.retries, zero=True),
-        tcp_share=ld.share("tcp_share", Load.tcp_share),
-        who_share=ld.share("who_share", Load.who_share),
-        socket_mode=ld.choice("socket_mode", SOCKET_MODES, Load.socket_mode),
-        window=ld.positive("window", int, Load.window, zero=True),
-    )
+    load = _parse_load(_Reader(source, "load", raw.get("load", {})), network, resolvers)
     return Lab(source, vm, ssh, network, resolvers, check, ipvs, sysctl, load, raw=dict(raw))
+
+
+def _parse_load(ld: _Reader, network: Network, resolvers: tuple[Resolver, ...]) -> Any:
+    """[load]: each key by its knob (loadtest/knobs.py), then the keys that must go together, then the
+    nameservers against this lab."""
+    ld.check_keys(_fields(Load))
+    values = {}
+    for knob in LAB_KNOBS:
+        try:
+            values[knob.key] = knob.parse(ld.data.get(knob.key, knob.table_default))
+        except KnobError as err:
+            ld.error(knob.key, str(err))
+    problem = check_combination(values)
+    if problem:
+        ld.error(*problem)
+    if not values["nameservers"]:
+        ld.error("nameservers", 'must not be empty; give e.g. ["vip"]')
+    names = {"vip"} | {r.name for r in resolvers}
+    for item in values["nameservers"]:
+        if item in names:
+            continue
+        try:
+            addr = IPv4Address(item)
+        except ValueError:
+            known = ", ".join(sorted(names - {"vip"}))
+            ld.error("nameservers", f"{item!r} is not vip, a resolver name ({known}) or an IPv4 address")
+        if addr not in network.subnet:
+            ld.error("nameservers", f"{addr} is outside [network] subnet {network.subnet}: the load must "
+                                    "stay inside the lab")
+    return Load(**values)
 
 
 def _parse_network(n: _Reader) -> Network:
@@ -357,7 +388,7 @@ def _parse_resolvers(source: str, data: Any, network: Network) -> tuple[Resolver
         if "name" not in item or "address" not in item:
             r.error("", "needs both name and address")
         name = r.get("name", str, "")
-        if not NAME_RE.match(name) or name in ("lb", "client"):
+        if not NAME_RE.fullmatch(name) or name in ("lb", "client"):
             r.error("name", f"{name!r} must be 1-12 of a-z, 0-9, '-', start with a letter, "
                             "and not be 'lb' or 'client'")
         if name in names:
@@ -371,14 +402,44 @@ def _parse_resolvers(source: str, data: Any, network: Network) -> tuple[Resolver
     return tuple(out)
 
 
+def sysctl_value(value: Any) -> str | None:
+    """A sysctl value as text: an integer, integers separated by spaces, or one plain word
+    ([A-Za-z0-9_.-]); None for anything else (it would reach a shell and a sysctl.d file)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    text = str(value)
+    return text if SYSCTL_VALUE_RE.fullmatch(text) else None
+
+
+def option_number(option: str, text: Any, *, zero: bool = False) -> float:
+    """A command-line option's value as a finite number > 0 (>= 0 with `zero`), else a one-line LabError."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise LabError(f"{option}: not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise LabError(f"{option}: must be a finite number {'>= 0' if zero else '> 0'}, got {text!r}")
+    return value
+
+
+def check_id(value: Any, what: str) -> str:
+    """An experiment name or run id: 1-128 of A-Z a-z 0-9 _ . - (not starting with . or -), else LabError."""
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
+        raise LabError(f"{what} {value!r}: use only letters, digits, '_', '.' and '-' "
+                       "(at most 128, not starting with '.' or '-')")
+    return value
+
+
 def _parse_sysctl(s: _Reader) -> tuple[tuple[str, str], ...]:
     out = []
     for key, value in s.data.items():
-        if not SYSCTL_RE.match(key):
-            s.error(f'"{key}"', "not a net.* sysctl name (quote it: \"net.ipv4.vs.conntrack\" = 1)")
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            s.error(f'"{key}"', f"value must be an integer or a string, got {value!r}")
-        out.append((key, str(value)))
+        if not SYSCTL_RE.fullmatch(key):
+            s.error(json.dumps(key), "not a net.* sysctl name (quote it: \"net.ipv4.vs.conntrack\" = 1)")
+        text = sysctl_value(value)
+        if text is None:
+            s.error(json.dumps(key), f"value must be an integer, integers separated by spaces, or one word "
+                               f"of A-Z a-z 0-9 _ . - ; got {value!r}")
+        out.append((key, text))
     return tuple(out)
 
 

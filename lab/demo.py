@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.table import Table
 
+from lab.atomic import write_json
 from lab.config import Lab
 from lab.errors import LabError
+from lab.runlock import locked
 from lab.state import runs_dir, state_dir
 
 T = TypeVar("T")
@@ -59,18 +61,7 @@ def _remembered() -> dict[str, Any]:
 
 
 def _remember(**values: Any) -> None:
-    _progress_file().write_text(json.dumps({**_remembered(), **values}, indent=1) + "\n")
-
-
-def bring_up(lab: Lab):
-    """The running lab's endpoint, booting it when it is not up."""
-    from lab.providers import get_provider
-
-    provider = get_provider(lab)
-    try:
-        return provider.endpoint()
-    except LabError:
-        return provider.up()
+    write_json(_progress_file(), {**_remembered(), **values})
 
 
 def probe(lab: Lab, conn: Any, experiment: str) -> Path:
@@ -104,11 +95,12 @@ def run_suite(lab: Lab, conn: Any, suite: str) -> Path:
     return report.parent / "matrix.json"
 
 
+@locked("demo")
 def run_demo(lab: Lab, *, suite: str = "standard", lab_file: str = "lab.toml") -> Path:
     """The whole job; returns the answers page's path."""
     from lab.deploy import deploy
-    from lab.endpoint import connect
     from lab.image import build
+    from lab.providers import ensure_up, open_lab
     from reports.answers import headlines, write_answers
 
     stages = Stages()
@@ -116,8 +108,8 @@ def run_demo(lab: Lab, *, suite: str = "standard", lab_file: str = "lab.toml") -
     if lab.vm.provider != "ssh":
         stages.run("image", lambda: build(lab, box=lab.vm.provider == "vagrant"),
                    lambda a: a.qcow2.name)
-    endpoint = stages.run("up", lambda: bring_up(lab), lambda e: f"{e.host}:{e.port}")
-    conn = connect(endpoint)
+    endpoint = stages.run("up", lambda: ensure_up(lab), lambda e: f"{e.host}:{e.port}")
+    conn = open_lab(endpoint)
     stages.run("deploy", lambda: deploy(lab, conn), lambda s: f"{s.changed} changed")
     sysctls = stages.run("sysctl probe", lambda: probe(lab, conn, "sysctl-namespaces"), _run_name)
     costs = stages.run("checks probe", lambda: probe(lab, conn, "check-cost"), _run_name)

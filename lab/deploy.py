@@ -22,6 +22,7 @@ from lab.config import Lab
 from lab.netplan import STATE, network_plan
 from lab.removal import require_support
 from lab.render import LOADTEST_DIR, NETWORK_SCRIPT, GuestFile, render_files, render_script
+from lab.runlock import locked
 from lab.services import STAGE, deploy_steps, preamble
 from lab.validate import validate
 
@@ -137,6 +138,7 @@ def _finish(summary: Summary, start: float, console: Console) -> Summary:
     return summary
 
 
+@locked("deploy")
 def deploy(lab: Lab, conn, *, console: Console | None = None, verbose: bool = True) -> Summary:
     """Build or update the stack in the guest; idempotent. Returns the summary (never raises on a
     failed step: `summary.failed` says so; raises LabError for bad config or an unreachable host)."""
@@ -154,6 +156,7 @@ def deploy(lab: Lab, conn, *, console: Console | None = None, verbose: bool = Tr
     return _finish(summary, start, console)
 
 
+@locked("teardown")
 def teardown(lab: Lab, conn, *, console: Console | None = None, verbose: bool = True) -> Summary:
     """Remove everything deploy made: units, IPVS services, network, files, state."""
     console = console or Console(stderr=True)

@@ -21,10 +21,14 @@ class LabError(Exception):
         self.exit_code = exit_code
 
 
+def error_line(message: object) -> str:
+    """The one line an error is printed as: `dnslab: error: MESSAGE`, whitespace folded."""
+    return "dnslab: error: " + " ".join(str(message).split())
+
+
 def fail(message: str, exit_code: int = EXIT_USAGE) -> None:
     """Print a one-line error to stderr and exit, with no traceback."""
-    first = " ".join(str(message).split())
-    print(f"dnslab: error: {first}", file=sys.stderr)
+    print(error_line(message), file=sys.stderr)
     raise SystemExit(exit_code)
 
 

@@ -114,9 +114,17 @@ else
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >"$log" 2>&1 ||
         die "apt-get could not install $(name_list "${missing[@]}")$(cause "$log")$(qemu_note "${missing[@]}");" \
             "check that /etc/apt/sources.list(.d) reaches a Debian 12 (bookworm) mirror, then $retry again"
-fi
-if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
-    systemctl disable --now unbound keepalived >/dev/null 2>&1 || true
+    # The stock unbound is a recursor and keepalived would manage the host's IPVS: when this setup
+    # installed them, stop them and keep them from starting at boot. Services that were already there
+    # are the host's own (a host may use Unbound as its resolver) and are left alone.
+    ours=()
+    for p in "${missing[@]}"; do
+        case $p in unbound | keepalived) ours+=("$p") ;; esac
+    done
+    if ((${#ours[@]} > 0)) && command -v systemctl >/dev/null; then
+        if [[ -d /run/systemd/system ]]; then now=(--now); else now=(); fi
+        systemctl disable "${now[@]}" "${ours[@]}" >/dev/null 2>&1 || true
+    fi
 fi
 
 # 4. dnslab's Python packages, from PyPI or wherever PIP_INDEX_URL / PIP_FIND_LINKS point.

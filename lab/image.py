@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -38,7 +39,6 @@ from lab.image_steps import console, require_tools, run_step
 from lab.state import cache_dir
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-VAGRANT_KEY_GLOB = "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub"
 
 # Host tools the build runs, and the Debian package that provides each.
 TOOLS = {
@@ -80,15 +80,6 @@ def check_tools() -> None:
         raise LabError("image build needs root (mmdebstrap chroot, loop device for GRUB); run it as root")
 
 
-def vagrant_public_key() -> bytes:
-    """Vagrant's well-known insecure public key, from the host's vagrant package."""
-    found = sorted(Path("/").glob(VAGRANT_KEY_GLOB.lstrip("/")))
-    if not found:
-        raise LabError("image build needs Vagrant's insecure public key (for the vagrant user); "
-                       "install it: apt-get install vagrant")
-    return found[-1].read_bytes()
-
-
 def _artifacts(key: str, directory: Path, disk: str) -> ImageArtifacts | None:
     paths = ImageArtifacts(key, directory / disk, directory / "vmlinuz", directory / "initrd.img")
     complete = all(p.is_file() for p in (paths.qcow2, paths.kernel, paths.initrd))
@@ -97,8 +88,7 @@ def _artifacts(key: str, directory: Path, disk: str) -> ImageArtifacts | None:
 
 def cached_image() -> ImageArtifacts | None:
     """The image for the current inputs when it is already built, else None (never builds)."""
-    base = base_key(vagrant_public_key())
-    key = image_key(base)
+    key = image_key(base_key())
     return _artifacts(key, cache_dir() / "images" / key, "dnslab.qcow2")
 
 
@@ -137,6 +127,61 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+# `_staging` names its directories `.<first 12 of the key>-<mkdtemp's 8 characters>`.
+STAGING_RE = re.compile(r"\.[0-9a-f]{1,12}-[a-z0-9_]{8}")
+
+
+def _loops_under(path: Path) -> list[str]:
+    """Loop devices whose backing file lies under `path` (mkdisk.sh's, left by a killed build)."""
+    res = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
+                         capture_output=True, text=True, check=False)
+    root = path.resolve()
+    out = []
+    for line in res.stdout.splitlines():
+        name, _, back = line.strip().partition(" ")
+        back_path = Path(back.strip().removesuffix(" (deleted)"))
+        if back_path.is_absolute() and (back_path == root or root in back_path.parents):
+            out.append(name)
+    return out
+
+
+def _users_of(path: Path) -> list[int]:
+    """PIDs whose working directory or an open file lies under `path` (a build still running)."""
+    root = str(path.resolve())
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            links = [proc / "cwd", *(proc / "fd").iterdir()]
+            targets = [os.readlink(link) for link in links]
+        except OSError:
+            continue  # gone, or not ours to read
+        if any(t == root or t.startswith(root + "/") for t in targets):
+            pids.append(int(proc.name))
+    return pids
+
+
+def clean_stale_staging(parent: Path) -> list[Path]:
+    """Remove the staging directories a killed build left in `parent`: first the loop devices and
+    mounts under each (only those), then the directory. A directory some process still uses is kept.
+
+    Call it holding the build lock: then no live build owns any of them."""
+    removed = []
+    for entry in sorted(parent.iterdir()) if parent.is_dir() else []:
+        if not entry.is_dir() or entry.is_symlink() or not STAGING_RE.fullmatch(entry.name):
+            continue
+        users = _users_of(entry)
+        if users:
+            console.print(f"[yellow]left {entry}: still used by PID {', '.join(map(str, users))}[/]")
+            continue
+        for loop in _loops_under(entry):
+            subprocess.run(["losetup", "-d", loop], check=False, stderr=subprocess.DEVNULL)
+        remove_tree(entry)
+        removed.append(entry)
+    return removed
+
+
 @contextmanager
 def _staging(final: Path) -> Iterator[Path]:
     """A temporary directory beside `final`, renamed to it on success, removed on failure."""
@@ -161,13 +206,11 @@ def _log(name: str, key: str) -> Path:
     return log
 
 
-def _build_base(key: str, vagrant_pub: bytes) -> ImageArtifacts:
+def _build_base(key: str) -> ImageArtifacts:
     final = cache_dir() / "base" / key
     log = _log("base", key)
     with _staging(final) as tmp:
-        pub = tmp / "vagrant.pub"
-        pub.write_bytes(vagrant_pub)
-        env = {"DNSLAB_VAGRANT_PUBKEY": str(pub), "DNSLAB_PIP_PACKAGES": " ".join(PIP_PACKAGES)}
+        env = {"DNSLAB_PIP_PACKAGES": " ".join(PIP_PACKAGES)}
         if HOST_CA_BUNDLE.is_file():
             env["DNSLAB_PIP_CERT"] = str(HOST_CA_BUNDLE)
         rootfs = tmp / "rootfs"
@@ -179,7 +222,6 @@ def _build_base(key: str, vagrant_pub: bytes) -> ImageArtifacts:
                      ["sh", str(BASE_DIR / "mkdisk.sh"), str(rootfs), str(tmp), str(DISK_MIB)], log)
         finally:
             remove_tree(rootfs)
-        pub.unlink()
     built = _artifacts(key, final, "base.qcow2")
     if built is None:
         raise LabError(f"image build: stage 2 left no base.qcow2/vmlinuz/initrd.img in {final}; log: {log}",
@@ -224,17 +266,19 @@ def _build_layer(key: str, base: ImageArtifacts, lab: Lab) -> ImageArtifacts:
 
 def build(lab: Lab, force: bool = False, box: bool = False) -> ImageArtifacts:
     """The lab image for the current inputs: from the cache, or built (stages 1-3, then the box)."""
-    vagrant_pub = vagrant_public_key()
-    base = base_key(vagrant_pub)
+    base = base_key()
     key = image_key(base)
     with _locked("image"):
         image = None if force else _artifacts(key, cache_dir() / "images" / key, "dnslab.qcow2")
         if image is None:
             check_tools()
+            for level in ("base", "images"):
+                for stale in clean_stale_staging(cache_dir() / level):
+                    console.print(f"[dim]removed {stale}, left by an interrupted build[/]")
             start = time.monotonic()
             base_image = None if force else _artifacts(base, cache_dir() / "base" / base, "base.qcow2")
             if base_image is None:
-                base_image = _build_base(base, vagrant_pub)
+                base_image = _build_base(base)
             else:
                 console.print(f"[green]✓[/] stages 1-2: base image cached [dim]({base[:16]})[/]")
             image = _build_layer(key, base_image, lab)
@@ -245,9 +289,6 @@ def build(lab: Lab, force: bool = False, box: bool = False) -> ImageArtifacts:
 
 
 def _with_box(image: ImageArtifacts) -> ImageArtifacts:
-    try:
-        from lab.box import package
-    except ImportError as err:
-        raise LabError(f"the Vagrant box needs lab.box.package (lab/box.py), which is missing: {err}") \
-            from err
+    from lab.box import package
+
     return ImageArtifacts(image.hash, image.qcow2, image.kernel, image.initrd, box=package(image))

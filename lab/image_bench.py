@@ -19,7 +19,8 @@ from lab.config import Lab, load_lab
 from lab.endpoint import Endpoint
 from lab.image import ImageArtifacts, build
 from lab.providers.base import ssh_answers
-from lab.providers.qemu import choose_accel, create_overlay, ensure_key, free_port, qemu_argv, stop_pid
+from lab.providers.qemu import choose_accel, create_overlay, free_port, qemu_argv, stop_pid
+from lab.state import ensure_key
 
 TIMEOUT_S = 600.0
 

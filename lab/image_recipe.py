@@ -43,10 +43,9 @@ def _tree(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
 
 
-def base_key(vagrant_pub: bytes) -> str:
-    """The key of the base image: packer/base/*, the pip pins, the vagrant key and this recipe."""
-    extra = {"suite": SUITE, "disk_mib": str(DISK_MIB), "pip": " ".join(PIP_PACKAGES),
-             "vagrant_pub": hashlib.sha256(vagrant_pub).hexdigest()}
+def base_key() -> str:
+    """The key of the base image: packer/base/*, the pip pins and this recipe."""
+    extra = {"suite": SUITE, "disk_mib": str(DISK_MIB), "pip": " ".join(PIP_PACKAGES)}
     return hash_inputs([*_tree(BASE_DIR), Path(__file__)], extra)
 
 

@@ -13,6 +13,7 @@ fails when there is nothing to remove.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from dataclasses import dataclass
 
 from lab.config import Lab
@@ -151,9 +152,10 @@ def snat_step(lab: Lab) -> Step:
 
 
 def sysctl_step(lab: Lab, key: str, value: str) -> Step:
-    """One sysctl in the director's namespace; in the root namespace the boot value is kept."""
+    """One sysctl in the director's namespace; in the root namespace the boot value is kept.
+    `key` and `value` are validated by lab.config and quoted here as well: this runs as root."""
     ns = lab.network.director_netns
-    proc = "/proc/sys/" + key.replace(".", "/")
+    proc = shlex.quote("/proc/sys/" + key.replace(".", "/"))
     read = f"read -r -a v < {proc}" if ns is None else f"v=($(ip netns exec {ns} cat {proc}))"
     want = " ".join(value.split())
     save = ""
@@ -165,8 +167,8 @@ def sysctl_step(lab: Lab, key: str, value: str) -> Step:
                 f"[ -z \"$v\" ] || sysctl -qw \"{key}=$v\"")
     return Step(
         name=f"sysctl {key} = {want} ({ns or 'root'})",
-        check=f"{read} && [ \"${{v[*]}}\" = '{want}' ]",
-        apply=f"{save}{in_ns(ns, 'sysctl -qw')} '{key}={want}'",
+        check=f"{read} && [ \"${{v[*]}}\" = {shlex.quote(want)} ]",
+        apply=f"{save}{in_ns(ns, 'sysctl -qw')} {shlex.quote(f'{key}={want}')}",
         undo=undo,
     )
 

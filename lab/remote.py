@@ -1,4 +1,8 @@
-"""Commands and uploads over a Fabric connection, with SSH failures turned into one-line errors."""
+"""Commands and uploads over a Fabric connection, with SSH failures turned into one-line errors.
+
+A host that does not answer is "cannot reach"; a file the login user may not write is "permission
+denied" (dnslab works as root in the lab host: `require_root` says so up front).
+"""
 
 from __future__ import annotations
 
@@ -28,13 +32,34 @@ def run(conn, command: str, **kwargs):
         raise
 
 
+def require_root(conn) -> None:
+    """A one-line LabError unless the connection's user is root in the lab host (deploy, probes and
+    experiments write system files, namespaces and IPVS rules)."""
+    uid = run(conn, "id -u").stdout.strip()
+    if uid != "0":
+        raise LabError(f"the lab host logs {conn.user}@{conn.host}:{conn.port} in as uid {uid or '?'}, "
+                       "not root; dnslab works there as root: log in as root (the ssh provider: "
+                       "[ssh] user = \"root\")", exit_code=3)
+
+
 def upload(conn, blobs: Mapping[str, bytes]) -> None:
     """Write each blob to its absolute path in the guest over one SFTP session."""
     try:
         sftp = conn.sftp()
-        for remote, content in blobs.items():
-            sftp.putfo(io.BytesIO(content), remote)
     except Exception as err:
         if _is_ssh_error(err):
             raise unreachable(conn, err) from None
         raise
+    for remote, content in blobs.items():
+        try:
+            sftp.putfo(io.BytesIO(content), remote)
+        except PermissionError:  # SFTP's "permission denied": the session itself is fine
+            raise LabError(f"cannot write {remote} in the lab host as {conn.user}: permission denied; "
+                           "dnslab works there as root", exit_code=3) from None
+        except FileNotFoundError:  # SFTP's "no such file": the directory is missing
+            raise LabError(f"cannot write {remote} in the lab host as {conn.user}: its directory does "
+                           "not exist", exit_code=3) from None
+        except Exception as err:
+            if _is_ssh_error(err):
+                raise unreachable(conn, err) from None
+            raise

@@ -24,6 +24,14 @@ _ENV = jinja2.Environment(
 )
 _ENV.filters["shquote"] = shlex.quote
 
+
+def one_line(text: str) -> str:
+    """`text` for a comment line: backslashes, newlines and other control or non-ASCII characters escaped."""
+    return text.encode("unicode_escape").decode("ascii")
+
+
+_ENV.filters["oneline"] = one_line
+
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 RESOLVER_UNIT = "/etc/systemd/system/dnslab-resolver@.service"
 RESOLVER_DROPIN = "/etc/systemd/system/dnslab-resolver@.service.d/removal-on-exit.conf"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from lab.config import REPO_ROOT
@@ -34,3 +35,17 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("DNSLAB_CACHE") or REPO_ROOT / ".lab" / "cache")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def lab_key() -> Path:
+    """The lab's own SSH key, state_dir()/ssh/id_ed25519: root logs in with it, whatever the provider."""
+    return sub("ssh") / "id_ed25519"
+
+
+def ensure_key() -> Path:
+    """The lab's SSH key, generated at first use (the repo's Vagrantfile makes the same one)."""
+    key = lab_key()
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dnslab", "-f", str(key)],
+                       check=True, stdin=subprocess.DEVNULL)
+    return key

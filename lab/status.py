@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import shlex
 from typing import Any
 
 from rich.console import Console
@@ -32,7 +33,7 @@ def status_command(lab: Lab) -> str:
     """One shell command printing every section `parse_status` reads."""
     ns = lab.network.director_netns
     units = " ".join([*(resolver_unit(r.name) for r in lab.resolvers), KEEPALIVED])
-    keys = " ".join(key for key, _ in lab.sysctl)
+    keys = " ".join(shlex.quote(key) for key, _ in lab.sysctl)
     return "; ".join([
         f"echo '{SECTION} ipvs'", in_ns(ns, "ipvsadm -Ln 2>&1"),
         f"echo '{SECTION} timeout'", in_ns(ns, "ipvsadm -L --timeout 2>&1"),

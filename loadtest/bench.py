@@ -1,11 +1,12 @@
-"""Benchmark: the Locust DNS user against dnsperf, recording overhead, fixed-rate accuracy.
+"""Benchmark: the Locust DNS user against dnsperf, its glibc client, recording overhead, fixed-rate accuracy.
 
 `python -m loadtest.bench [--seconds S] [--runs N] [--rate-seconds S] [--realtime] [--json]`
 (host only, as root: it starts its own Unbound on 127.0.0.x at a high port, serving the lab zone
 only, pinned to CPU 1; the generators run on CPU 0). Each round runs dnsperf, the Locust user
-without records and with records, so the three share the machine's conditions; the medians are
-printed. Then one fixed-rate run (4 users, 1,000 queries/s) measures the achieved rate and the
-send-time jitter from the records, next to the timer noise of a plain sleep loop as reference.
+(raw client) without records and with records, and the glibc client model without records, so all
+share the machine's conditions; the medians are printed. Then one fixed-rate run (4 users, 1,000
+queries/s) measures the achieved rate and the send-time jitter from the records, next to the timer
+noise of a plain sleep loop as reference.
 
 Locust's throughput and CPU are sampled through its web UI's /stats/requests between two moments
 after warm-up, so start-up costs do not count. CPU per query is user + system time over queries.
@@ -26,7 +27,9 @@ import tempfile
 import time
 import urllib.request
 from array import array
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dns.message
 import dns.query
@@ -40,6 +43,7 @@ WARMUP_S = 1.5
 TICK = os.sysconf("SC_CLK_TCK")
 LOCUSTFILE = str(Path(__file__).resolve().parent / "dns.py")
 MIX = ["--dns-who-share", "0", "--dns-names", "www.lab.test:A"]
+TOOLS = ("dnsperf", "locust", "locust_records", "locust_glibc")
 
 
 def log(message: str) -> None:
@@ -119,8 +123,11 @@ def run_dnsperf(address: str, port: int, seconds: float, workdir: Path) -> dict:
     cpu = _children_cpu()
     out = subprocess.run([*base, "-l", str(seconds)], capture_output=True, text=True, check=True).stdout
     cpu = _children_cpu() - cpu
-    qps = float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))
-    completed = int(re.search(r"Queries completed:\s+(\d+)", out).group(1))
+    qps_found = re.search(r"Queries per second:\s+([\d.]+)", out)
+    completed_found = re.search(r"Queries completed:\s+(\d+)", out)
+    if not qps_found or not completed_found or not int(completed_found.group(1)):
+        raise RuntimeError(f"dnsperf completed no queries: {' '.join(out.split())[-300:]}")
+    qps, completed = float(qps_found.group(1)), int(completed_found.group(1))
     verbose = subprocess.run([*base, "-l", "2", "-v"], capture_output=True, text=True, check=True).stdout
     latencies = [float(line.rsplit(" ", 1)[1]) * 1e3 for line in verbose.splitlines()
                  if line.startswith("> ")]
@@ -140,13 +147,15 @@ def _requests(web_port: int) -> tuple[int, int]:
     return data.get("user_count", 0), total
 
 
-def run_locust(address: str, port: int, seconds: float, records: Path | None) -> dict:
-    """The Locust user (1 user, window 100, one reused socket) for qps, CPU, and p50/p99 from records."""
+def run_locust(address: str, port: int, seconds: float, records: Path | None, client: str = "raw") -> dict:
+    """The Locust user (1 user, window 100, one reused socket) for qps, CPU, and p50/p99 from records.
+
+    With no failure every lookup is one query, so Locust's requests/s (lookups) are queries/s."""
     web_port = free_port("127.0.0.1", socket.SOCK_STREAM)
     args = ["taskset", "-c", CLIENT_CPU, *LOCUST, "-f", LOCUSTFILE, "--autostart",
             "-u", "1", "-r", "1", "--web-host", "127.0.0.1",
             "--web-port", str(web_port), "--host", f"{address}:{port}", "--dns-socket-mode", "reuse",
-            "--dns-window", "100", *MIX, "--loglevel", "WARNING"]
+            "--dns-window", "100", "--dns-client", client, *MIX, "--loglevel", "WARNING"]
     if records:
         args += ["--dns-records", str(records)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -219,8 +228,10 @@ def run_fixed_rate(address: str, port: int, seconds: float, records: Path, rate:
     sends: dict[tuple[str, int], array] = {}
     for path in worker_files(str(records)):
         wf = read_worker_file(path)
-        for t_send, user in zip(wf.columns[0], wf.columns[3], strict=True):
+        for t_send, user in zip(wf.columns[0], wf.columns[3], strict=True) if wf else ():
             sends.setdefault((wf.worker, user), array("q")).append(t_send)
+    if not sends:
+        raise RuntimeError(f"the fixed-rate run recorded no queries in {records}")
     return {"target_qps": rate, **send_accuracy(list(sends.values()), rate / users),
             "timer_noise_p99_ms": noise, "realtime": bool(priority)}
 
@@ -244,9 +255,10 @@ def summarize(rounds: list[dict], fixed: dict) -> dict:
     def median(tool: str, key: str) -> float:
         return statistics.median(r[tool][key] for r in rounds)
 
-    summary = {tool: {key: median(tool, key) for key in rounds[0][tool]}
-               for tool in ("dnsperf", "locust", "locust_records")}
+    summary = {tool: {key: median(tool, key) for key in rounds[0][tool]} for tool in TOOLS}
     summary["ratio_qps"] = summary["locust"]["qps"] / summary["dnsperf"]["qps"]
+    summary["ratio_glibc_raw"] = statistics.median(r["locust_glibc"]["qps"] / r["locust"]["qps"]
+                                                   for r in rounds)
     summary["ratio_cpu"] = summary["locust"]["cpu_us"] / summary["dnsperf"]["cpu_us"]
     summary["recording_cost_pct"] = 100 * (1 - summary["locust_records"]["qps"] / summary["locust"]["qps"])
     summary["fixed_rate"] = {**fixed, "error_pct": 100 * (fixed["achieved_qps"] / fixed["target_qps"] - 1)}
@@ -256,15 +268,17 @@ def summarize(rounds: list[dict], fixed: dict) -> dict:
 
 def format_summary(s: dict) -> str:
     lines = [f"{'tool':16} {'qps':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/q':>9} {'CPU %':>6}"]
-    for tool in ("dnsperf", "locust", "locust_records"):
+    for tool in TOOLS:
         t = s[tool]
         lines.append(f"{tool:16} {t['qps']:10.0f} {t.get('p50_ms', float('nan')):8.3f} "
                      f"{t.get('p99_ms', float('nan')):8.3f} {t['cpu_us']:9.2f} "
                      f"{t['cpu_us'] * t['qps'] / 1e4:6.1f}")
     f = s["fixed_rate"]
     lines += [
-        f"locust/dnsperf qps ratio: {s['ratio_qps']:.3f} (target >= 0.9); "
+        f"locust/dnsperf qps ratio: {s['ratio_qps']:.3f} (raw client, target >= 1.0); "
         f"CPU/query ratio {s['ratio_cpu']:.3f}",
+        f"glibc/raw client qps ratio: {s['ratio_glibc_raw']:.3f} (median of the rounds' ratios, "
+        "target >= 0.9)",
         f"recording cost: {s['recording_cost_pct']:.1f} % of throughput (target < 10 %)",
         f"fixed rate: target {f['target_qps']:.0f} q/s, achieved {f['achieved_qps']:.1f} "
         f"({f['error_pct']:+.2f} %, target within 1 %), send jitter p99 {f['jitter_p99_ms']:.3f} ms "
@@ -278,11 +292,51 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a finite number of `kind` greater than 0."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run (default 5)")
-    parser.add_argument("--runs", type=int, default=3, help="rounds of dnsperf / locust / locust+records")
-    parser.add_argument("--rate-seconds", type=float, default=None,
+    """Run the benchmark; any failure is one line `loadtest.bench: error: ...` (exit 1, 130 on Ctrl-C)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("loadtest.bench: error: interrupted", file=sys.stderr)
+        return 130
+    except subprocess.CalledProcessError as err:
+        detail = " ".join(str(err.stderr or err.output or "").split())[-300:]
+        print(f"loadtest.bench: error: {err.cmd[0] if err.cmd else 'a tool'} failed (exit {err.returncode})"
+              f"{': ' + detail if detail else ''}", file=sys.stderr)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as err:
+        print(f"loadtest.bench: error: {' '.join(str(err).split())[:400]}", file=sys.stderr)
+    return 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): `python -m loadtest.bench: error: ...`."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = _Parser(prog="python -m loadtest.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=_positive(float), default=5.0,
+                        help="measured seconds per run (default 5)")
+    parser.add_argument("--runs", type=_positive(int), default=3,
+                        help="rounds of dnsperf / locust / locust+records / locust glibc")
+    parser.add_argument("--rate-seconds", type=_positive(float), default=None,
                         help="seconds of the 1,000 q/s run (default: --seconds)")
     parser.add_argument("--realtime", action="store_true",
                         help="run the fixed-rate generator SCHED_FIFO (chrt), shielding it from a busy host")
@@ -300,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             records = workdir / f"records-{i}"
             row = {"dnsperf": run_dnsperf(ADDRESS, port, args.seconds, workdir),
                    "locust": run_locust(ADDRESS, port, args.seconds, None),
-                   "locust_records": run_locust(ADDRESS, port, args.seconds, records)}
+                   "locust_records": run_locust(ADDRESS, port, args.seconds, records),
+                   "locust_glibc": run_locust(ADDRESS, port, args.seconds, None, client="glibc")}
             shutil.rmtree(records, ignore_errors=True)
             log(f"round {i + 1}/{args.runs}: " + ", ".join(f"{k} {v['qps']:.0f} q/s" for k, v in row.items()))
             rounds.append(row)

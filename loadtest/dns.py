@@ -1,7 +1,7 @@
 """The dnslab Locust DNS user: `locust -f loadtest/dns.py --host SERVER [--dns-* ...]`.
 
 Works with the web UI, headless (`--headless -u N -r N -t 30s`), `--processes N` and
-master/worker. `--help` lists the --dns-* knobs (see loadtest/options.py). The hot path is in
+master/worker. `--help` lists the --dns-* knobs (the table in loadtest/knobs.py). The hot path is in
 loadtest/engine.py; this file wires it to Locust: argument validation at init (one-line error and
 exit 2 before any load), one `Engine` per user, batched request events, per-query records
 flushed twice a second, and the merge into queries.csv at quit.
@@ -65,7 +65,7 @@ class _Process:
 
     key: tuple
     settings: Settings
-    target: tuple[str, int] | None
+    targets: list[tuple[str, int]] | None  # the nameservers, or --host alone
     wires: list[bytes]
     schedule: list[tuple[int, int]]
     worker: bool
@@ -118,10 +118,10 @@ def _prepare(environment, runner) -> _Process:
         return _process
     settings = parse_settings(options)
     worker = isinstance(runner, WorkerRunner)
-    target = None
-    if environment.host:
-        target = resolve_target(environment.host, settings.port)
-    elif getattr(options, "headless", False) and not worker:
+    targets = list(settings.nameservers) or None
+    if targets is None and environment.host:
+        targets = [resolve_target(environment.host, settings.port)]
+    elif targets is None and getattr(options, "headless", False) and not worker:
         resolve_target(environment.host, settings.port)  # raises: no host
     recorder = _process.recorder if _process is not None else None
     if recorder is not None and settings.records != _process.settings.records:
@@ -135,7 +135,7 @@ def _prepare(environment, runner) -> _Process:
     elif settings.records and not recorder:
         check_records_dir(settings.records)
     wires = [encode_query(q.qname, q.qtype) for q in settings.queries]
-    _process = _Process(key, settings, target, wires, build_schedule(settings), worker, recorder)
+    _process = _Process(key, settings, targets, wires, build_schedule(settings), worker, recorder)
     return _process
 
 
@@ -158,15 +158,15 @@ def _on_quit(**_kwargs) -> None:
 
 
 class DnsUser(User):
-    """Loads a DNS server with a window of queries in flight (closed model) or at a fixed rate."""
+    """Loads DNS servers with a window of lookups in flight (closed model) or at a fixed rate."""
 
     _numbers = itertools.count()
 
     def on_start(self) -> None:
         try:
             process = _prepare(self.environment, self.environment.runner)
-            if process.target is None:
-                process.target = resolve_target(self.environment.host, process.settings.port)
+            if process.targets is None:
+                process.targets = [resolve_target(self.environment.host, process.settings.port)]
         except LoadError as exc:
             log.error("dnslab loadtest: error: %s", exc)
             raise StopUser() from None
@@ -176,7 +176,7 @@ class DnsUser(User):
         self._labels = [q.label for q in process.settings.queries]
         self._fire = self.environment.events.request.fire
         self._context: dict = {}
-        self._engine = Engine(process.settings, process.target, process.wires,
+        self._engine = Engine(process.settings, process.targets, process.wires,
                               [q.expect_rcode for q in process.settings.queries], process.schedule,
                               start=self._number)
 
@@ -222,36 +222,52 @@ class DnsUser(User):
         return total / (users or 1)
 
     def drain(self) -> None:
-        """Record finished queries and report them to Locust, in one batch off the reply path."""
-        done, self._engine.done = self._engine.done, []
-        if not done:
-            return
-        firsts, latencies, ports, queries, resolvers, outcomes, rcodes, protos = zip(*done, strict=True)
-        if self._recorder is not None:
-            offset = time.time_ns() - time.monotonic_ns()
-            self._recorder.add_batch(list(map(offset.__add__, firsts)), latencies, ports, self._number,
-                                     queries, resolvers, outcomes, rcodes, protos)
+        """Record finished queries and report finished lookups to Locust, in one batch off the reply path.
+
+        Locust counts lookups (for raw, every query is one): an answered lookup with its time from the
+        first send to the answer, a failed one with its last query's outcome."""
+        engine = self._engine
+        done, engine.done = engine.done, []
+        if done:
+            (firsts, latencies, ports, queries, resolvers, outcomes, rcodes, protos, lookups,
+             attempts) = zip(*done, strict=True)
+            if self._recorder is not None:
+                offset = time.time_ns() - time.monotonic_ns()
+                self._recorder.add_batch(list(map(offset.__add__, firsts)), latencies, ports, self._number,
+                                         queries, resolvers, outcomes, rcodes, protos, lookups, attempts)
+            if self._settings.client == "raw":
+                self._report(zip(queries, protos, outcomes, rcodes, latencies, strict=True))
+        if engine.lookups:
+            finished, engine.lookups = engine.lookups, []
+            self._report(finished)
+
+    def _report(self, lookups) -> None:
+        """Fire Locust's stats for (query, proto, outcome, rcode, ns) items: answered ones in bulk."""
         answered: dict[tuple[int, int], list[float]] = {}
         labels = self._labels
-        for latency, query, outcome, rcode, proto in zip(latencies, queries, outcomes, rcodes, protos,
-                                                          strict=True):
+        for query, proto, outcome, rcode, elapsed in lookups:
             if outcome == OK:
                 times = answered.get((proto, query))
                 if times is None:
                     times = answered[(proto, query)] = []
-                times.append(latency / 1e6)
+                times.append(elapsed / 1e6)
             else:
-                self._fire_failure(proto, labels[query], latency, outcome, rcode)
+                self._fire_failure(proto, labels[query], elapsed, outcome, rcode)
         stats, now = self.environment.stats, time.time()
         for (proto, query), times in answered.items():
             add_answered(stats, PROTO_NAMES[proto], labels[query], times, now)
 
-    def _fire_failure(self, proto: int, label: str, latency: int, outcome: int, rcode: int) -> None:
+    def _fire_failure(self, proto: int, label: str, elapsed: int, outcome: int, rcode: int) -> None:
+        """One failed lookup; `elapsed` is its duration in ns (-1: a raw query without an answer)."""
         if outcome == RCODE:
-            error, response_ms = rcode_name(rcode), latency / 1e6
+            error = rcode_name(rcode)
         elif outcome == TIMEOUT:
-            error, response_ms = "timeout", self._settings.timeout_ms
+            error = "timeout"
         else:
-            error, response_ms = "error: no answer (ICMP error or broken connection)", 0.0
+            error = "error: no answer (ICMP error or broken connection)"
+        if elapsed >= 0:
+            response_ms = elapsed / 1e6
+        else:
+            response_ms = self._settings.timeout_ms if outcome == TIMEOUT else 0.0
         self._fire(request_type=PROTO_NAMES[proto], name=label, response_time=response_ms,
                    response_length=0, exception=error, context=self._context)

@@ -1,4 +1,4 @@
-"""The load generator's knobs: Locust custom arguments, validated into a frozen `Settings`.
+"""The load generator's settings: Locust's --dns-* arguments (see loadtest/knobs.py) as a frozen `Settings`.
 
 Pure apart from `resolve_target` (a DNS lookup of --host) and `check_records_dir` (a write probe).
 Every problem raises `LoadError` with one line naming the argument and the fix.
@@ -16,13 +16,13 @@ import dns.exception
 import dns.name
 import dns.rdatatype
 
+from loadtest.clients import scan_interval_s
+from loadtest.knobs import DNS_KNOBS, KnobError, flag_values, parse_address
+from loadtest.knobs import add_arguments as add_arguments
 from loadtest.wire import rcode_value
 
 WHO = ("who.lab.test", "TXT")
-DEFAULT_NAMES = "www.lab.test:A,www.lab.test:AAAA,mail.lab.test:A,lab.test:MX"
-SOCKET_MODES = ("fresh", "reuse")
-OPTION_NAMES = ("dns_rate", "dns_window", "dns_timeout_ms", "dns_retries", "dns_tcp_share", "dns_who_share",
-                "dns_names", "dns_socket_mode", "dns_records", "dns_port")
+OPTION_NAMES = tuple(knob.dest for knob in DNS_KNOBS)
 SCHEDULE_LENGTH = 10_000
 DEFAULT_CLOSED_WINDOW = 100
 DEFAULT_OPEN_WINDOW = 10_000
@@ -47,12 +47,16 @@ class Query:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a DNS user needs, validated. `queries[0]` is always who.lab.test TXT."""
+    """Everything a DNS user needs, validated. `queries[0]` is always who.lab.test TXT; `nameservers`
+    are (address, port) pairs, empty for --host alone."""
 
     rate: float
     window: int
+    client: str
     timeout_ms: float
-    retries: int
+    attempts: int
+    rotate: bool
+    nameservers: tuple[tuple[str, int], ...]
     tcp_share: float
     who_share: float
     queries: tuple[Query, ...]
@@ -62,46 +66,8 @@ class Settings:
 
     @property
     def scan_interval_s(self) -> float:
-        """How often pending queries are checked for timeouts: the timeout resolution."""
-        return min(0.01, max(0.001, self.timeout_ms / 1000 / 20))
-
-
-def add_arguments(parser) -> None:
-    """Register the --dns-* arguments on Locust's argument parser (they also show in the web UI)."""
-    parser.add_argument("--dns-rate", type=str, default="0", env_var="DNS_RATE",
-                        help="total queries/s over all users (open model); 0 = unbounded (closed model)")
-    parser.add_argument("--dns-window", type=str, default="0", env_var="DNS_WINDOW",
-                        help=f"queries in flight per user; 0 = {DEFAULT_CLOSED_WINDOW} closed, "
-                             f"{DEFAULT_OPEN_WINDOW} open")
-    parser.add_argument("--dns-timeout-ms", type=str, default="1000", env_var="DNS_TIMEOUT_MS",
-                        help="a query without an answer after this long is a timeout")
-    parser.add_argument("--dns-retries", type=str, default="0", env_var="DNS_RETRIES",
-                        help="resends after a timeout before the query counts as one")
-    parser.add_argument("--dns-tcp-share", type=str, default="0", env_var="DNS_TCP_SHARE",
-                        help="share of queries sent over TCP (0..1)")
-    parser.add_argument("--dns-who-share", type=str, default="1", env_var="DNS_WHO_SHARE",
-                        help="share of queries that are who.lab.test TXT, naming the resolver (0..1)")
-    parser.add_argument("--dns-names", type=str, default=DEFAULT_NAMES, env_var="DNS_NAMES",
-                        help="the rest of the mix: NAME[:TYPE[:RCODE]],... RCODE is the expected answer "
-                             "(e.g. nx.lab.test:A:NXDOMAIN); default NOERROR")
-    parser.add_argument("--dns-socket-mode", type=str, default="fresh", env_var="DNS_SOCKET_MODE",
-                        help="fresh: a new UDP source port per query (stub) | reuse: one socket per user")
-    parser.add_argument("--dns-records", type=str, default="", env_var="DNS_RECORDS",
-                        help="directory for per-query records (merged into queries.csv); empty = off")
-    parser.add_argument("--dns-port", type=str, default="53", env_var="DNS_PORT",
-                        help="server port (a port in --host wins)")
-
-
-def _number(options, attr: str, kind: type, low: float, high: float = math.inf):
-    flag = "--" + attr.replace("_", "-")
-    text = str(getattr(options, attr))
-    try:
-        value = kind(text)
-    except ValueError:
-        raise LoadError(f"{flag}: {text!r} is not a {kind.__name__}; give e.g. {kind(low)}") from None
-    if not (low <= value <= high) or (kind is float and not math.isfinite(value)):
-        raise LoadError(f"{flag}: {text} is out of range; give a value in [{low}, {high}]")
-    return value
+        """How often pending timers are checked: the timeout resolution."""
+        return scan_interval_s(self.client, self.timeout_ms, self.attempts, len(self.nameservers) or 1)
 
 
 def parse_queries(text: str) -> tuple[Query, ...]:
@@ -124,26 +90,32 @@ def parse_queries(text: str) -> tuple[Query, ...]:
 
 def parse_settings(options) -> Settings:
     """Validate the --dns-* values of Locust's parsed options."""
-    mode = str(options.dns_socket_mode)
-    if mode not in SOCKET_MODES:
-        raise LoadError(f"--dns-socket-mode: {mode!r} is not one of {', '.join(SOCKET_MODES)}")
-    rate = _number(options, "dns_rate", float, 0.0)
-    window = _number(options, "dns_window", int, 0, 60_000)
-    who_share = _number(options, "dns_who_share", float, 0.0, 1.0)
-    names = parse_queries(str(options.dns_names))
-    if who_share < 1.0 and not names:
+    try:
+        values = flag_values(options)
+    except KnobError as exc:
+        raise LoadError(str(exc)) from None
+    try:
+        nameservers = tuple(parse_address(text, values["port"]) for text in values["nameservers"])
+    except KnobError as exc:
+        raise LoadError(f"--dns-nameservers: {exc}; write IPv4[:PORT],...") from None
+    names = parse_queries(values["names"])
+    if values["who_share"] < 1.0 and not names:
         raise LoadError("--dns-names: empty, but --dns-who-share < 1 needs names; give e.g. www.lab.test:A")
+    rate = values["rate"]
     return Settings(
         rate=rate,
-        window=window or (DEFAULT_OPEN_WINDOW if rate else DEFAULT_CLOSED_WINDOW),
-        timeout_ms=_number(options, "dns_timeout_ms", float, 1.0, 600_000.0),
-        retries=_number(options, "dns_retries", int, 0, 10),
-        tcp_share=_number(options, "dns_tcp_share", float, 0.0, 1.0),
-        who_share=who_share,
+        window=values["window"] or (DEFAULT_OPEN_WINDOW if rate else DEFAULT_CLOSED_WINDOW),
+        client=values["client"],
+        timeout_ms=values["timeout_ms"],
+        attempts=values["attempts"],
+        rotate=values["rotate"],
+        nameservers=nameservers,
+        tcp_share=values["tcp_share"],
+        who_share=values["who_share"],
         queries=(Query(*WHO), *names),
-        socket_mode=mode,
-        records=str(options.dns_records or ""),
-        port=_number(options, "dns_port", int, 1, 65535),
+        socket_mode=values["socket_mode"],
+        records=values["records"],
+        port=values["port"],
     )
 
 

@@ -40,6 +40,8 @@ COLUMNS = (  # name, array typecode
     ("outcome", "B"),
     ("rcode", "B"),  # NO_RCODE: no answer
     ("proto", "B"),
+    ("lookup_id", "I"),  # unique within the user
+    ("attempt", "B"),  # 0: the lookup's first query
 )
 _CHUNK = struct.Struct("<2sBxI")
 _COUNT = struct.Struct("<I")
@@ -77,7 +79,8 @@ class Recorder:
 
     def add_batch(self, t_send_ns: Sequence[int], latency_ns: Sequence[int], src_port: Sequence[int],
                   user: int, query: Sequence[int], resolver: Sequence[str], outcome: Sequence[int],
-                  rcode: Sequence[int], proto: Sequence[int]) -> None:
+                  rcode: Sequence[int], proto: Sequence[int], lookup_id: Sequence[int],
+                  attempt: Sequence[int]) -> None:
         """Append rows given column-wise (one user's batch; see `COLUMNS`), in C loops."""
         names = self._names
         indices = list(map(names.get, resolver))
@@ -93,6 +96,8 @@ class Recorder:
         c[6].extend(outcome)
         c[7].extend(rcode)
         c[8].extend(proto)
+        c[9].extend(lookup_id)
+        c[10].extend(attempt)
 
     @property
     def closed(self) -> bool:

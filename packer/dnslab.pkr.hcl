@@ -4,7 +4,7 @@
 #   packer build -only=qemu.dnslab -var base_image=... packer/dnslab.pkr.hcl
 # For users with internet, two more sources start from Debian's official images instead:
 #   qemu.cloud       Debian's generic cloud image (var.debian_cloud_image), packages installed by apt
-#   virtualbox-ovf.dnslab  an OVF/OVA exported from the base image, for VirtualBox users
+#   virtualbox-ovf.dnslab  an OVF/OVA exported from the Vagrant box's disk, for VirtualBox users
 
 variable "base_image" {
   type        = string
@@ -79,8 +79,8 @@ variable "cloud_seed_dir" {
 }
 variable "ovf_source" {
   type        = string
-  default     = "dnslab-base.ova"
-  description = "the base image exported for VirtualBox (qemu-img convert -O vmdk, then an OVA)"
+  default     = "dnslab-box.ova"
+  description = "the Vagrant box's disk (box.img, which has the vagrant user) exported for VirtualBox (qemu-img convert -O vmdk, then an OVA)"
 }
 
 locals {
@@ -172,7 +172,7 @@ build {
     inline = [
       "apt-get update -q",
       "DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(sed 's/#.*//' /tmp/dnslab-base/packages.txt)",
-      "DNSLAB_VAGRANT_PUBKEY=/tmp/dnslab-base/vagrant.pub DNSLAB_PIP_PACKAGES='${var.pip_packages}' sh /tmp/dnslab-base/customize.sh /",
+      "DNSLAB_PIP_PACKAGES='${var.pip_packages}' sh /tmp/dnslab-base/customize.sh /",
     ]
   }
 

@@ -6,7 +6,7 @@ numpy/pandas so that ten million query rows take seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,8 @@ from reports.detection import (
     sample_interval_ms,
     traffic_share,
 )
+from reports.lookups import DEFINITIONS as LOOKUP_DEFINITIONS
+from reports.lookups import LookupStats, LookupTable, lookup_stats, lookup_table
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -60,6 +62,7 @@ DEFINITIONS: dict[str, str] = {
     "queries in its span, all of which failed",
     "pinned_ports": "source ports whose last ok answer before the fault came from the faulted resolver "
     "and that sent queries in its span",
+    **LOOKUP_DEFINITIONS,
 }
 
 
@@ -84,8 +87,10 @@ class FaultResult:
     blackholed_ports: int
     share_before: float | None
     pinning: pd.DataFrame = field(repr=False, compare=False)
+    lookups: LookupStats | None = None  # lookups whose first query was sent in the span
 
     def summary(self) -> dict[str, Any]:
+        lookups = self.lookups.summary() if self.lookups else {}
         return {
             "action": self.action,
             "target": self.target,
@@ -103,6 +108,7 @@ class FaultResult:
             "pinned_ports": self.pinned_ports,
             "blackholed_ports": self.blackholed_ports,
             "share_before": self.share_before,
+            **{k: lookups.get(k) for k in ("lookups", "lookups_failed", "lookups_retried", "lookup_max_ms")},
         }
 
 
@@ -127,6 +133,7 @@ class Analysis:
     failures: pd.DataFrame = field(repr=False, compare=False)
     latency_per_second: pd.DataFrame = field(repr=False, compare=False)
     answers_per_second: pd.DataFrame = field(repr=False, compare=False)
+    lookups: LookupStats | None = None
 
     @property
     def drop_rate(self) -> float:
@@ -140,6 +147,7 @@ class Analysis:
             "dropped": self.dropped,
             "drop_rate": self.drop_rate,
             "max_stall_ms": self.max_stall_ms,
+            **(self.lookups.summary() if self.lookups else {}),
             "faults": (faults := [f.summary() for f in self.faults]),
             "fault_stats": action_stats(faults),
             "returns": [r.summary() for r in self.returns],
@@ -363,17 +371,21 @@ def analyse(
     names = _resolver_names(meta or {})
     seen = {str(r) for r in pd.unique(queries["resolver"].dropna())}  # unique first: no 10M-string copy
     proto = load_protocol(queries)
+    table = lookup_table(queries, answers, ok)
     faults = tuple(
-        analyse_fault(
-            queries,
-            ipvs,
-            events.iloc[i],
-            span_end,
-            nonok_sends,
-            (starts, gaps),
-            _fault_resolver(str(events.iloc[i]["target"]), events.iloc[i]["real_server"], names, seen),
-            events,
-            proto,
+        _with_lookups(
+            analyse_fault(
+                queries,
+                ipvs,
+                events.iloc[i],
+                span_end,
+                nonok_sends,
+                (starts, gaps),
+                _fault_resolver(str(events.iloc[i]["target"]), events.iloc[i]["real_server"], names, seen),
+                events,
+                proto,
+            ),
+            table,
         )
         for i, span_end in fault_spans(events)
     )
@@ -395,4 +407,10 @@ def analyse(
         failures=failures_by_kind(queries),
         latency_per_second=latency_by_bin(queries, t0),
         answers_per_second=answers_by_bin(queries, answers, t0),
+        lookups=lookup_stats(table),
     )
+
+
+def _with_lookups(fault: FaultResult, table: LookupTable) -> FaultResult:
+    """The fault with the lookups whose first query was sent in its span."""
+    return replace(fault, lookups=lookup_stats(table, table.between(fault.t_ns, fault.span_end_ns)))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lab.atomic import write_atomic
 from reports.analysis import Analysis, analyse
 from reports.figures import render_figures
 from reports.html import render_report
@@ -15,9 +16,9 @@ from reports.load import Run, load_run
 
 def write_report(run: Run, analysis: Analysis) -> dict[str, Any]:
     """Write RUN_DIR/report.html and RUN_DIR/summary.json for an analysed run; return the summary."""
-    (run.path / "report.html").write_text(render_report(run, analysis, render_figures(run, analysis)))
+    write_atomic(run.path / "report.html", render_report(run, analysis, render_figures(run, analysis)))
     summary = analysis.summary()
-    (run.path / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    write_atomic(run.path / SUMMARY_FILE, json.dumps(summary, indent=2))
     return summary
 
 

@@ -15,6 +15,8 @@ from reports.figures import Image
 from reports.load import Run
 
 PINNING_ROWS = 50
+LOOKUP_FAULT_HEADERS = ("action", "target", "at (s)", "lookups", "lookups_failed", "lookups_retried",
+                        "lookup_max_ms")
 FAULT_HEADERS = (
     "action",
     "target",
@@ -116,6 +118,8 @@ def report_context(run: Run, analysis: Analysis, images: list[Image]) -> dict[st
         ("drop rate", f"{100 * s['drop_rate']:.3f} %"),
         ("max stall", f"{fmt(s['max_stall_ms'])} ms"),
         ("p99 latency", f"{fmt(lat['p99'], 2)} ms"),
+        ("failed lookups", fmt(s.get("lookups_failed"))),
+        ("longest lookup", f"{fmt(s.get('lookup_max_ms'))} ms"),
     ] + [
         (f"failover window #{i + 1}", f"{fmt(f.failover_window_ms)} ms")
         for i, f in enumerate(analysis.faults)
@@ -137,6 +141,22 @@ def report_context(run: Run, analysis: Analysis, images: list[Image]) -> dict[st
     summary_rows += [
         {"name": f"latency {k}", "value": f"{fmt(v, 3)} ms", "definition": DEFINITIONS["latency"]}
         for k, v in lat.items()
+    ]
+    lookup_rows = [
+        {"name": name, "value": value, "definition": DEFINITIONS[key]}
+        for name, key, value in (
+            ("lookups", "lookups", fmt(s.get("lookups"))),
+            ("lookups_failed", "lookups_failed", fmt(s.get("lookups_failed"))),
+            ("lookups_retried", "lookups_retried", fmt(s.get("lookups_retried"))),
+            ("lookup_p50_ms", "lookup_latency", fmt(s.get("lookup_p50_ms"), 3)),
+            ("lookup_p99_ms", "lookup_latency", fmt(s.get("lookup_p99_ms"), 3)),
+            ("lookup_max_ms", "lookup_max_ms", fmt(s.get("lookup_max_ms"), 3)),
+        )
+    ]
+    lookup_faults = [
+        [f["action"], f["target"], fmt((f["t_ns"] - analysis.t0_ns) / 1e9, 3), fmt(f["lookups"]),
+         fmt(f["lookups_failed"]), fmt(f["lookups_retried"]), fmt(f["lookup_max_ms"], 3)]
+        for f in s["faults"]
     ]
     faults = [
         [
@@ -180,6 +200,10 @@ def report_context(run: Run, analysis: Analysis, images: list[Image]) -> dict[st
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "cards": [{"label": k, "value": v} for k, v in cards],
         "summary_rows": summary_rows,
+        "lookup_rows": lookup_rows,
+        "lookup_fault_headers": LOOKUP_FAULT_HEADERS,
+        "lookup_faults": lookup_faults,
+        "lookup_fault_definition": DEFINITIONS["fault_lookups"],
         "fault_headers": FAULT_HEADERS,
         "faults": faults,
         "fault_definitions": fault_definitions,

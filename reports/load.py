@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +34,8 @@ QUERY_COLUMNS: dict[str, pa.DataType] = {
     "src_port": pa.int32(),
     "worker": _DICT,
 }
+# Optional (DESIGN section 5, 2026-11-30): a run without them has one lookup per query.
+LOOKUP_COLUMNS: dict[str, pa.DataType] = {"lookup_id": pa.int64(), "attempt": pa.int32()}
 IPVS_COLUMNS: dict[str, pa.DataType] = {
     "t_ns": pa.int64(),
     "vip": _DICT,
@@ -70,7 +73,7 @@ def load_run(path: str | Path) -> Run:
     if not run_dir.is_dir():
         raise LabError(f"{run_dir}: not a run directory (expected meta.json and queries.csv inside)")
     meta = read_meta(run_dir / "meta.json")
-    queries = read_queries(run_dir / "queries.csv")
+    queries = read_queries(run_dir / "queries.csv", meta.get("queries_rows"))
     events = read_events(run_dir / "events.jsonl")
     ipvs = read_ipvs(run_dir / "ipvs.csv")
     check_event_servers(run_dir, events, ipvs)
@@ -79,15 +82,24 @@ def load_run(path: str | Path) -> Run:
 
 def read_meta(path: Path) -> dict[str, Any]:
     """meta.json as a dict; it must exist and hold a JSON object."""
+    _regular(path)
     if not path.is_file():
         raise LabError(f"{path}: missing; the chaos runner writes it with every run")
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise LabError(f"{path}: not valid JSON ({err})") from None
+    except OSError as err:
+        raise LabError(f"{path}: cannot read: {err.strerror}") from None
     if not isinstance(meta, dict):
         raise LabError(f"{path}: must hold a JSON object, got {type(meta).__name__}")
     return meta
+
+
+def _regular(path: Path) -> None:
+    """A LabError when `path` exists but is not a regular file (a directory, a socket, ...)."""
+    if path.exists() and not path.is_file():
+        raise LabError(f"{path}: not a regular file; move it away (a run keeps its records in files)")
 
 
 def _header(path: Path) -> list[str]:
@@ -96,8 +108,12 @@ def _header(path: Path) -> list[str]:
     return [c.strip() for c in next(std_csv.reader([line]))] if line else []
 
 
-def _read_csv(path: Path, columns: dict[str, pa.DataType], *, required: bool) -> pa.Table | None:
-    """Read `path` with pyarrow's CSV reader and explicit types; None when optional and absent."""
+def _read_csv(path: Path, columns: dict[str, pa.DataType], *, required: bool,
+              optional: dict[str, pa.DataType] | None = None) -> pa.Table | None:
+    """Read `path` with pyarrow's CSV reader and explicit types; None when optional and absent.
+
+    `optional` columns are read when the header has them."""
+    _regular(path)
     if not path.is_file():
         if required:
             raise LabError(f"{path}: missing; a run needs it (DESIGN section 5)")
@@ -110,8 +126,9 @@ def _read_csv(path: Path, columns: dict[str, pa.DataType], *, required: bool) ->
             close = difflib.get_close_matches(name, header, n=1)
             hint = f" (found {close[0]!r}: misspelled?)" if close else ""
             raise LabError(f"{path}: missing column {name!r}{hint}; expected columns {', '.join(columns)}")
+    present = {name: kind for name, kind in (optional or {}).items() if name in header}
     options = csv.ConvertOptions(
-        column_types=columns, include_columns=list(columns), strings_can_be_null=True
+        column_types={**columns, **present}, include_columns=[*columns, *present], strings_can_be_null=True
     )
     try:
         return csv.read_csv(
@@ -138,13 +155,30 @@ def _allowed(path: Path, table: pa.Table, name: str, allowed: tuple[str, ...]) -
         )
 
 
-def read_queries(path: Path) -> pd.DataFrame:
-    """queries.csv as a DataFrame: int64 times, float latency, categorical strings."""
-    table = _read_csv(path, QUERY_COLUMNS, required=True)
+def read_queries(path: Path, expected_rows: Any = None) -> pd.DataFrame:
+    """queries.csv as a DataFrame: int64 times, float latency, categorical strings.
+
+    `expected_rows` is the row count the runner recorded in meta.json (`queries_rows`): a file cut
+    short, even at a row boundary, is an error. Runs without it are read as they are."""
+    table = _read_csv(path, QUERY_COLUMNS, required=True, optional=LOOKUP_COLUMNS)
     assert table is not None
+    if isinstance(expected_rows, int) and not isinstance(expected_rows, bool) \
+            and table.num_rows != expected_rows:
+        raise LabError(f"{path}: {table.num_rows} rows, but meta.json records {expected_rows} "
+                       "(the file was cut or changed); merge the records again: python -m loadtest.merge")
     if table.num_rows == 0:
         raise LabError(f"{path}: no queries recorded (empty run); run the load again")
     _no_nulls(path, table, ("t_send_ns", "outcome", "proto", "worker"))
+    lookups = [name for name in LOOKUP_COLUMNS if name in table.column_names]
+    if len(lookups) == 1:
+        other = next(name for name in LOOKUP_COLUMNS if name not in lookups)
+        raise LabError(f"{path}: has column {lookups[0]!r} but not {other!r}; a lookup needs both")
+    if lookups:
+        _no_nulls(path, table, tuple(lookups))
+        for name in lookups:
+            negative = pc.sum(pc.less(table.column(name), 0)).as_py() or 0
+            if negative:
+                raise LabError(f"{path}: column {name!r} is negative in {negative} row(s); it counts from 0")
     _allowed(path, table, "outcome", OUTCOMES)
     _allowed(path, table, "proto", PROTOS)
     frame = table.to_pandas()
@@ -152,6 +186,9 @@ def read_queries(path: Path) -> pd.DataFrame:
     if ok_without_latency:
         raise LabError(f"{path}: {ok_without_latency} row(s) with outcome 'ok' have no latency_ms")
     frame["src_port"] = frame["src_port"].fillna(-1).astype("int32")
+    if not lookups:  # every query its own lookup
+        frame["lookup_id"] = np.arange(len(frame), dtype=np.int64)
+        frame["attempt"] = np.zeros(len(frame), dtype=np.int32)
     return frame
 
 
@@ -178,6 +215,8 @@ def _event(path: Path, lineno: int, obj: Any) -> dict[str, Any]:
     for key, kind in (("t_ns", int), ("kind", str), ("action", str), ("target", str)):
         if not isinstance(obj.get(key), kind) or isinstance(obj.get(key), bool):
             raise LabError(f"{where}: key {key!r} must be {kind.__name__}, got {obj.get(key)!r}")
+    if not 0 <= obj["t_ns"] < 2**63:
+        raise LabError(f"{where}: t_ns {obj['t_ns']} is outside 0 .. 2^63-1 (nanoseconds since 1970)")
     if obj["kind"] not in EVENT_KINDS:
         raise LabError(f"{where}: kind {obj['kind']!r} is not one of {', '.join(EVENT_KINDS)}")
     detail = obj.get("detail", {})
@@ -200,8 +239,16 @@ def _event(path: Path, lineno: int, obj: Any) -> dict[str, Any]:
 def read_events(path: Path) -> pd.DataFrame:
     """events.jsonl as a DataFrame sorted by t_ns (empty when the run has no events file)."""
     rows: list[dict[str, Any]] = []
+    _regular(path)
     if path.is_file():
-        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            line = path.read_bytes()[: err.start].count(b"\n") + 1
+            raise LabError(f"{path}: line {line}: not UTF-8 text (byte {err.start})") from None
+        except OSError as err:
+            raise LabError(f"{path}: cannot read: {err.strerror}") from None
+        for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:

@@ -1,7 +1,9 @@
 """Synthetic run directories with known ground truth, for tests and the benchmark.
 
-`write_planted_run` writes a small run whose numbers are known by construction (see PLANTED);
-`write_bulk_run` writes a large realistic run quickly (numpy + pyarrow) for the benchmark.
+`write_planted_run` writes a small run whose numbers are known by construction (see PLANTED; it has
+no lookup columns, so each query is its own lookup); `write_lookup_run` a run of retrying clients
+with known lookups (see PLANTED_LOOKUPS); `write_bulk_run` writes a large realistic run quickly
+(numpy + pyarrow) for the benchmark.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ QUERY_HEADER = (
     "src_port",
     "worker",
 )
+LOOKUP_HEADER = (*QUERY_HEADER, "lookup_id", "attempt")
 IPVS_HEADER = ("t_ns", "vip", "proto", "real_server", "weight", "active_conns", "inactive_conns")
 VIP = "192.168.100.100:53"
 SERVERS = {"rs1": "192.168.100.11:53", "rs2": "192.168.100.12:53", "rs3": "192.168.100.13:53"}
@@ -132,11 +135,12 @@ def write_run(
     queries: list[dict[str, Any]],
     events: list[dict[str, Any]],
     ipvs: list[dict[str, Any]],
+    header: tuple[str, ...] = QUERY_HEADER,
 ) -> Path:
     """Write a run directory from plain rows."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
-    write_csv(run_dir / "queries.csv", QUERY_HEADER, queries)
+    write_csv(run_dir / "queries.csv", header, queries)
     write_events(run_dir / "events.jsonl", events)
     write_csv(run_dir / "ipvs.csv", IPVS_HEADER, ipvs)
     return run_dir
@@ -178,14 +182,15 @@ def planted_queries() -> list[dict[str, Any]]:
     return [_planted_query(i) for i in range(600)]
 
 
+def _event(t_ms: int, kind: str, action: str, target: str, **detail: Any) -> dict[str, Any]:
+    return {"t_ns": T0_NS + t_ms * MS, "kind": kind, "action": action, "target": target, "detail": detail}
+
+
 def planted_events() -> list[dict[str, Any]]:
     """Faults at 1000 (no real server), 2000 (rs2), 5000 (rs3); a note at 3000; rollback at 4000.
 
     Written out of time order on purpose (the reader sorts)."""
-
-    def ev(t_ms: int, kind: str, action: str, target: str, **detail: Any) -> dict[str, Any]:
-        return {"t_ns": T0_NS + t_ms * MS, "kind": kind, "action": action, "target": target, "detail": detail}
-
+    ev = _event
     return [
         ev(1000, "fault", "blackhole", "vip"),
         ev(2000, "fault", "kill", "rs2", real_server=SERVERS["rs2"], signal="KILL"),
@@ -234,10 +239,84 @@ def write_planted_run(run_dir: Path, run_id: str = "planted", settings: dict[str
     )
 
 
+# Known lookups: worker -> lookups, each a list of queries (send ms, latency ms or None, outcome).
+# Faults: kill rs2 at 1000 (span to the rollback at 3000), stop rs3 at 4000 (span to the end).
+PLANTED_LOOKUP_QUERIES: dict[str, list[list[tuple[int, float | None, str]]]] = {
+    "glibc": [  # one nameserver, 200 ms timeout, 2 attempts
+        [(100, 1.0, "ok")],
+        [(900, None, "timeout"), (1100, 2.0, "ok")],  # first try before the fault: in no span
+        [(1000, None, "timeout"), (1200, None, "timeout")],  # sent at the fault's instant: failed in span 1
+        [(1500, None, "timeout"), (1700, 3.0, "ok")],
+        [(2900, None, "timeout"), (3100, 1.5, "ok")],  # answered after the rollback: still span 1
+        [(3500, 1.0, "ok")],
+        [(4000, None, "timeout"), (4200, None, "error")],
+        [(4100, 5.0, "ok")],
+    ],
+    "musl": [  # two nameservers asked at once, resent after 250 ms
+        [(950, None, "timeout"), (950, 4.0, "ok")],
+        [(1050, None, "timeout"), (1050, None, "timeout"), (1300, 10.0, "ok"), (1300, 2.0, "ok")],
+        [(2000, 1.0, "rcode"), (2000, None, "timeout"), (2500, None, "timeout"), (2500, None, "timeout")],
+    ],
+    "raw": [[(1200, None, "timeout")], [(1250, 1.0, "ok")], [(4500, None, "timeout")], [(5000, 2.0, "ok")]],
+}
+_OK_LOOKUP_MS = [1.0, 202.0, 203.0, 201.5, 1.0, 5.0, 4.0, 252.0, 1.0, 2.0]
+PLANTED_LOOKUPS: dict[str, Any] = {
+    "lookups": 15,
+    "lookups_failed": 5,
+    "lookups_retried": 8,
+    "lookup_p50_ms": float(np.percentile(_OK_LOOKUP_MS, 50)),  # 4.5
+    "lookup_p99_ms": float(np.percentile(_OK_LOOKUP_MS, 99)),  # 203 + 0.91 * 49
+    "lookup_max_ms": 252.0,  # musl's second lookup: its fourth query's answer (1302) came first
+    "faults": [
+        {"t_ms": 1000, "lookups": 7, "lookups_failed": 3, "lookups_retried": 5, "lookup_max_ms": 252.0},
+        {"t_ms": 4000, "lookups": 4, "lookups_failed": 2, "lookups_retried": 1, "lookup_max_ms": 5.0},
+    ],
+}
+
+
+def planted_lookup_rows() -> list[dict[str, Any]]:
+    """The rows of PLANTED_LOOKUP_QUERIES, sorted by send time (lookup ids restart in every worker)."""
+    rows = []
+    for worker, lookups in PLANTED_LOOKUP_QUERIES.items():
+        for lookup_id, queries in enumerate(lookups):
+            for attempt, (t_ms, latency, outcome) in enumerate(queries):
+                answered = latency is not None
+                rows.append({
+                    "t_send_ns": T0_NS + t_ms * MS, "latency_ms": latency, "outcome": outcome,
+                    "rcode": ("NOERROR" if outcome == "ok" else "SERVFAIL") if answered else None,
+                    "resolver": "rs1" if outcome == "ok" else None, "proto": "udp", "qname": "who.lab.test",
+                    "qtype": "TXT", "src_port": 30000 + len(rows), "worker": worker,
+                    "lookup_id": lookup_id, "attempt": attempt,
+                })
+    return sorted(rows, key=lambda row: row["t_send_ns"])
+
+
+def write_lookup_run(run_dir: Path, run_id: str = "lookups") -> Path:
+    """The ground-truth run of PLANTED_LOOKUPS (faults at 1000 and 4000, a rollback at 3000)."""
+    events = [
+        _event(1000, "fault", "kill", "rs2", real_server=SERVERS["rs2"]),
+        _event(3000, "rollback", "start", "rs2", real_server=SERVERS["rs2"]),
+        _event(4000, "fault", "stop", "rs3", real_server=SERVERS["rs3"]),
+    ]
+    return write_run(run_dir, meta_for(run_id, "lookups"), planted_lookup_rows(), events, planted_ipvs(),
+                     header=LOOKUP_HEADER)
+
+
+def _running_index(groups: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... within each group value, in row order (a worker's lookup ids)."""
+    order = np.argsort(groups, kind="stable")
+    sorted_groups = groups[order]
+    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+    ranks = np.arange(len(groups)) - np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
+    out = np.empty(len(groups), dtype=np.int64)
+    out[order] = ranks
+    return out
+
+
 def write_bulk_run(run_dir: Path, rows: int, *, rate: float = 20_000.0, seed: int = 0) -> Path:
     """A large run: `rows` queries at `rate`/s from 8 workers over 3 resolvers, rs2 killed at 40 %
     of the run and removed 1.2 s later; worker w7 reuses one source port and stays black-holed on rs2
-    until the rollback at 70 %."""
+    until the rollback at 70 %. Each query is its own lookup (lookup_id counts per worker)."""
     rng = np.random.default_rng(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     send = T0_NS + np.sort(rng.uniform(0, rows / rate * 1e9, rows)).astype(np.int64)
@@ -267,6 +346,8 @@ def write_bulk_run(run_dir: Path, rows: int, *, rate: float = 20_000.0, seed: in
             "qtype": pa.array(np.full(rows, "TXT")),
             "src_port": port,
             "worker": pa.array(np.char.add("w", worker.astype(str))),
+            "lookup_id": _running_index(worker),
+            "attempt": np.zeros(rows, dtype=np.int32),
         }
     )
     pacsv.write_csv(table, run_dir / "queries.csv", pacsv.WriteOptions(quoting_style="needed"))

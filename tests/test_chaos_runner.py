@@ -46,10 +46,49 @@ def test_the_load_command_carries_the_labs_load_profile(raw_lab, tmp_path, monke
     from lab.config import parse_lab, with_overrides
 
     monkeypatch.setenv("DNSLAB_RUNS", str(tmp_path))
-    lab = with_overrides(parse_lab(raw_lab), {"load": {"window": 8, "socket_mode": "reuse", "rate": 0}})
+    lab = with_overrides(parse_lab(raw_lab), {"load": {"window": 8, "socket_mode": "reuse", "rate": 0,
+                                                       "client": "glibc", "timeout_ms": 5000, "rotate": True,
+                                                       "nameservers": ["vip", "rs3", "192.168.100.99"]}})
     command = Run(lab, None, load_experiment("baseline", lab)).locust_command()
     assert "--dns-window 8" in command and "--dns-socket-mode reuse" in command
-    assert "--dns-rate 0" in command and f"--host {lab.network.vip}" in command
+    assert "--dns-rate 0 " in command and f"--host {lab.network.vip}" in command
+    assert "--dns-client glibc --dns-timeout-ms 5000 --dns-attempts 2 --dns-rotate true" in command
+    assert "--dns-nameservers 192.168.100.100,192.168.100.13,192.168.100.99" in command
+    assert "-u 4 -r 4" in command
+
+
+def test_the_load_command_sets_every_load_knob_and_the_generator_accepts_it(raw_lab, tmp_path, monkeypatch):
+    """Every [load] key reaches Locust as a flag that parse_settings reads back to the same value."""
+    import argparse
+    import shlex
+    from dataclasses import asdict
+
+    from chaos.experiment import load_experiment
+    from chaos.runner import Run
+    from lab.config import parse_lab
+    from loadtest.knobs import DNS_KNOBS
+    from loadtest.options import parse_settings
+
+    monkeypatch.setenv("DNSLAB_RUNS", str(tmp_path))
+    lab = parse_lab(raw_lab)
+    words = shlex.split(Run(lab, None, load_experiment("baseline", lab)).locust_command())
+    parser = argparse.ArgumentParser()
+    for knob in DNS_KNOBS:
+        parser.add_argument(knob.flag, default=knob.text(knob.default))
+    parser.add_argument("-u")
+    parser.add_argument("-r")
+    options, _ = parser.parse_known_args(words[words.index("-f") + 2:])
+    settings = parse_settings(options)
+    for key, value in asdict(lab.load).items():
+        if key == "nameservers":
+            assert settings.nameservers == ((str(lab.network.vip), 53),)
+        elif key == "users":
+            assert options.u == options.r == str(value)
+        elif key == "window":
+            assert options.dns_window == str(value)
+        else:
+            assert getattr(settings, key) == value, key
+
 
 
 def test_rollback_runs_each_distinct_undo_once(raw_lab, tmp_path, monkeypatch):

@@ -81,7 +81,23 @@ BAD = [
     (("ipvs", "protocols", ["udp", "sctp"]), r"\[ipvs\] protocols: must be a non-empty list"),
     (("load", "tcp_share", 1.5), r"\[load\] tcp_share: must be between 0 and 1"),
     (("load", "socket_mode", "pool"), r"\[load\] socket_mode: must be one of fresh, reuse"),
-    (("load", "window", -1), r"\[load\] window: must be >= 0"),
+    (("load", "window", -1), r"\[load\] window: must be between 0 and 60000, got -1"),
+    (("load", "client", "bind"), r"\[load\] client: must be one of raw, glibc, musl, got 'bind'"),
+    (("load", "timeout_ms", 0), r"\[load\] timeout_ms: must be between 1 and 600000, got 0"),
+    (("load", "timeout_ms", -5.0), r"\[load\] timeout_ms: must be between 1 and 600000"),
+    (("load", "timeout_ms", float("nan")), r"\[load\] timeout_ms: must be a finite number"),
+    (("load", "attempts", 0), r"\[load\] attempts: must be between 1 and 10, got 0"),
+    (("load", "attempts", 2.5), r"\[load\] attempts: must be an integer, got 2.5"),
+    (("load", "rotate", "yes"), r"\[load\] rotate: must be true or false, got 'yes'"),
+    (("load", "nameservers", []), r"\[load\] nameservers: must not be empty"),
+    (("load", "nameservers", "vip"), r"\[load\] nameservers: must be a list of strings, got 'vip'"),
+    (("load", "nameservers", ["vip", ""]), r"\[load\] nameservers: has an empty item"),
+    (("load", "nameservers", ["vip", 53]), r"\[load\] nameservers: must be a list of strings"),
+    (("load", "nameservers", ["rs9"]),
+     r"\[load\] nameservers: 'rs9' is not vip, a resolver name \(rs1, rs2, rs3\)"),
+    (("load", "nameservers", ["8.8.8.8"]), r"\[load\] nameservers: 8.8.8.8 is outside \[network\] subnet"),
+    (("load", "nameservers", ["vip", "rs1", "rs2", "rs3"]), r"\[load\] nameservers: at most 3"),
+    (("load", "retries", 2), r"\[load\] retries: unknown key; known keys: rate, users"),
     (("sysctl", "kernel.panic", 1), r"\[sysctl\] \"kernel.panic\": not a net.\* sysctl"),
     (("vm", "provider", "ssh"), r"\[ssh\] host: required when \[vm\] provider = \"ssh\""),
 ]
@@ -96,6 +112,24 @@ def test_every_validation_error_names_file_and_key(raw_lab, change, message):
     text = str(err.value)
     assert text.startswith("my-lab.toml: ")
     assert "\n" not in text
+
+
+@pytest.mark.parametrize(("load", "message"), [
+    ({"client": "glibc", "tcp_share": 0.5}, r"\[load\] tcp_share: must be 0 with client = glibc"),
+    ({"client": "glibc", "attempts": 6}, r"\[load\] attempts: glibc allows at most 5, got 6"),
+    ({"client": "musl", "timeout_ms": 61000}, r"\[load\] timeout_ms: musl allows at most 60000 ms"),
+])
+def test_load_settings_that_do_not_go_together_name_a_key(raw_lab, load, message):
+    raw_lab["load"].update(load)
+    with pytest.raises(LabError, match=message):
+        parse_lab(raw_lab, "lab.toml")
+
+
+def test_nameservers_resolve_to_addresses_inside_the_lab(raw_lab):
+    raw_lab["load"].update(client="glibc", nameservers=["vip", "rs2", "192.168.100.99"], rotate=True)
+    lab = parse_lab(raw_lab)
+    assert lab.load.nameservers == ("vip", "rs2", "192.168.100.99") and lab.load.rotate is True
+    assert lab.nameserver_addresses() == ("192.168.100.100", "192.168.100.12", "192.168.100.99")
 
 
 @pytest.mark.parametrize(

@@ -145,3 +145,43 @@ def test_failing_apt_update_is_named_with_apts_error(tmp_path: Path) -> None:
     line = _error_line(result.stderr)
     assert line.startswith("dnslab: error: dnslab-no-such-package is missing and apt-get update failed (E: ")
     assert line.endswith(f"; {FIX_MIRROR}")
+
+
+def _run_with_systemd(tmp_path: Path, packages: list[str], *, newly_installed: tuple[str, ...] = ()):
+    """Run the script where systemd looks up (a private tmpfs /run with /run/systemd/system) and
+    `systemctl` is a stand-in that logs its arguments. With `newly_installed`, dpkg-query does not list
+    those packages and apt-get / apt-cache are stand-ins that "install" them, touching nothing."""
+    if not _can_unshare_mounts():
+        pytest.skip("unshare --mount with bind mounts is not permitted here")
+    bindir, log = tmp_path / "bin", tmp_path / "systemctl.log"
+    bindir.mkdir()
+    stubs = {"systemctl": f'echo "$*" >> {log}'}
+    if newly_installed:
+        hidden = "|".join(newly_installed)
+        stubs["dpkg-query"] = f"/usr/bin/dpkg-query \"$@\" | grep -vE ' ({hidden})$'"
+        stubs["apt-get"] = "exit 0"
+        stubs["apt-cache"] = 'shift; for p in "$@"; do printf "%s:\\n  Candidate: 1.0\\n" "$p"; done'
+    for name, body in stubs.items():
+        (bindir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bindir / name).chmod(0o755)
+    inner = 'mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec bash "$0" "$@"'
+    env = _offline_pip_env(tmp_path) | {"PATH": f"{bindir}:{os.environ['PATH']}"}
+    argv = ["unshare", "--mount", "--propagation", "private", "bash", "-c", inner, str(SCRIPT),
+            "--venv", str(tmp_path / "venv"), *packages]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert "pip could not install" in result.stderr, result.stderr  # the run went past the services
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_services_the_host_already_had_are_left_alone(tmp_path: Path) -> None:
+    """unbound and keepalived installed before `make setup` are the host's own: never stopped or disabled."""
+    if not shutil.which("unbound") or not shutil.which("keepalived"):
+        pytest.skip("needs unbound and keepalived installed on the host")
+    assert _run_with_systemd(tmp_path, ["bash", "unbound", "keepalived"]) == []
+
+
+def test_services_this_setup_installed_are_stopped_and_disabled(tmp_path: Path) -> None:
+    if not shutil.which("unbound") or not shutil.which("keepalived"):
+        pytest.skip("needs unbound and keepalived installed on the host")
+    calls = _run_with_systemd(tmp_path, ["bash", "unbound", "keepalived"], newly_installed=("unbound",))
+    assert calls == ["disable --now unbound"]

@@ -60,8 +60,7 @@ def test_hash_inputs_changes_with_content_path_and_extra(tmp_path, monkeypatch):
 def test_image_key_depends_on_base_key_and_is_stable():
     assert image_recipe.image_key("a" * 64) == image_recipe.image_key("a" * 64)
     assert image_recipe.image_key("a" * 64) != image_recipe.image_key("b" * 64)
-    pub = b"ssh-rsa AAAA vagrant"
-    assert image_recipe.base_key(pub) == image_recipe.base_key(pub) != image_recipe.base_key(pub + b"x")
+    assert image_recipe.base_key() == image_recipe.base_key()
 
 
 def test_staging_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
@@ -124,3 +123,59 @@ def test_a_step_that_works_returns_its_time_and_keeps_its_output(tmp_path):
     log = tmp_path / "build.log"
     assert run_step("stage 1/1: fine", ["sh", "-c", "echo hello"], log) >= 0
     assert log.read_text().splitlines()[-1] == "hello"
+
+
+@pytest.fixture
+def killed_build(tmp_path):
+    """The leftovers of a killed build in cache/images/: a staging directory holding a bind mount of a
+    stand-in for the host's /dev (a tmpfs outside it), a proc mount and a loop device on its raw disk."""
+    if os.geteuid() != 0:
+        pytest.skip("mounts and loop devices need root (the image build runs as root)")
+    host_dev = tmp_path / "host-dev"
+    host_dev.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(host_dev)], check=True)
+    (host_dev / "null").write_text("a device node of the host: must survive")
+    stale = tmp_path / "cache" / "images" / ".48abc737fbb1-x1y2z3_q"
+    mnt = stale / "mnt"
+    for sub in ("dev", "proc"):
+        (mnt / sub).mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(host_dev), str(mnt / "dev")], check=True)
+    subprocess.run(["mount", "-t", "proc", "proc", str(mnt / "proc")], check=True)
+    raw = stale / "base.raw"
+    raw.write_bytes(b"\0" * 2**20)
+    loop = subprocess.run(["losetup", "--show", "-f", str(raw)], capture_output=True, text=True)
+    loop_dev = loop.stdout.strip() if loop.returncode == 0 else None
+    try:
+        yield stale, host_dev, loop_dev
+    finally:
+        for point in image._mounts_under(tmp_path):
+            subprocess.run(["umount", "--lazy", str(point)], check=False)
+        if loop_dev:
+            subprocess.run(["losetup", "-d", loop_dev], check=False, stderr=subprocess.DEVNULL)
+
+
+def test_the_next_build_clears_what_a_killed_build_left(killed_build, tmp_path, monkeypatch):
+    stale, host_dev, loop_dev = killed_build
+    images = stale.parent
+    (images / "0123abc").mkdir()  # a finished image: not a staging directory, kept
+    busy = images / ".0123456789ab-busy0000"
+    busy.mkdir()
+    user = subprocess.Popen(["sleep", "60"], cwd=busy)  # a build that still runs there: kept
+    monkeypatch.setenv("DNSLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(image, "check_tools", lambda: None)
+    built = image.ImageArtifacts("k", tmp_path / "d.qcow2", tmp_path / "k", tmp_path / "i")
+    monkeypatch.setattr(image, "_build_base", lambda key: built)
+    monkeypatch.setattr(image, "_build_layer", lambda key, base, lab: built)
+    try:
+        assert image.build(None, force=True) is built
+    finally:
+        user.kill()
+        user.wait()
+    assert not stale.exists()
+    assert sorted(p.name for p in images.iterdir()) == [".0123456789ab-busy0000", "0123abc"]
+    assert (host_dev / "null").read_text() == "a device node of the host: must survive"
+    assert image._mounts_under(host_dev) == [host_dev]  # the host's own mount is untouched
+    if loop_dev:
+        listed = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME"],
+                                capture_output=True, text=True).stdout.split()
+        assert loop_dev not in listed

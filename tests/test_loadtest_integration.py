@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -150,11 +151,19 @@ def test_a_stopped_server_shows_as_timeouts_and_a_stall_of_the_stop_length(serve
     assert {r["outcome"] for r in rows} == {"ok", "timeout"}
 
 
-def test_retries_hide_a_short_stop_and_count_from_the_first_send(server, tmp_path):
+def _lookups(rows: list[dict]) -> dict[tuple[str, int], list[dict]]:
+    """Rows grouped by lookup (worker, lookup_id), each list in attempt order."""
+    out: dict[tuple[str, int], list[dict]] = {}
+    for row in rows:
+        out.setdefault((row["worker"], int(row["lookup_id"])), []).append(row)
+    return {key: sorted(group, key=lambda r: int(r["attempt"])) for key, group in out.items()}
+
+
+def test_a_glibc_client_hides_a_short_stop_by_retrying_from_the_same_port(server, tmp_path):
     host, unbound = server
     records = tmp_path / "records"
     load = subprocess.Popen(_locust(host, "-u", "2", "-r", "2", "--dns-rate", "200",
-                                    "--dns-timeout-ms", "100", "--dns-retries", "3",
+                                    "--dns-client", "glibc", "--dns-timeout-ms", "100", "--dns-attempts", "4",
                                     "--dns-records", str(records), seconds=None,
                                     prefix=REALTIME),
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -165,15 +174,82 @@ def test_retries_hide_a_short_stop_and_count_from_the_first_send(server, tmp_pat
         os.kill(unbound.pid, signal.SIGCONT)
         time.sleep(0.5)
         load.send_signal(signal.SIGINT)
-        assert load.wait(timeout=60) == 0, load.stderr.read()
+        assert load.wait(timeout=60) == 0, load.stderr.read()  # 0: every lookup succeeded
     finally:
         os.kill(unbound.pid, signal.SIGCONT)
         if load.poll() is None:
             load.kill()
-    rows = _rows(records)
-    assert {r["outcome"] for r in rows} == {"ok"}
-    retried = [float(r["latency_ms"]) for r in rows if float(r["latency_ms"]) > 100]
-    assert len(retried) >= 20 and max(retried) < 400
+    lookups = _lookups(_rows(records))
+    assert all(group[-1]["outcome"] == "ok" for group in lookups.values())
+    retried = [group for group in lookups.values() if len(group) > 1]
+    assert len(retried) >= 20
+    for group in retried:
+        assert [int(r["attempt"]) for r in group] == list(range(len(group)))
+        assert {r["outcome"] for r in group[:-1]} == {"timeout"}
+        assert len({r["src_port"] for r in group}) == 1, "glibc keeps a nameserver's socket after a timeout"
+        sends = [int(r["t_send_ns"]) for r in group]
+        assert all(95e6 <= b - a <= 140e6 for a, b in zip(sends, sends[1:], strict=False)), sends
+        answer = sends[-1] + float(group[-1]["latency_ms"]) * 1e6
+        assert answer - sends[0] < 400e6
+
+
+@pytest.mark.parametrize("dead", ["refusing", "silent"])
+def test_a_glibc_lookup_gets_past_a_dead_first_nameserver_and_its_records_say_so(server, tmp_path, dead):
+    """nameservers = dead, Unbound: every lookup fails on the first and succeeds on the second, at once
+    after port unreachable (refusing: nothing listens there) or after the 200 ms wait (silent: a socket
+    that never reads)."""
+    host, _ = server
+    records = tmp_path / "records"
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.85", 0))
+    dead_address = "{}:{}".format(*silent.getsockname())
+    if dead == "refusing":
+        silent.close()
+    try:
+        result = _run(_locust(host, "-u", "2", "-r", "2", "--dns-rate", "50", "--dns-client", "glibc",
+                              "--dns-timeout-ms", "200", "--dns-attempts", "2",
+                              "--dns-nameservers", f"{dead_address},{host}", "--dns-records", str(records),
+                              seconds=3))
+    finally:
+        silent.close()
+    assert result.returncode == 0, result.stderr  # every lookup succeeded
+    lookups = _lookups(_rows(records))
+    assert len(lookups) >= 20
+    first_outcome = "error" if dead == "refusing" else "timeout"
+    last = {}
+    for (worker, _), group in lookups.items():
+        last[worker] = max(last.get(worker, 0), *(int(r["t_send_ns"]) for r in group))
+    cut = [(key, group[0]) for key, group in lookups.items() if len(group) == 1]  # 2nd in flight at the stop
+    assert all(int(first["t_send_ns"]) > last[key[0]] - 500e6 for key, first in cut)
+    for first, second, *more in (group for group in lookups.values() if len(group) > 1):
+        assert not more
+        assert (first["attempt"], first["outcome"], first["resolver"]) == ("0", first_outcome, "")
+        assert (second["attempt"], second["outcome"], second["resolver"]) == ("1", "ok", RESOLVER)
+        gap_ms = (int(second["t_send_ns"]) - int(first["t_send_ns"])) / 1e6
+        assert gap_ms < 30 if dead == "refusing" else 195 <= gap_ms < 260
+        assert first["src_port"] != second["src_port"], "one socket per nameserver"
+
+
+def test_a_musl_lookup_asks_both_nameservers_and_takes_the_live_ones_answer(server, tmp_path):
+    host, _ = server
+    records = tmp_path / "records"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.85", 0))
+        dead_address = "{}:{}".format(*silent.getsockname())
+        result = _run(_locust(host, "-u", "1", "-r", "1", "--dns-rate", "50", "--dns-client", "musl",
+                              "--dns-timeout-ms", "300", "--dns-attempts", "2",
+                              "--dns-nameservers", f"{dead_address},{host}", "--dns-records", str(records),
+                              seconds=3))
+    assert result.returncode == 0, result.stderr
+    lookups = _lookups(_rows(records))
+    assert len(lookups) >= 20
+    complete = [group for group in lookups.values() if len(group) == 2]  # the last ones: cut at the stop
+    assert len(complete) >= 10 and len(complete) >= len(lookups) - 20
+    for dead_query, live in complete:
+        assert (dead_query["attempt"], dead_query["outcome"]) == ("0", "timeout")
+        assert (live["attempt"], live["outcome"], live["resolver"]) == ("1", "ok", RESOLVER)
+        assert dead_query["src_port"] == live["src_port"], "one socket per lookup"
+        assert abs(int(live["t_send_ns"]) - int(dead_query["t_send_ns"])) < 10e6
 
 
 def test_a_sigkilled_run_leaves_its_flushed_records(server, tmp_path):
@@ -214,7 +290,9 @@ def test_processes_each_write_a_file_and_the_merge_covers_them_all(server, tmp_p
 
 
 @pytest.mark.parametrize(("args", "prefix", "expected"), [
-    (["--dns-rate", "fast"], [], "--dns-rate: 'fast' is not a float"),
+    (["--dns-rate", "fast"], [], "--dns-rate: must be a number, got 'fast'"),
+    (["--dns-client", "bind"], [], "--dns-client: must be one of raw, glibc, musl, got 'bind'"),
+    (["--dns-nameservers", "127.0.0.1,300.1.1.1"], [], "--dns-nameservers: '300.1.1.1' is not IPv4"),
     (["--dns-records", "/proc/version/x"], [], "--dns-records: '/proc/version/x' is not writable"),
     # in a fresh network namespace, so the name lookup cannot leave the machine
     ([], ["unshare", "-n", "--"], "--host: cannot resolve 'no-such-host.invalid'"),

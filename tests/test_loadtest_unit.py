@@ -14,9 +14,9 @@ import dns.rrset
 import pytest
 
 from loadtest.bench import send_accuracy
+from loadtest.knobs import DNS_KNOBS
 from loadtest.merge import HEADER, merge
 from loadtest.options import (
-    DEFAULT_NAMES,
     LoadError,
     Query,
     build_schedule,
@@ -30,9 +30,8 @@ from tests.conftest import REPO
 
 
 def _options(**overrides) -> SimpleNamespace:
-    values = {"dns_rate": "0", "dns_window": "0", "dns_timeout_ms": "1000", "dns_retries": "0",
-              "dns_tcp_share": "0", "dns_who_share": "1", "dns_names": DEFAULT_NAMES,
-              "dns_socket_mode": "fresh", "dns_records": "", "dns_port": "53"}
+    """Locust's parsed options with every --dns-* flag at its default (as text, as Locust gives them)."""
+    values = {knob.dest: knob.text(knob.default) for knob in DNS_KNOBS}
     values.update(overrides)
     return SimpleNamespace(**values)
 
@@ -80,7 +79,12 @@ def test_names_parse_with_types_and_expected_rcodes():
     ("dns_rate", "fast", "--dns-rate"), ("dns_rate", "-1", "--dns-rate"),
     ("dns_tcp_share", "1.5", "--dns-tcp-share"), ("dns_who_share", "nan", "--dns-who-share"),
     ("dns_timeout_ms", "0", "--dns-timeout-ms"), ("dns_socket_mode", "sticky", "--dns-socket-mode"),
-    ("dns_port", "70000", "--dns-port"), ("dns_retries", "1.5", "--dns-retries"),
+    ("dns_port", "70000", "--dns-port"), ("dns_attempts", "1.5", "--dns-attempts"),
+    ("dns_attempts", "0", "--dns-attempts"), ("dns_timeout_ms", "-5", "--dns-timeout-ms"),
+    ("dns_timeout_ms", "inf", "--dns-timeout-ms"), ("dns_client", "bind", "--dns-client"),
+    ("dns_rotate", "maybe", "--dns-rotate"), ("dns_nameservers", "127.0.0.1,,127.0.0.2", "--dns-nameservers"),
+    ("dns_nameservers", "127.0.0.1:0", "--dns-nameservers"), ("dns_nameservers", "ns1", "--dns-nameservers"),
+    ("dns_nameservers", "10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4", "--dns-nameservers"),
 ])
 def test_bad_knobs_name_the_flag(key, value, flag):
     with pytest.raises(LoadError) as info:
@@ -89,11 +93,28 @@ def test_bad_knobs_name_the_flag(key, value, flag):
     assert message.startswith(flag) and "\n" not in message
 
 
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"dns_client": "glibc", "dns_tcp_share": "0.5"}, "--dns-tcp-share: must be 0 with client = glibc"),
+    ({"dns_client": "glibc", "dns_attempts": "6"}, "--dns-attempts: glibc allows at most 5, got 6"),
+    ({"dns_client": "glibc", "dns_timeout_ms": "31000"}, "--dns-timeout-ms: glibc allows at most 30000 ms"),
+    ({"dns_client": "musl", "dns_timeout_ms": "5", "dns_attempts": "10"},
+     "--dns-timeout-ms: musl resends every timeout/attempts ms: give at least 10 ms"),
+])
+def test_settings_that_do_not_go_together_name_a_flag(overrides, message):
+    with pytest.raises(LoadError) as info:
+        parse_settings(_options(**overrides))
+    assert str(info.value).startswith(message)
+
+
 def test_settings_defaults_and_window_by_model():
     closed = parse_settings(_options())
     assert closed.queries[0] == Query("who.lab.test", "TXT") and closed.window == 100
+    assert (closed.client, closed.nameservers, closed.attempts) == ("raw", (), 2)
     assert parse_settings(_options(dns_rate="500")).window == 10_000
     assert parse_settings(_options(dns_timeout_ms="100")).scan_interval_s == pytest.approx(0.005)
+    stub = parse_settings(_options(dns_client="glibc", dns_rotate="true", dns_port="5353",
+                                   dns_nameservers="127.0.0.1, 127.0.0.2:53"))
+    assert stub.rotate and stub.nameservers == (("127.0.0.1", 5353), ("127.0.0.2", 53))
     with pytest.raises(LoadError, match="--dns-names"):
         parse_settings(_options(dns_names="", dns_who_share="0.5"))
 
@@ -123,21 +144,21 @@ def test_records_dir_must_be_writable(tmp_path):
 def test_records_round_trip_and_a_torn_last_chunk_is_ignored(tmp_path):
     recorder = Recorder(str(tmp_path), "w1", [("who.lab.test", "TXT"), ("www.lab.test", "A")])
     assert recorder.resolver_index("") == 0 and recorder.resolver_index("rs1") == 1
-    recorder.add_batch([1_000], [250_000], [40000], 0, [0], ["rs1"], [OK], [0], [0])
-    recorder.add_batch([2_000], [-1], [40001], 1, [1], [""], [TIMEOUT], [NO_RCODE], [1])
+    recorder.add_batch([1_000], [250_000], [40000], 0, [0], ["rs1"], [OK], [0], [0], [7], [0])
+    recorder.add_batch([2_000], [-1], [40001], 1, [1], [""], [TIMEOUT], [NO_RCODE], [1], [8], [0])
     assert recorder.flush() == 2
     recorder.add_batch([3_000, 4_000], [100, 200], [40002, 40003], 1, [1, 0], ["", "rs2"], [RCODE, OK],
-                       [5, 0], [0, 0])
+                       [5, 0], [0, 0], [8, 8], [1, 2])
     recorder.flush()
     size_before_torn = os.path.getsize(recorder.path)
     with open(recorder.path, "ab") as handle:  # a chunk cut short, as a SIGKILL mid-write leaves it
         handle.write(b"DQR\x00\xff\x00\x00\x00partial")
     wf = read_worker_file(recorder.path)
     assert wf.worker == "w1" and not wf.complete and wf.resolvers == ["", "rs1", "rs2"]
-    assert list(wf.rows()) == [(1_000, 250_000, 40000, 0, 0, 1, OK, 0, 0),
-                               (2_000, -1, 40001, 1, 1, 0, TIMEOUT, NO_RCODE, 1),
-                               (3_000, 100, 40002, 1, 1, 0, RCODE, 5, 0),
-                               (4_000, 200, 40003, 1, 0, 2, OK, 0, 0)]
+    assert list(wf.rows()) == [(1_000, 250_000, 40000, 0, 0, 1, OK, 0, 0, 7, 0),
+                               (2_000, -1, 40001, 1, 1, 0, TIMEOUT, NO_RCODE, 1, 8, 0),
+                               (3_000, 100, 40002, 1, 1, 0, RCODE, 5, 0, 8, 1),
+                               (4_000, 200, 40003, 1, 0, 2, OK, 0, 0, 8, 2)]
     assert size_before_torn < os.path.getsize(recorder.path)
 
 
@@ -145,8 +166,8 @@ def test_merge_sorts_all_workers_by_send_time(tmp_path):
     queries = [("who.lab.test", "TXT"), ("nx.lab.test", "A")]
     a, b = Recorder(str(tmp_path), "hostA-1", queries), Recorder(str(tmp_path), "hostA-2", queries)
     a.add_batch([30, 10], [1_500_000, -1], [1111, 1112], 0, [0, 1], ["rs3", ""], [OK, TIMEOUT],
-                [0, NO_RCODE], [0, 1])
-    b.add_batch([20], [2_000], [2222], 4, [1], [""], [OK], [3], [0])
+                [0, NO_RCODE], [0, 1], [1, 0], [0, 0])
+    b.add_batch([20], [2_000], [2222], 4, [1], [""], [OK], [3], [0], [0], [1])
     a.close()
     b.flush()  # b never closes: as after a SIGKILL
     path, count = merge(str(tmp_path))
@@ -154,9 +175,9 @@ def test_merge_sorts_all_workers_by_send_time(tmp_path):
         rows = list(csv.reader(handle))
     assert count == 3 and tuple(rows[0]) == HEADER
     assert rows[1:] == [
-        ["10", "", "timeout", "", "", "tcp", "nx.lab.test", "A", "1112", "hostA-1.u0"],
-        ["20", "0.002", "ok", "NXDOMAIN", "", "udp", "nx.lab.test", "A", "2222", "hostA-2.u4"],
-        ["30", "1.500", "ok", "NOERROR", "rs3", "udp", "who.lab.test", "TXT", "1111", "hostA-1.u0"],
+        ["10", "", "timeout", "", "", "tcp", "nx.lab.test", "A", "1112", "hostA-1.u0", "0", "0"],
+        ["20", "0.002", "ok", "NXDOMAIN", "", "udp", "nx.lab.test", "A", "2222", "hostA-2.u4", "0", "1"],
+        ["30", "1.500", "ok", "NOERROR", "rs3", "udp", "who.lab.test", "TXT", "1111", "hostA-1.u0", "1", "0"],
     ]
 
 
@@ -208,7 +229,8 @@ def test_a_batch_interrupted_between_columns_never_misaligns_the_file(tmp_path):
     from loadtest.records import Recorder, read_worker_file
 
     rec = Recorder(str(tmp_path), "w1", [("who.lab.test", "TXT")])
-    rec.add_batch([1, 2], [10, 20], [1000, 1001], 0, [0, 0], ["rs1", "rs2"], [0, 0], [0, 0], [0, 0])
+    rec.add_batch([1, 2], [10, 20], [1000, 1001], 0, [0, 0], ["rs1", "rs2"], [0, 0], [0, 0], [0, 0], [0, 1],
+                  [0, 0])
     # as if SIGINT's KeyboardInterrupt struck after the first two columns of the next batch
     rec._cols[0].extend([3, 4])
     rec._cols[1].extend([30, 40])
@@ -222,11 +244,11 @@ def test_a_chunk_whose_size_contradicts_its_count_is_skipped(tmp_path):
     from loadtest.records import _CHUNK, _COUNT, Recorder, read_worker_file
 
     rec = Recorder(str(tmp_path), "w1", [("who.lab.test", "TXT")])
-    rec.add_batch([1], [10], [1000], 0, [0], ["rs1"], [0], [0], [0])
+    rec.add_batch([1], [10], [1000], 0, [0], ["rs1"], [0], [0], [0], [0], [0])
     rec.flush()
     bad = _COUNT.pack(5) + bytes(17)  # 5 rows announced, far fewer bytes
     with open(rec.path, "ab") as handle:
         handle.write(_CHUNK.pack(b"DQ", ord("R"), len(bad)) + bad)
-    rec.add_batch([2], [20], [1001], 0, [0], ["rs1"], [0], [0], [0])
+    rec.add_batch([2], [20], [1001], 0, [0], ["rs1"], [0], [0], [0], [1], [0])
     rec.close()
     assert [row[0] for row in read_worker_file(rec.path).rows()] == [1, 2]

@@ -15,11 +15,11 @@ from lab.providers import get_provider
 from lab.providers.qemu import (
     QemuProvider,
     choose_accel,
-    ensure_key,
     free_port,
     kvm_probe_argv,
     qemu_argv,
 )
+from lab.state import ensure_key
 
 IMAGE = ImageArtifacts("h" * 64, Path("/c/dnslab.qcow2"), Path("/c/vmlinuz"), Path("/c/initrd.img"))
 
@@ -98,7 +98,8 @@ def test_ensure_key_generates_once(state):
 def test_not_up_is_a_clear_error(state, raw_lab):
     provider = get_provider(parse_lab(raw_lab))
     assert isinstance(provider, QemuProvider)
-    with pytest.raises(LabError, match=r"lab is not up; run `fab up`"):
+    with pytest.raises(LabError, match=r"^the qemu lab is not up .*; start it with "
+                                       r"`fab up --provider qemu`$"):
         provider.endpoint()
     provider.down()  # a no-op when nothing runs
 

@@ -41,6 +41,30 @@ def _unknown_server(run: Path) -> None:
     (run / "events.jsonl").write_text(events)
 
 
+def _append_bytes(name: str, data: bytes) -> Callable[[Path], None]:
+    def apply(run: Path) -> None:
+        with (run / name).open("ab") as fh:
+            fh.write(data)
+
+    return apply
+
+
+def _replace_by_dir(name: str) -> Callable[[Path], None]:
+    def apply(run: Path) -> None:
+        (run / name).unlink()
+        (run / name).mkdir()
+
+    return apply
+
+
+def _cut_rows(run: Path) -> None:
+    """The last 10 rows gone, the file still ending at a row boundary; meta.json records 600 rows."""
+    meta = json.loads((run / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps({**meta, "queries_rows": 600}))
+    lines = (run / "queries.csv").read_text().splitlines(keepends=True)
+    (run / "queries.csv").write_text("".join(lines[:-10]))
+
+
 CASES = {
     "missing queries.csv": (_remove("queries.csv"), ["queries.csv", "missing"]),
     "missing meta.json": (_remove("meta.json"), ["meta.json", "missing"]),
@@ -84,6 +108,16 @@ CASES = {
         ["events.jsonl", "line 4", "'remark'"],
     ),
     "meta not JSON": (_edit("meta.json", lambda t: t[:-5]), ["meta.json", "not valid JSON"]),
+    "events not UTF-8": (_append_bytes("events.jsonl", b'{"note": "caf\xe9"}\n'),
+                         ["events.jsonl", "line 6", "not UTF-8"]),
+    "event t_ns past 2^63": (
+        _edit("events.jsonl", lambda t: t + json.dumps({"t_ns": 2**63, "kind": "note", "action": "x",
+                                                        "target": "run"}) + "\n"),
+        ["events.jsonl", "line 6", "t_ns 9223372036854775808 is outside"],
+    ),
+    "events.jsonl a directory": (_replace_by_dir("events.jsonl"), ["events.jsonl", "not a regular file"]),
+    "ipvs.csv a directory": (_replace_by_dir("ipvs.csv"), ["ipvs.csv", "not a regular file"]),
+    "queries.csv cut at a row boundary": (_cut_rows, ["queries.csv", "590 rows, but meta.json records 600"]),
 }
 
 
@@ -121,6 +155,13 @@ def test_not_a_directory(tmp_path: Path) -> None:
         result.stderr.strip() == f"dnslab: error: {tmp_path / 'nope'}: not a run directory "
         "(expected meta.json and queries.csv inside)"
     )
+
+
+def test_a_run_with_the_right_row_count_reads(tmp_path: Path) -> None:
+    run = write_planted_run(tmp_path / "run")
+    meta = json.loads((run / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps({**meta, "queries_rows": 600}))
+    assert main([str(run)]) == 0
 
 
 def test_good_run_still_works(tmp_path: Path) -> None:

@@ -1,9 +1,20 @@
-"""Providers of the lab host, chosen by `[vm] provider` in lab.toml."""
+"""Providers of the lab host, chosen by `[vm] provider` in lab.toml, and the memory of the running lab's.
+
+Whichever task brings a lab up (`fab up`, `fab demo`) records its provider in state_dir()/provider;
+every later task uses that provider unless given --provider, and `fab down` forgets it. A machine of
+a plain `vagrant up` in the repo root counts as a running vagrant lab.
+"""
 
 from __future__ import annotations
 
-from lab.config import Lab
+from typing import Any
+
+from lab.config import Lab, with_overrides
+from lab.endpoint import Endpoint, connect
+from lab.errors import LabError
 from lab.providers.base import Provider
+
+BOOTED = ("qemu", "vagrant")  # providers that start a lab of their own (ssh names an existing host)
 
 
 def get_provider(lab: Lab) -> Provider:
@@ -27,10 +38,17 @@ def _provider_file():
     return state_dir() / "provider"
 
 
-def remembered_provider() -> str | None:
-    """The provider the running lab was brought up with by `fab up --provider NAME`, if any."""
+def _recorded() -> str | None:
     path = _provider_file()
     return path.read_text().strip() or None if path.exists() else None
+
+
+def remembered_provider() -> str | None:
+    """The provider of the running lab: the one it was brought up with, else "vagrant" when a
+    `vagrant up` made a machine in the repo root, else None (lab.toml decides)."""
+    from lab.providers import vagrant_repo
+
+    return _recorded() or ("vagrant" if vagrant_repo.find() is not None else None)
 
 
 def remember_provider(name: str | None) -> None:
@@ -40,3 +58,56 @@ def remember_provider(name: str | None) -> None:
         path.write_text(name + "\n")
     else:
         path.unlink(missing_ok=True)
+
+
+def _running(lab: Lab, provider: str) -> bool:
+    try:
+        get_provider(with_overrides(lab, {"vm": {"provider": provider}})).endpoint()
+    except LabError:
+        return False
+    return True
+
+
+def bring_up(lab: Lab) -> Endpoint:
+    """Start the lab with lab.vm.provider and remember that provider for every later task. Refused
+    while a lab of another provider runs (`fab down` first)."""
+    before = _recorded()
+    if before in BOOTED and before != lab.vm.provider and _running(lab, before):
+        raise LabError(f"a {before} lab is up; `fab down` stops it before a {lab.vm.provider} lab can start")
+    remember_provider(lab.vm.provider)  # before booting: tasks run meanwhile look for this lab
+    try:
+        return get_provider(lab).up()
+    except BaseException:
+        remember_provider(before)
+        raise
+
+
+def ensure_up(lab: Lab) -> Endpoint:
+    """The running lab's endpoint, bringing it up first when it is not (remembered either way)."""
+    try:
+        endpoint = get_provider(lab).endpoint()
+    except LabError:
+        return bring_up(lab)
+    remember_provider(lab.vm.provider)
+    return endpoint
+
+
+def take_down(lab: Lab) -> None:
+    """Stop the lab of lab.vm.provider; forget the remembered provider when it was this one."""
+    get_provider(lab).down()
+    if _recorded() in (None, lab.vm.provider):
+        remember_provider(None)
+
+
+def open_lab(endpoint: Endpoint) -> Any:
+    """A Fabric connection to the lab host, checked to be root there (one round trip)."""
+    from lab import remote
+
+    conn = connect(endpoint)
+    remote.require_root(conn)
+    return conn
+
+
+def connect_lab(lab: Lab) -> Any:
+    """A root connection to the running lab of lab.vm.provider; a one-line error when it is not up."""
+    return open_lab(get_provider(lab).endpoint())

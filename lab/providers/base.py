@@ -22,7 +22,7 @@ class Provider(Protocol):
         ...
 
     def endpoint(self) -> Endpoint:
-        """The running host's endpoint; LabError "lab is not up; run `fab up`" when it is not."""
+        """The running host's endpoint; LabError(not_up(name)) when it is not up."""
         ...
 
     def info(self) -> dict[str, Any]:
@@ -30,7 +30,10 @@ class Provider(Protocol):
         ...
 
 
-NOT_UP = "lab is not up; run `fab up`"
+def not_up(provider: str, looked: str = "") -> str:
+    """The one-line error for a task that needs a running lab: which lab it looked for, how to start it."""
+    where = f" ({looked})" if looked else ""
+    return f"the {provider} lab is not up{where}; start it with `fab up --provider {provider}`"
 
 
 def ssh_problem(endpoint: Endpoint, timeout: float = 5.0) -> str | None:

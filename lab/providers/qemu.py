@@ -20,14 +20,15 @@ from typing import Any
 
 from rich.markup import escape
 
+from lab.atomic import write_json
 from lab.config import Lab
 from lab.endpoint import Endpoint, connect
 from lab.errors import LabError
 from lab.image import ImageArtifacts
 from lab.image_recipe import KERNEL_CMDLINE
 from lab.image_steps import console, last_lines, require_tools
-from lab.providers.base import NOT_UP, ssh_problem
-from lab.state import cache_dir, state_dir, sub
+from lab.providers.base import not_up, ssh_problem
+from lab.state import cache_dir, ensure_key, state_dir
 
 QEMU = "qemu-system-x86_64"
 TOOLS = {QEMU: "qemu-system-x86", "qemu-img": "qemu-utils", "ssh-keygen": "openssh-client"}
@@ -81,11 +82,15 @@ def choose_accel(mode: str, kernel: Path) -> str:
     version = subprocess.run([QEMU, "--version"], capture_output=True, text=True, check=False).stdout
     key = hashlib.sha256(version.encode() + kernel.read_bytes()).hexdigest()[:16]
     verdicts_file = cache_dir() / "accel.json"
-    verdicts = json.loads(verdicts_file.read_text()) if verdicts_file.exists() else {}
+    try:
+        verdicts = json.loads(verdicts_file.read_text())
+    except (OSError, ValueError):
+        verdicts = {}  # absent or unreadable: probe again
+    verdicts = verdicts if isinstance(verdicts, dict) else {}
     if key not in verdicts:
         with console.status("probing whether KVM can run the lab kernel"):
             verdicts[key] = "kvm" if _kvm_runs(kernel) else "tcg"
-        verdicts_file.write_text(json.dumps(verdicts, indent=2) + "\n")
+        write_json(verdicts_file, verdicts, indent=2)
     return verdicts[key]
 
 
@@ -100,15 +105,6 @@ def create_overlay(image: ImageArtifacts, overlay: Path) -> None:
     """A fresh copy-on-write disk over the cached image (which is never written)."""
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.qcow2),
                     str(overlay)], check=True, stdin=subprocess.DEVNULL)
-
-
-def ensure_key() -> Path:
-    """The lab's SSH key, state_dir()/ssh/id_ed25519, generated at first use."""
-    key = sub("ssh") / "id_ed25519"
-    if not key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dnslab", "-f", str(key)],
-                       check=True, stdin=subprocess.DEVNULL)
-    return key
 
 
 class QemuProvider:
@@ -140,7 +136,7 @@ class QemuProvider:
     def endpoint(self) -> Endpoint:
         pid = self.pid()
         if pid is None:
-            raise LabError(NOT_UP)
+            raise LabError(not_up(self.name, f"no qemu of {self.overlay}"))
         if not self.endpoint_file.exists():
             raise LabError(f"lab is still booting (qemu pid {pid}); wait for `fab up` to finish")
         return Endpoint.from_json(self.endpoint_file.read_text())

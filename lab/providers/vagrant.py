@@ -3,7 +3,11 @@
 Here libvirtd, virtlogd, libvirt's dnsmasq, qemu and every `vagrant` command run in the namespace
 `dnslab-vagrant`; the VM's private address exists only there. The host reaches the VM's SSH through
 a forwarder (lab.netns_forward) listening on 127.0.0.1, so the Endpoint is an ordinary loopback one.
+Every task logs in as root with the lab's own key (the Vagrantfile's provisioner authorises it).
 `down()` destroys the VM, stops every process of the namespace by PID and deletes the namespace.
+
+Where libvirt or VirtualBox can be used directly, a plain `vagrant up` in the repo root works too:
+the same provider then finds that machine (lab.providers.vagrant_repo) when it has none of its own.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from lab.config import REPO_ROOT, Lab
 from lab.endpoint import Endpoint, connect
 from lab.errors import LabError
 from lab.host_netns import HostNetns
-from lab.providers.base import NOT_UP
+from lab.providers import vagrant_repo
+from lab.providers.base import not_up
+from lab.state import ensure_key, lab_key
 
 NETNS = "dnslab-vagrant"
 NETWORK = "dnslab-vagrant"  # Vagrantfile: management_network_name
@@ -73,7 +79,13 @@ class VagrantProvider:
             if self.netns.exists():  # one vagrant lab per host: the namespace, domain and network are global
                 raise LabError(f"the lab is already up (vagrant, namespace {NETNS}); "
                                "`fab down --provider vagrant` stops it")
+            machine = vagrant_repo.find()
+            if machine is not None:
+                machine.check_box()
+                raise LabError(f"{machine.where()} exists (made by `vagrant up`): the tasks use it as it "
+                               "is; `vagrant destroy` removes it")
             self.state_file.unlink(missing_ok=True)
+            ensure_key()
             artifacts = _image(self.lab)
             started = time.monotonic()
             try:
@@ -94,26 +106,50 @@ class VagrantProvider:
             return endpoint
 
     def down(self) -> None:
-        """Destroy the VM and leave nothing of the lab: no qemu, libvirtd, virtlogd, dnsmasq, namespace."""
+        """Destroy the VM and leave nothing of the lab: no qemu, libvirtd, virtlogd, dnsmasq, namespace.
+        With no lab of its own, a machine of `vagrant up` in the repo root is destroyed instead."""
         with self._lock():
+            machine = None if self._recorded() or self.netns.exists() else vagrant_repo.find()
+            if machine is not None:
+                machine.destroy()
             self._teardown()
 
-    def endpoint(self) -> Endpoint:
-        """The running lab's SSH endpoint (127.0.0.1 and the forwarder's port)."""
+    def _own_endpoint(self) -> Endpoint | None:
         recorded = self._recorded()
         if recorded is None or not self.netns.exists() or recorded["pids"]["forwarder"] not in \
                 self.netns.member_pids():
-            raise LabError(NOT_UP)
+            return None
         return Endpoint(**recorded["endpoint"])
+
+    def endpoint(self) -> Endpoint:
+        """The running lab's SSH endpoint: 127.0.0.1 and the forwarder's port, or the repo root's machine."""
+        own = self._own_endpoint()
+        if own is not None:
+            return own
+        machine = vagrant_repo.find()
+        if machine is not None:
+            return machine.endpoint()
+        raise LabError(not_up(self.name, f"no machine of `fab up` in {self.dir}, none of `vagrant up` in "
+                                         f"{REPO_ROOT}"))
 
     def info(self) -> dict[str, Any]:
         """Provider, endpoint, image, kernel (`uname -r` at up), accel (the Vagrantfile's libvirt driver)."""
-        endpoint = self.endpoint()
+        own = self._own_endpoint()
+        if own is None:
+            return self._repo_machine_info()
         recorded = self._recorded() or {}
-        return {"provider": self.name, "endpoint": f"{endpoint.user}@{endpoint.host}:{endpoint.port}",
+        return {"provider": self.name, "endpoint": f"{own.user}@{own.host}:{own.port}",
                 "image": recorded.get("image", ""), "kernel": recorded.get("kernel", ""),
                 "accel": "kvm" if self.lab.vm.accel == "kvm" else "tcg", "netns": NETNS,
                 "up_seconds": recorded.get("up_seconds")}
+
+    def _repo_machine_info(self) -> dict[str, Any]:
+        endpoint = self.endpoint()
+        with connect(endpoint) as conn:
+            kernel = conn.run("uname -r", hide=True, in_stream=False).stdout.strip()
+        machine = vagrant_repo.find()
+        return {"provider": self.name, "endpoint": f"{endpoint.user}@{endpoint.host}:{endpoint.port}",
+                "image": box.BOX_NAME, "kernel": kernel, "machine": machine.where() if machine else ""}
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -127,7 +163,7 @@ class VagrantProvider:
         env = {**box.vagrant_env(), "VAGRANT_DEFAULT_PROVIDER": "libvirt",
                "VAGRANT_DOTFILE_PATH": str(self.dir / "dotvagrant"),
                "DNSLAB_CPUS": str(self.lab.vm.cpus), "DNSLAB_MEMORY_MIB": str(self.lab.vm.memory_mib),
-               "DNSLAB_SERIAL_LOG": str(self.serial_log)}
+               "DNSLAB_SERIAL_LOG": str(self.serial_log), "DNSLAB_SSH_KEY": str(lab_key())}
         if Path(self.lab.source).is_file():
             env["DNSLAB_LAB"] = str(Path(self.lab.source).resolve())
         return env
@@ -177,8 +213,7 @@ class VagrantProvider:
         port = proc.stdout.readline().strip() if proc.stdout else ""
         if not port.isdigit():
             raise LabError(f"the SSH forwarder did not start; see {self.dir / 'forwarder.log'}")
-        key = conf.get("IdentityFile", "")
-        return Endpoint(host="127.0.0.1", port=int(port), user=conf.get("User", "vagrant"), key=key), proc.pid
+        return Endpoint(host="127.0.0.1", port=int(port), user="root", key=str(lab_key())), proc.pid
 
     def _teardown(self) -> None:
         """`vagrant destroy`; then libvirt's domain and network by virsh in case vagrant could not; then

@@ -1,7 +1,8 @@
 #!/bin/sh
 # mmdebstrap customize hook: turn the bookworm rootfs at $1 into the dnslab guest.
-# Environment (set by lab/image.py): DNSLAB_VAGRANT_PUBKEY (file), DNSLAB_PIP_CERT (CA bundle for pip,
-# optional), DNSLAB_PIP_PACKAGES (pip requirement specifiers for /opt/dnslab/venv).
+# Environment (set by lab/image.py): DNSLAB_PIP_CERT (CA bundle for pip, optional), DNSLAB_PIP_PACKAGES
+# (pip requirement specifiers for /opt/dnslab/venv). No `vagrant` user here: only the Vagrant box
+# has one (packer/box/vagrant-disk.sh), so root is reached only with the lab's own key.
 set -eu
 root="$1"
 files="$(dirname "$0")/files"
@@ -35,14 +36,6 @@ for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.tim
     in_root systemctl disable "$unit" >/dev/null 2>&1 || true
 done
 in_root systemctl mask e2scrub_reap.service  # 20 s of boot under TCG, for nothing in a lab VM
-
-echo "dnslab: vagrant user with the well-known insecure key"
-in_root useradd --create-home --shell /bin/bash vagrant
-install -d -m 0700 "$root/home/vagrant/.ssh"
-install -m 0600 "$DNSLAB_VAGRANT_PUBKEY" "$root/home/vagrant/.ssh/authorized_keys"
-in_root chown -R vagrant:vagrant /home/vagrant/.ssh
-echo 'vagrant ALL=(ALL) NOPASSWD: ALL' > "$root/etc/sudoers.d/vagrant"
-chmod 0440 "$root/etc/sudoers.d/vagrant"
 
 echo "dnslab: Python venv /opt/dnslab/venv with $DNSLAB_PIP_PACKAGES"
 in_root python3 -m venv /opt/dnslab/venv

@@ -25,6 +25,11 @@ for mod in ip_vs ip_vs_rr 8021q ipvlan nf_conntrack xt_ipvs; do
     modprobe "$mod"
 done
 
+# Root is reached only with the lab's own key: no vagrant user (only the Vagrant box adds one).
+if getent passwd vagrant >/dev/null || [ -e /etc/sudoers.d/vagrant ]; then
+    echo "dnslab: the lab image must have no vagrant user" >&2; exit 1
+fi
+
 echo "$DNSLAB_IMAGE_RELEASE" > /etc/dnslab/image-release
 rm -f /root/.ssh/authorized_keys
 rm -f /etc/ssh/ssh_host_*

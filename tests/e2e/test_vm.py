@@ -71,6 +71,14 @@ def test_root_key_came_through_fw_cfg(lab_vm, conn):
     assert conn.run("cat /root/.ssh/authorized_keys").stdout.split()[:2] == ours
 
 
+def test_no_vagrant_user_or_insecure_key_in_the_image_qemu_boots(conn):
+    """Only the Vagrant box has the vagrant user (Vagrant's public insecure key, passwordless sudo)."""
+    assert not conn.run("getent passwd vagrant", warn=True).ok
+    assert not conn.run("test -e /etc/sudoers.d/vagrant || test -e /home/vagrant", warn=True).ok
+    keys = conn.run("cat /root/.ssh/authorized_keys", warn=True).stdout
+    assert "vagrant" not in keys and len(keys.strip().splitlines()) == 1
+
+
 def test_second_up_says_already_up(lab_vm):
     lab, endpoint = lab_vm
     with pytest.raises(LabError, match=rf"already up .*127\.0\.0\.1:{endpoint.port}"):

@@ -1,0 +1,177 @@
+"""The runner's bookkeeping around faults, on a fake guest (no VM): no empty run directories, every
+rollback runs even when recording one fails, durable writes of what the run recorded, the row count
+in meta.json, and one run at a time per lab."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from chaos import probes
+from chaos.experiment import load_experiment
+from chaos.runner import Run
+from lab.config import parse_lab
+from lab.errors import LabError
+
+EXPERIMENT = """\
+title: kill and restart rs2
+configuration:
+  load: false
+  timing: {warmup_s: 0, steady_s: 0, recover_s: 0}
+method:
+  - {type: action, name: kill rs2, at: 0,
+     provider: {type: python, module: chaos.actions, func: kill_resolver, arguments: {resolver: rs2}}}
+rollbacks:
+  - {type: action, name: ensure rs2,
+     provider: {type: python, module: chaos.actions, func: start_resolver, arguments: {resolver: rs2}}}
+"""
+
+
+class FakeGuest:
+    """Answers the runner's commands like a healthy guest; keeps every command it was sent."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def run(self, cmd: str, **_: object) -> SimpleNamespace:
+        self.commands.append(cmd)
+        if cmd == "date +%s%N":
+            stdout = f"{time.time_ns()}\n"
+        elif "date +%s%N" in cmd:  # an action: the time, then what it prints (a PID, a value)
+            stdout = f"{time.time_ns()}\n4242\n"
+        else:
+            stdout = ""
+        return SimpleNamespace(exited=0, stdout=stdout, stderr="")
+
+    def put(self, *_: object) -> None:
+        pass
+
+    def get(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, raw_lab):
+    """A lab, the experiment above, and runs/ and the lab state in tmp_path."""
+    monkeypatch.setenv("DNSLAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("DNSLAB_STATE", str(tmp_path / "state"))
+    monkeypatch.setattr(Run, "deploy", lambda self: None)
+    lab = parse_lab(raw_lab)
+    path = tmp_path / "kill.yaml"
+    path.write_text(EXPERIMENT)
+    return SimpleNamespace(lab=lab, exp=load_experiment(str(path), lab), runs=tmp_path / "runs")
+
+
+def _healthy(ok: bool):
+    return lambda conn, lab, timeout_s=60.0: {"ok": ok, "resolvers": {}, "ipvs_missing": []}
+
+
+def test_an_unhealthy_lab_leaves_no_run_directory(env, monkeypatch):
+    monkeypatch.setattr(probes, "wait_healthy", _healthy(False))
+    run = Run(env.lab, FakeGuest(), env.exp)
+    with pytest.raises(LabError, match="not healthy before the experiment"):
+        run.execute()
+    assert not run.dir.exists()
+    assert list(env.runs.iterdir()) == []
+
+
+def test_a_failure_to_record_one_rollback_does_not_skip_the_others(env, monkeypatch):
+    monkeypatch.setattr(probes, "wait_healthy", _healthy(True))
+    guest = FakeGuest()
+    run = Run(env.lab, guest, env.exp)
+    record = Run.record
+
+    def flaky_record(self, event):
+        if event["kind"] == "rollback" and not getattr(self, "_failed_once", False):
+            self._failed_once = True
+            raise OSError(28, "No space left on device")
+        record(self, event)
+
+    monkeypatch.setattr(Run, "record", flaky_record)
+    run.execute()
+    starts = [c for c in guest.commands if "systemctl is-active -q dnslab-resolver@rs2.service" in c]
+    assert len(starts) == 2  # the experiment's rollback and the kill's own undo both ran
+    events = [json.loads(line) for line in (run.dir / "events.jsonl").read_text().splitlines()]
+    assert [e["action"] for e in events if e["kind"] == "rollback"] == ["start_resolver"]
+    meta = json.loads((run.dir / "meta.json").read_text())
+    assert meta["errors"] == [
+        "recording rollback start_resolver: OSError: [Errno 28] No space left on device"]
+
+
+def test_run_files_are_written_atomically(env, monkeypatch):
+    """events.jsonl, journal.json and meta.json are replaced whole: a crash mid-write leaves the old file."""
+    import chaos.runner as runner
+    from lab import atomic
+
+    monkeypatch.setattr(probes, "wait_healthy", _healthy(True))
+    written: list[str] = []
+    real = atomic.write_atomic
+
+    def spy(path, data, mode=0o644):
+        written.append(Path(path).name)
+        return real(path, data, mode)
+
+    monkeypatch.setattr(atomic, "write_atomic", spy)
+    monkeypatch.setattr(runner, "write_atomic", spy)
+    run = Run(env.lab, FakeGuest(), env.exp)
+    run.execute()
+    assert {"events.jsonl", "journal.json", "meta.json"} <= set(written)
+    assert not [p for p in run.dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_meta_records_the_merged_row_count(env, monkeypatch):
+    """The merge's row count goes to meta.json; `python -m reports` checks queries.csv against it."""
+    from loadtest.records import Recorder
+    from tests.test_bad_input_cli import add_rows
+
+    run = Run(env.lab, FakeGuest(), env.exp)
+    run.exp = dataclasses.replace(env.exp, load={})  # a run with load: fetch merges the records
+    (run.dir / "records").mkdir(parents=True)
+    rec = Recorder(str(run.dir / "records"), "guest-1", [("who.lab.test", "TXT")])
+    add_rows(rec, [1, 2, 3], [10, 10, 10], [0, 0, 0], ["rs1"] * 3)
+    rec.close()
+    run.fetch()
+    assert run.query_rows == 3 and run.errors == []
+    assert run.meta({}, {"ok": True})["queries_rows"] == 3
+
+
+HOLD = """
+import sys, time
+from lab.runlock import lab_lock
+with lab_lock("run kill-one"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_run_is_refused_while_one_holds_the_lab(env, monkeypatch, tmp_path):
+    monkeypatch.setattr(probes, "wait_healthy", _healthy(True))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        run = Run(env.lab, FakeGuest(), env.exp)
+        with pytest.raises(LabError, match=rf"cannot start run kill: the lab is busy: run kill-one "
+                                           rf"\(PID {holder.pid}\) holds "
+                                           r".*lab.lock since 20\d\d-") as err:
+            run.execute()
+        assert "\n" not in str(err.value) and not run.dir.exists()
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops the lock with the process
+        holder.wait()
+    assert Run(env.lab, FakeGuest(), env.exp).execute().is_dir()
+
+
+def test_the_lock_is_reentrant_in_one_process(env):
+    from lab.runlock import lab_lock
+
+    with lab_lock("demo"), lab_lock("deploy"), lab_lock("matrix quick"):
+        pass
+    with lab_lock("deploy"):  # released: taken again
+        pass
