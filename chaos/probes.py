@@ -17,8 +17,11 @@ import pandas as pd
 from chaos.ipvs_sampler import parse as parse_ip_vs
 from lab.config import Lab
 from lab.errors import LabError
+from lab.removal import LVS_NOTIFY_FIFO
 
 SAMPLER = Path(__file__).resolve().parent / "ipvs_sampler.py"
+NOTIFY_READER = Path(__file__).resolve().parent / "notify_reader.py"
+DETECT_FILE = "detect.jsonl"
 GUEST_PYTHON = "python3"
 
 
@@ -91,6 +94,34 @@ def start_sampler(conn: Any, lab: Lab, remote_dir: str, hz: float = 20.0) -> str
                      f"--hz {float(hz):g}",
                      pidfile, f"{remote_dir}/sampler.log", lab.network.director_netns)
     return pidfile
+
+
+def start_notify_reader(conn: Any, lab: Lab, remote_dir: str) -> str:
+    """Upload the notify reader and start it on Keepalived's lvs_notify_fifo; returns its pidfile.
+
+    It appends detect events (and quorum notes) to `remote_dir`/detect.jsonl."""
+    script = f"{remote_dir}/notify_reader.py"
+    conn.put(str(NOTIFY_READER), script)
+    pidfile = f"{remote_dir}/notify.pid"
+    names = " ".join(f"--name {shlex.quote(f'{r.real_server}={r.name}')}" for r in lab.resolvers)
+    start_background(conn, f"{GUEST_PYTHON} {script} {LVS_NOTIFY_FIFO} {remote_dir}/{DETECT_FILE} {names}",
+                     pidfile, f"{remote_dir}/notify.log")
+    return pidfile
+
+
+def read_detect_events(path: Path) -> list[dict[str, Any]]:
+    """The events the notify reader wrote (none when the file is missing); a cut last line is skipped."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("t_ns"), int):
+            out.append(event)
+    return out
 
 
 # --- logs and health ----------------------------------------------------------------------------------
