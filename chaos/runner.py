@@ -306,11 +306,12 @@ class Run:
                 self.errors.append(f"recording rollback {func}: {type(err).__name__}: {err}")
 
     def stop_probes(self) -> None:
+        """Stop the load generator, the sampler and the notify reader together (one round trip)."""
+        stops = [(f"{self.remote}/sampler.pid", "TERM", 10.0), (f"{self.remote}/notify.pid", "TERM", 10.0)]
         if self.exp.uses_load:
             self.note("load_stop")
-            probes.stop_background(self.conn, f"{self.remote}/load.pid", "INT", timeout_s=30)
-        probes.stop_background(self.conn, f"{self.remote}/sampler.pid", "TERM", timeout_s=10)
-        probes.stop_background(self.conn, f"{self.remote}/notify.pid", "TERM", timeout_s=10)
+            stops.insert(0, (f"{self.remote}/load.pid", "INT", 30.0))
+        probes.stop_all(self.conn, stops)
 
     # --- collection -----------------------------------------------------------------------------------
 
