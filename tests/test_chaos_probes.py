@@ -176,6 +176,7 @@ def test_stop_all_stops_every_process_in_one_go_and_reports_one_that_had_to_be_k
     on TERM, a stubborn one ignores it and is SIGKILLed after its timeout, which stop_all reports."""
     import os
     import subprocess
+    import threading
     import time
 
     from invoke import Config, Context
@@ -189,6 +190,7 @@ def test_stop_all_stops_every_process_in_one_go_and_reports_one_that_had_to_be_k
     for name, body in (("polite", "exec sleep 60"), ("stubborn", "trap '' TERM; sleep 60 & wait; sleep 60")):
         pidfile = tmp_path / f"{name}.pid"
         procs[name] = subprocess.Popen(["bash", "-c", f"echo $$ > {pidfile}; {body}"], start_new_session=True)
+        threading.Thread(target=procs[name].wait, daemon=True).start()  # reaped as the guest's init would
     deadline = time.monotonic() + 5
     while not all((tmp_path / f"{n}.pid").exists() for n in procs) and time.monotonic() < deadline:
         time.sleep(0.05)
