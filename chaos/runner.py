@@ -184,12 +184,15 @@ class Run:
             f.write(json.dumps(event) + "\n")
 
     def start_probes(self) -> None:
+        """The load generator first (Locust takes seconds to start under TCG), the IPVS sampler and the
+        notify reader while it starts, then wait for its first records."""
         self.conn.run(f"mkdir -p {shlex.quote(self.remote)}/records", hide=True)
-        probes.start_sampler(self.conn, self.lab, self.remote)
-        probes.start_notify_reader(self.conn, self.lab, self.remote)
         if self.exp.uses_load:
             probes.start_background(self.conn, self.locust_command(), f"{self.remote}/load.pid",
                                     f"{self.remote}/locust.log", "client")
+        probes.start_sampler(self.conn, self.lab, self.remote)
+        probes.start_notify_reader(self.conn, self.lab, self.remote)
+        if self.exp.uses_load:
             self.wait_for_load()
         self.note("load_start" if self.exp.uses_load else "start")
 
