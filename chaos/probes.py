@@ -76,13 +76,26 @@ def start_background(conn: Any, command: str, pidfile: str, log: str, netns: str
     conn.run(f"setsid {wrapped} > {shlex.quote(log)} 2>&1 < /dev/null &", hide=True)
 
 
+def _stop_script(pidfile: str, sig: str, timeout_s: float) -> str:
+    """Signal the process in pidfile, wait for it to exit, SIGKILL it after timeout_s (exit 1 then)."""
+    return (f"pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) || exit 0; "
+            f"kill -{sig} $pid 2>/dev/null || exit 0; for i in $(seq {int(timeout_s * 10)}); "
+            "do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; "
+            "kill -KILL $pid 2>/dev/null; exit 1")
+
+
 def stop_background(conn: Any, pidfile: str, sig: str = "TERM", timeout_s: float = 30.0) -> bool:
     """Signal the process in pidfile and wait for it to exit; True when it exited in time."""
-    script = (f"pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) || exit 0; "
-              f"kill -{sig} $pid 2>/dev/null || exit 0; for i in $(seq {int(timeout_s * 10)}); "
-              "do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; "
-              "kill -KILL $pid 2>/dev/null; exit 1")
-    return conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True).exited == 0
+    return conn.run(f"bash -c {shlex.quote(_stop_script(pidfile, sig, timeout_s))}", warn=True,
+                    hide=True).exited == 0
+
+
+def stop_all(conn: Any, stops: list[tuple[str, str, float]]) -> bool:
+    """`stop_background` for several (pidfile, signal, timeout_s) at once, in one round trip; True when
+    every process exited in time."""
+    parts = [f"bash -c {shlex.quote(_stop_script(p, sig, t))} || echo late" for p, sig, t in stops]
+    script = " & ".join(parts) + " & wait"
+    return "late" not in conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True).stdout
 
 
 def start_sampler(conn: Any, lab: Lab, remote_dir: str, hz: float = 20.0) -> str:

@@ -184,12 +184,15 @@ class Run:
             f.write(json.dumps(event) + "\n")
 
     def start_probes(self) -> None:
+        """The load generator first (Locust takes seconds to start under TCG), the IPVS sampler and the
+        notify reader while it starts, then wait for its first records."""
         self.conn.run(f"mkdir -p {shlex.quote(self.remote)}/records", hide=True)
-        probes.start_sampler(self.conn, self.lab, self.remote)
-        probes.start_notify_reader(self.conn, self.lab, self.remote)
         if self.exp.uses_load:
             probes.start_background(self.conn, self.locust_command(), f"{self.remote}/load.pid",
                                     f"{self.remote}/locust.log", "client")
+        probes.start_sampler(self.conn, self.lab, self.remote)
+        probes.start_notify_reader(self.conn, self.lab, self.remote)
+        if self.exp.uses_load:
             self.wait_for_load()
         self.note("load_start" if self.exp.uses_load else "start")
 
@@ -306,11 +309,12 @@ class Run:
                 self.errors.append(f"recording rollback {func}: {type(err).__name__}: {err}")
 
     def stop_probes(self) -> None:
+        """Stop the load generator, the sampler and the notify reader together (one round trip)."""
+        stops = [(f"{self.remote}/sampler.pid", "TERM", 10.0), (f"{self.remote}/notify.pid", "TERM", 10.0)]
         if self.exp.uses_load:
             self.note("load_stop")
-            probes.stop_background(self.conn, f"{self.remote}/load.pid", "INT", timeout_s=30)
-        probes.stop_background(self.conn, f"{self.remote}/sampler.pid", "TERM", timeout_s=10)
-        probes.stop_background(self.conn, f"{self.remote}/notify.pid", "TERM", timeout_s=10)
+            stops.insert(0, (f"{self.remote}/load.pid", "INT", 30.0))
+        probes.stop_all(self.conn, stops)
 
     # --- collection -----------------------------------------------------------------------------------
 
