@@ -174,6 +174,7 @@ def test_notify_reader_drops_old_lines_stamps_new_ones_and_stops_on_sigterm(tmp_
 def test_stop_all_stops_every_process_in_one_go_and_reports_one_that_had_to_be_killed(tmp_path):
     """Real processes on this host (invoke's local runner speaks Fabric's `run`): a polite one exits
     on TERM, a stubborn one ignores it and is SIGKILLed after its timeout, which stop_all reports."""
+    import contextlib
     import os
     import subprocess
     import threading
@@ -187,7 +188,8 @@ def test_stop_all_stops_every_process_in_one_go_and_reports_one_that_had_to_be_k
         return Context(Config(overrides={"run": {"in_stream": False}}))
 
     procs = {}
-    for name, body in (("polite", "exec sleep 60"), ("stubborn", "trap '' TERM; while :; do sleep 0.1; done")):
+    bodies = {"polite": "exec sleep 60", "stubborn": "trap '' TERM; while :; do sleep 0.1; done"}
+    for name, body in bodies.items():
         pidfile = tmp_path / f"{name}.pid"
         procs[name] = subprocess.Popen(["bash", "-c", f"echo $$ > {pidfile}; {body}"], start_new_session=True)
         threading.Thread(target=procs[name].wait, daemon=True).start()  # reaped as the guest's init would
@@ -201,7 +203,5 @@ def test_stop_all_stops_every_process_in_one_go_and_reports_one_that_had_to_be_k
                                     (str(tmp_path / "missing.pid"), "TERM", 5.0)])
     assert procs["stubborn"].wait(timeout=5) == -9 and time.monotonic() - start < 4
     for proc in procs.values():  # nothing of the test left behind, children included
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 9)
-        except ProcessLookupError:
-            pass
