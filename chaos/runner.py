@@ -1,4 +1,4 @@
-"""Run one chaos experiment end to end into reports/runs/<run-id>/ (DESIGN section 5).
+"""Run one chaos experiment end to end into reports/runs/<run-id>/ (docs/run-directory.md).
 
 Order: validate -> deploy the overrides -> check the lab is healthy -> start the IPVS sampler and
 the load in the client namespace -> steady window -> timeline -> recovery -> ALWAYS roll back

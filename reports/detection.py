@@ -1,6 +1,6 @@
 """When Keepalived took a server out and put it back: from the IPVS samples and from its own word.
 
-Pure (pandas/numpy in, plain numbers out), following DESIGN section 5:
+Pure (pandas/numpy in, plain numbers out), following docs/run-directory.md:
 - detection runs from a fault to the first IPVS sample in which no row for the fault's real server
   **in the load's protocol** has weight > 0 (udp unless every query is TCP); per protocol too;
 - Keepalived's word is the `detect` events (rs_down / rs_up, from its lvs_notify_fifo);
