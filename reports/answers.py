@@ -331,7 +331,9 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab,
 
     reference = next((c for c in faulted if c.experiment == "kill-one" and not _changes(c, lab)),
                      faulted[0] if faulted else None)
-    ranked = sorted(_one_per_run(faulted), key=_fault_rank)
+    # the client models are the application's side, not a setting of the stack: ranked apart
+    ranked = sorted(_one_per_run([c for c in faulted if not any(k in c.settings for k in CLIENT_KEYS)]),
+                    key=_fault_rank)
     margin_ms = check_cycle_ms(lab)
     items["burp"] = {"ref": _row(reference) if reference else None,
                      "bound_s": lab.check.removal_bound_s,

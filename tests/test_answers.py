@@ -286,7 +286,9 @@ def test_the_seed_claim_is_answered_per_client_model(lab, cells):
     musl = cell("m", {"load.client": "musl"}, {"load": {"client": "musl", "timeout_ms": 5000, "attempts": 2}},
                 [0.0] * 3, 0, 1100.0,
                 lookups={"lookups": 9000, "lookups_failed": 0, "lookup_p99_ms": 30.0, "lookup_max_ms": 900.0})
-    rows = answer([*cells, glibc, musl], PROBE, lab).items["lookups"]["rows"]
+    result = answer([*cells, glibc, musl], PROBE, lab)
+    assert not {"g", "m"} & {r["cell"].run_id for r in result.items["settings"]["rows"]}  # not settings
+    rows = result.items["lookups"]["rows"]
     assert [(r["client"], r["claim"]) for r in rows] == [
         ("raw (one query, 100 ms timeout)", False), ("glibc timeout:5 attempts:2", True),
         ("musl (all nameservers at once, 5000 ms per lookup)", False)]
