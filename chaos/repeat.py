@@ -8,7 +8,7 @@
       rotate: [rs2, rs3, rs1]  # optional: repetition k targets rotate[k % len] (every `resolver` argument)
 
 Repetition k runs each activity at its offset plus k * (the method's span + settle_s); its name
-gets ` #k` (from 1). Without `rotate` every repetition hits the same target.
+gets ` #k` (from 1) and, when rotating, the target's name in place of the first one's. Without `rotate` every repetition hits the same target.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ def expand(method: Sequence[Any], repeat: Repeat) -> tuple[Any, ...]:
         for step in steps:
             act = step.activity
             arguments = dict(act.call.arguments)
+            name = act.name
             if target is not None and "resolver" in arguments:
+                name = name.replace(str(arguments["resolver"]), target)  # "kill rs2" -> "kill rs3"
                 arguments["resolver"] = target
-            out.append(replace(act, name=f"{act.name} #{k + 1}", at=step.offset_s + k * period, before=0.0,
+            out.append(replace(act, name=f"{name} #{k + 1}", at=step.offset_s + k * period, before=0.0,
                                call=replace(act.call, arguments=arguments)))
     return tuple(out)

@@ -22,7 +22,7 @@ def test_kill_one_repeats_five_crashes_rotating_the_resolver(raw_lab):
         (9.0, "kill_resolver", "rs1"), (11.5, "restart_resolver", "rs1"),
         (13.5, "kill_resolver", "rs2"), (16.0, "restart_resolver", "rs2"),
         (18.0, "kill_resolver", "rs3"), (20.5, "restart_resolver", "rs3")]
-    assert steps[0][3] == "kill_resolver rs2 #1" and steps[-1][3] == "restart_resolver rs2 #5"
+    assert steps[0][3] == "kill_resolver rs2 #1" and steps[-1][3] == "restart_resolver rs3 #5"
     assert exp.repeat.times == 5
 
 
