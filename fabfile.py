@@ -145,6 +145,15 @@ def chaos(c, experiment="kill-one", lab=None):
     print(run_dir)
 
 
+@task(help={"lab": "lab file"})
+@cli_guard
+def recover(c, lab=None):
+    """Finish a run that died (killed, lab lost): roll back its faults, stop its probes, keep its data."""
+    from chaos.recover import recover_lab
+
+    print(recover_lab(_lab(lab)))
+
+
 @task(help={"suite": "suite name (chaos/experiments/suites.yaml)", "lab": "lab file"})
 @cli_guard
 def matrix(c, suite="standard", lab=None):
