@@ -41,16 +41,22 @@ def image(c, provider=None, force=False, lab=None):
     print(artifacts.describe())
 
 
-@task(help={"provider": "qemu | vagrant | ssh", "lab": "lab file (default: lab.toml)"})
+@task(help={"provider": "qemu | vagrant | ssh", "lab": "lab file (default: lab.toml)",
+            "accept-host-key": "ssh provider: pin the host's key when none is pinned yet (check it first)"})
 @cli_guard
-def up(c, provider=None, lab=None):
+def up(c, provider=None, lab=None, accept_host_key=False):
     """Bring the lab VM up (building the image when needed) and wait for SSH."""
+    import shlex
+
+    from lab.hostkeys import ssh_options
     from lab.providers import bring_up
 
     with lab_lock("up"):
-        endpoint = bring_up(_lab(lab, provider))
-    print(f"lab is up: ssh -p {endpoint.port} -i {endpoint.key} -o StrictHostKeyChecking=no "
-          f"-o UserKnownHostsFile=/dev/null {endpoint.user}@{endpoint.host}")
+        endpoint = bring_up(_lab(lab, provider), accept_host_key=accept_host_key)
+    key = ["-i", endpoint.key] if endpoint.key else []
+    command = ["ssh", "-p", str(endpoint.port), *key, *ssh_options(endpoint),
+               f"{endpoint.user}@{endpoint.host}"]
+    print(f"lab is up: {shlex.join(command)}")
 
 
 @task(help={"provider": "qemu | vagrant | ssh", "lab": "lab file (default: lab.toml)"})
