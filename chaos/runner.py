@@ -70,6 +70,22 @@ def run_load_only(lab: Lab, conn: Any, seconds: float, rate: float | None = None
     return Run(with_overrides(lab, {"load": load}), conn, exp, settings=flatten({"load": load})).execute()
 
 
+def locust_command(lab: Lab, remote: str, run_time_s: float) -> str:
+    """Locust in the client namespace with the lab's [load] settings (their flags: loadtest/knobs.py),
+    recording into `remote`/records and stopping by itself after run_time_s."""
+    from dataclasses import asdict
+
+    from loadtest.knobs import locust_arguments
+
+    values = {**asdict(lab.load), "nameservers": lab.nameserver_addresses()}
+    args = [
+        LOCUST, "-f", LOCUSTFILE, "--headless", "--only-summary", "--loglevel", "WARNING",
+        "--host", str(lab.network.vip), "--run-time", f"{int(run_time_s)}s",
+        *locust_arguments(values), "--dns-records", f"{remote}/records",
+    ]
+    return "env PYTHONPATH=/opt/dnslab " + " ".join(shlex.quote(a) for a in args)
+
+
 def settings_of(exp: Experiment, cell: Mapping[str, Any] | None) -> dict[str, Any]:
     """The settings this run varies from lab.toml: the experiment's overrides, load and the cell's."""
     data = merge(dict(exp.overrides), {"load": dict(exp.load or {})})
@@ -221,18 +237,7 @@ class Run:
         self.note("load_start" if self.exp.uses_load else "start")
 
     def locust_command(self) -> str:
-        """Locust in the client namespace with the lab's [load] settings (their flags: loadtest/knobs.py)."""
-        from dataclasses import asdict
-
-        from loadtest.knobs import locust_arguments
-
-        values = {**asdict(self.lab.load), "nameservers": self.lab.nameserver_addresses()}
-        args = [
-            LOCUST, "-f", LOCUSTFILE, "--headless", "--only-summary", "--loglevel", "WARNING",
-            "--host", str(self.lab.network.vip), "--run-time", f"{int(self.phases.end + PROBE_MARGIN_S)}s",
-            *locust_arguments(values), "--dns-records", f"{self.remote}/records",
-        ]
-        return "env PYTHONPATH=/opt/dnslab " + " ".join(shlex.quote(a) for a in args)
+        return locust_command(self.lab, self.remote, self.phases.end + PROBE_MARGIN_S)
 
     def wait_for_load(self) -> None:
         """Wait until the load generator has written its first records (Locust starts slowly under TCG).

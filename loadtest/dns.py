@@ -46,14 +46,13 @@ try:
         parse_settings,
         resolve_target,
     )
-    from loadtest.records import OK, RCODE, TIMEOUT, Recorder
+    from loadtest.records import FLUSH_EVERY_S, OK, RCODE, TIMEOUT, Recorder
     from loadtest.stats import add_answered
     from loadtest.wire import encode_query, rcode_name
 finally:
     sys.path[:] = _saved_path
 
 log = logging.getLogger("dnslab.loadtest")
-FLUSH_EVERY_S = 0.5
 DRAIN_EVERY_S = 0.05
 MERGE_WAIT_S = 10.0
 PROTO_NAMES = ("UDP", "TCP")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 
 SUFFIX = ".dq"
+FLUSH_EVERY_S = 0.5  # the Locust user flushes each worker's records this often (loadtest/dns.py)
 OUTCOMES = ("ok", "timeout", "error", "rcode")
 OK, TIMEOUT, ERROR, RCODE = range(4)
 PROTOS = ("udp", "tcp")
