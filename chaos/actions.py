@@ -98,9 +98,14 @@ def _resolver(t: Target, name: str) -> tuple[str, dict[str, Any]]:
                                                                      "address": str(r.address)}
 
 
+# The fault's instant from bash itself, right before the act: `date` would add its own exit (10-40 ms
+# under TCG) between the stamp and the act. The fraction is microseconds; its separator is dropped.
+NOW = "echo ${EPOCHREALTIME//[!0-9]/}000"
+
+
 def _signal(t: Target, resolver: str, sig: str, action: str, undo: tuple[Undo, ...]) -> Outcome:
     unit, detail = _resolver(t, resolver)
-    t_ns, pid = _run(t, f"{_pid_script(t, unit)}; date +%s%N; kill -{sig} $pid; echo $pid")
+    t_ns, pid = _run(t, f"{_pid_script(t, unit)}; {NOW}; kill -{sig} $pid; echo $pid")
     return Outcome(t_ns, action, resolver, {**detail, "signal": sig, "pid": int(pid)}, undo)
 
 
@@ -149,7 +154,7 @@ def start_resolver(t: Target, resolver: str) -> Outcome:
 def unit_stop_resolver(t: Target, resolver: str) -> Outcome:
     """`systemctl stop` the resolver's unit (a clean, announced shutdown)."""
     unit, detail = _resolver(t, resolver)
-    t_ns, _ = _run(t, f"date +%s%N; systemctl stop {unit}")
+    t_ns, _ = _run(t, f"{NOW}; systemctl stop {unit}")
     return Outcome(t_ns, "unit_stop_resolver", resolver, detail,
                    (Undo("start_resolver", {"resolver": resolver}),))
 

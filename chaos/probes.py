@@ -17,10 +17,15 @@ import pandas as pd
 from chaos.ipvs_sampler import parse as parse_ip_vs
 from lab.config import Lab
 from lab.errors import LabError
+from lab.removal import LVS_NOTIFY_FIFO
 
 SAMPLER = Path(__file__).resolve().parent / "ipvs_sampler.py"
+NOTIFY_READER = Path(__file__).resolve().parent / "notify_reader.py"
+DETECT_FILE = "detect.jsonl"
 GUEST_PYTHON = "python3"
 GUEST_RUNS = "/var/tmp/dnslab/runs"  # each run's working directory in the guest: records, samples, pidfiles
+# Every guest probe a run starts (the load generator, the IPVS sampler, the notify reader), by pidfile.
+PROBE_PIDFILES = " ".join(f"{GUEST_RUNS}/*/{name}" for name in ("load.pid", "sampler.pid", "notify.pid"))
 
 
 # --- steady-state probes over query records ---------------------------------------------------------
@@ -103,6 +108,37 @@ def start_sampler(conn: Any, lab: Lab, remote_dir: str, hz: float = 20.0, max_s:
     return pidfile
 
 
+def start_notify_reader(conn: Any, lab: Lab, remote_dir: str, max_s: float | None = None) -> str:
+    """Upload the notify reader and start it on Keepalived's lvs_notify_fifo; returns its pidfile.
+
+    It appends detect events (and quorum notes) to `remote_dir`/detect.jsonl; with `max_s` it stops
+    by itself after that many seconds, as the sampler does."""
+    script = f"{remote_dir}/notify_reader.py"
+    conn.put(str(NOTIFY_READER), script)
+    pidfile = f"{remote_dir}/notify.pid"
+    names = " ".join(f"--name {shlex.quote(f'{r.real_server}={r.name}')}" for r in lab.resolvers)
+    limit = f" --max-s {float(max_s):g}" if max_s else ""
+    start_background(conn, f"{GUEST_PYTHON} {shlex.quote(script)} {LVS_NOTIFY_FIFO} "
+                     f"{shlex.quote(f'{remote_dir}/{DETECT_FILE}')} {names}{limit}",
+                     pidfile, f"{remote_dir}/notify.log")
+    return pidfile
+
+
+def read_detect_events(path: Path) -> list[dict[str, Any]]:
+    """The events the notify reader wrote (none when the file is missing); a cut last line is skipped."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("t_ns"), int):
+            out.append(event)
+    return out
+
+
 # --- logs and health ----------------------------------------------------------------------------------
 
 def keepalived_log(conn: Any, start_ns: int, end_ns: int, unit: str = "dnslab-keepalived.service") -> str:
@@ -155,9 +191,9 @@ def health(conn: Any, lab: Lab) -> dict[str, Any]:
             "ipvs_missing": missing, "faults": faults}
 
 
-# Fails when a load or sampler of a run still runs: a pidfile under GUEST_RUNS whose live process's
-# command line names that run's directory (after a reboot an old PID may be anything else).
-_NO_PROBES = (f"for f in {GUEST_RUNS}/*/load.pid {GUEST_RUNS}/*/sampler.pid; do [ -f \"$f\" ] || continue; "
+# Fails when a load, sampler or notify reader of a run still runs: a pidfile under GUEST_RUNS whose live
+# process's command line names that run's directory (after a reboot an old PID may be anything else).
+_NO_PROBES = (f"for f in {PROBE_PIDFILES}; do [ -f \"$f\" ] || continue; "
               "pid=$(cat \"$f\"); case \"$pid\" in ''|*[!0-9]*) continue;; esac; "
               "tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -qF -- \"${f%/*}/\" && exit 1; "
               "done; exit 0")

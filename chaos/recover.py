@@ -24,7 +24,7 @@ from chaos.experiment import Activity, Call, Experiment, Timing
 from chaos.interrupts import deferred
 from chaos.journal import activity_dict, utc_iso
 from chaos.link import Link
-from chaos.runner import GUEST_RUNS, Run, console
+from chaos.runner import Run, console
 from chaos.undo_log import clear_marker, marked_run, read_state, undo_calls
 from lab.atomic import write_atomic, write_json
 from lab.config import Lab, parse_lab
@@ -125,9 +125,10 @@ def recover_dead_run(conn: Any, by: str) -> tuple[Run, dict[str, Any]] | None:
 
 
 def stop_stray_probes(conn: Any) -> list[str]:
-    """Stop the guest probes of any dead run (a load or sampler still running from a pidfile under
-    the guest's runs directory, whose command line still names that run); the pidfiles stopped."""
-    listing = conn.run(f"ls -d {GUEST_RUNS}/*/load.pid {GUEST_RUNS}/*/sampler.pid 2>/dev/null; true",
+    """Stop the guest probes of any dead run (a load, sampler or notify reader still running from a
+    pidfile under the guest's runs directory, whose command line still names that run); the
+    pidfiles stopped."""
+    listing = conn.run(f"ls -d {probes.PROBE_PIDFILES} 2>/dev/null; true",
                        warn=True, hide=True).stdout.split()
     stopped = []
     for pidfile in listing:

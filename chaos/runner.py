@@ -228,8 +228,9 @@ class Run:
 
     def start_probes(self) -> None:
         self.conn.run(f"mkdir -p {shlex.quote(self.remote)}/records", hide=True)
-        probes.start_sampler(self.conn, self.lab, self.remote,
-                             max_s=LOAD_START_TIMEOUT_S + self.phases.end + PROBE_MARGIN_S)
+        max_s = LOAD_START_TIMEOUT_S + self.phases.end + PROBE_MARGIN_S
+        probes.start_sampler(self.conn, self.lab, self.remote, max_s=max_s)
+        probes.start_notify_reader(self.conn, self.lab, self.remote, max_s=max_s)
         if self.exp.uses_load:
             probes.start_background(self.conn, self.locust_command(), f"{self.remote}/load.pid",
                                     f"{self.remote}/locust.log", "client")
@@ -306,13 +307,22 @@ class Run:
         bar.console.print(f"  +{step.offset_s:5.1f} s  {act.name}: {outcome.action} {outcome.target}")
 
     def rollback(self) -> None:
-        """The experiment's rollbacks, then every action's own undo (latest first). Errors are kept."""
+        """The experiment's rollbacks, then every action's own undo (latest first). Undos are
+        idempotent, so each distinct call runs once: a repeated fault's undo, or one the experiment's
+        own rollbacks already ran, is not repeated. Errors are kept."""
+        def key(func: str, arguments: dict[str, Any]) -> tuple[str, str]:
+            return func, json.dumps(arguments, sort_keys=True)
+
         calls: list[tuple[dict[str, Any], str, dict[str, Any]]] = [
             (activity_dict(a), a.call.func, dict(a.call.arguments)) for a in self.exp.rollbacks]
-        calls += [({"type": "action", "name": f"undo {u.func}", "provider": {
-            "type": "python", "module": "chaos.actions", "func": u.func, "arguments": u.arguments}},
-            u.func, u.arguments) for u in reversed(self.undo)]
+        distinct = dict.fromkeys(key(u.func, u.arguments) for u in reversed(self.undo))
+        calls += [({"type": "action", "name": f"undo {func}", "provider": {
+            "type": "python", "module": "chaos.actions", "func": func, "arguments": json.loads(args)}},
+            func, json.loads(args)) for func, args in distinct]
+        done: set[tuple[str, str]] = set()
         for activity, func, arguments in calls:
+            if key(func, arguments) in done:
+                continue
             start = utc_iso()
             try:
                 outcome = actions.ACTIONS[func](self.target, **arguments)
@@ -320,6 +330,7 @@ class Run:
                 self.errors.append(f"rollback {func}: {err}")
                 self.journal.record("rollbacks", activity, start, "failed", error=str(err))
                 continue
+            done.add(key(func, arguments))
             console.print(f"  rollback: {outcome.action} {outcome.target}")
             event = outcome.event("rollback")
             try:
@@ -329,12 +340,14 @@ class Run:
                 self.errors.append(f"recording rollback {func}: {type(err).__name__}: {err}")
 
     def stop_probes(self) -> None:
-        """Stop the load (SIGINT: it flushes its records) and the sampler, if still this run's."""
+        """Stop the load (SIGINT: it flushes its records), the sampler and the notify reader, if still
+        this run's."""
         mine = f"{self.remote}/"
         if self.exp.uses_load:
             self.note("load_stop")
             probes.stop_background(self.conn, f"{self.remote}/load.pid", "INT", timeout_s=30, owner=mine)
         probes.stop_background(self.conn, f"{self.remote}/sampler.pid", "TERM", timeout_s=10, owner=mine)
+        probes.stop_background(self.conn, f"{self.remote}/notify.pid", "TERM", timeout_s=10, owner=mine)
 
     # --- collection -----------------------------------------------------------------------------------
 
@@ -342,6 +355,7 @@ class Run:
         """Fetch records, samples and logs; write events, steady state, journal and meta."""
         with console.status("fetching the run's data"):
             self.fetch()
+        self.events += probes.read_detect_events(self.dir / "records" / probes.DETECT_FILE)
         end_ns = self.guest_now()
         start_ns = min((e["t_ns"] for e in self.events), default=end_ns)
         (self.dir / "keepalived.log").write_text(probes.keepalived_log(self.conn, start_ns, end_ns))
@@ -359,7 +373,7 @@ class Run:
         files = self.conn.run(f"cd {shlex.quote(self.remote)} && ls", hide=True, warn=True).stdout.split()
         records = self.dir / "records"
         records.mkdir(exist_ok=True)
-        for name in ("ipvs.csv", "locust.log", "sampler.log"):
+        for name in ("ipvs.csv", "locust.log", "sampler.log", probes.DETECT_FILE):
             if name in files:
                 local = (self.dir if name == "ipvs.csv" else records) / name
                 self.conn.get(f"{self.remote}/{name}", str(local))

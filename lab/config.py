@@ -101,6 +101,8 @@ class Check:
     delay_before_retry: float = 0.5
     connect_timeout: float = 0.5
     inhibit_on_failure: bool = False
+    removal_on_exit: bool = False  # the resolver's supervisor tells Keepalived at once (track_file)
+    quorum: int = 1
 
     @property
     def removal_bound_s(self) -> float:
@@ -277,7 +279,12 @@ def parse_lab(raw: Mapping[str, Any], source: str = "lab.toml") -> Lab:
         delay_before_retry=c.positive("delay_before_retry", float, Check.delay_before_retry),
         connect_timeout=c.positive("connect_timeout", float, Check.connect_timeout),
         inhibit_on_failure=c.get("inhibit_on_failure", bool, False),
+        removal_on_exit=c.get("removal_on_exit", bool, False),
+        quorum=c.get("quorum", int, Check.quorum),
     )
+    if check.quorum < 1:
+        c.error("quorum", f"Keepalived accepts 1 or more, got {check.quorum} (it rejects quorum 0 and "
+                          "runs with 1); without a sorry_server quorum only drives notifications: use 1")
 
     i = _Reader(source, "ipvs", raw.get("ipvs", {}))
     i.check_keys(_fields(Ipvs))

@@ -20,6 +20,7 @@ from rich.console import Console
 from lab import remote
 from lab.config import Lab
 from lab.netplan import STATE, network_plan
+from lab.removal import require_support
 from lab.render import LOADTEST_DIR, NETWORK_SCRIPT, GuestFile, render_files, render_script
 from lab.runlock import locked
 from lab.services import STAGE, deploy_steps, preamble
@@ -149,6 +150,8 @@ def deploy(lab: Lab, conn, *, console: Console | None = None, verbose: bool = Tr
     start = time.monotonic()
     files = render_files(lab)
     validate(files, lab.source)
+    if lab.check.removal_on_exit:  # the guest's Keepalived must provide it; checked before any change
+        require_support(lab, remote.run(conn, "keepalived --version 2>&1 | head -1").stdout)
     current = guest_hashes(conn, list(files))
     staged = {f"{STAGE}{path}": file.content for path, file in files.items()
               if current.get(path) != file.sha256}

@@ -13,6 +13,7 @@ import jinja2
 
 from lab.config import REPO_ROOT, Lab, Resolver
 from lab.netplan import Step, network_plan, topology_signature
+from lab.removal import DRAIN_S, EXIT_DIR, EXIT_WATCHER, LVS_NOTIFY_FIFO, exit_file, track_file_name
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("lab", "templates"),
@@ -33,6 +34,7 @@ _ENV.filters["oneline"] = one_line
 
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 RESOLVER_UNIT = "/etc/systemd/system/dnslab-resolver@.service"
+RESOLVER_DROPIN = "/etc/systemd/system/dnslab-resolver@.service.d/removal-on-exit.conf"
 KEEPALIVED_UNIT = "/etc/systemd/system/dnslab-keepalived.service"
 SYSCTL_CONF = "/etc/sysctl.d/60-dnslab.conf"
 NETWORK_SCRIPT = "/usr/local/sbin/dnslab-network.sh"
@@ -110,12 +112,28 @@ def render_keepalived(lab: Lab) -> str:
         resolvers=lab.resolvers,
         misc_command=lambda rs, proto: misc_command(lab, rs, proto),
         misc_timeout=math.ceil(lab.check.connect_timeout) + 1,
+        notify_fifo=LVS_NOTIFY_FIFO,
+        track_file=lambda rs: track_file_name(rs.name),
+        exit_file=lambda rs: exit_file(rs.name),
     )
 
 
 def render_resolver_unit(lab: Lab) -> str:
     """The systemd template unit `dnslab-resolver@NAME` (Unbound inside /run/netns/NAME)."""
     return _ENV.get_template("dnslab-resolver@.service.j2").render(source=lab.source)
+
+
+def render_resolver_dropin(lab: Lab) -> str:
+    """The resolver units' drop-in for removal on exit (a comment only when it is off, so turning it
+    off replaces the file deploy installed)."""
+    return _ENV.get_template("removal-on-exit.conf.j2").render(
+        source=lab.source, enabled=lab.check.removal_on_exit, exit_dir=EXIT_DIR, drain_s=DRAIN_S,
+        watcher=EXIT_WATCHER)
+
+
+def exit_watcher(root: Path = REPO_ROOT) -> GuestFile:
+    """The exit watcher the drop-in starts (lab/guest/dnslab-exit-watch.py)."""
+    return GuestFile((root / "lab" / "guest" / "dnslab-exit-watch.py").read_bytes(), 0o755)
 
 
 def render_keepalived_unit(lab: Lab) -> str:
@@ -125,6 +143,8 @@ def render_keepalived_unit(lab: Lab) -> str:
         vip=str(lab.network.vip),
         netns=lab.network.director_netns,
         netns_label=_netns_label(lab),
+        exit_dir=EXIT_DIR,
+        notify_fifo=LVS_NOTIFY_FIFO,
     )
 
 
@@ -171,6 +191,8 @@ def render_files(lab: Lab, root: Path = REPO_ROOT) -> dict[str, GuestFile]:
     }
     files[KEEPALIVED_CONF] = GuestFile(render_keepalived(lab).encode())
     files[RESOLVER_UNIT] = GuestFile(render_resolver_unit(lab).encode())
+    files[RESOLVER_DROPIN] = GuestFile(render_resolver_dropin(lab).encode())
+    files[EXIT_WATCHER] = exit_watcher(root)
     files[KEEPALIVED_UNIT] = GuestFile(render_keepalived_unit(lab).encode())
     files[SYSCTL_CONF] = GuestFile(render_sysctl(lab).encode())
     files[NETWORK_SCRIPT] = GuestFile(render_network_script(lab).encode(), 0o755)

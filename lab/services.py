@@ -14,10 +14,12 @@ from collections.abc import Mapping
 
 from lab.config import Lab
 from lab.netplan import STATE, Step, in_ns, topology_signature
+from lab.removal import EXIT_DIR, EXIT_WATCHER, exit_file
 from lab.render import (
     KEEPALIVED_CONF,
     KEEPALIVED_UNIT,
     NETWORK_SCRIPT,
+    RESOLVER_DROPIN,
     RESOLVER_UNIT,
     GuestFile,
     unbound_path,
@@ -67,7 +69,8 @@ def file_step(path: str, file: GuestFile) -> Step:
 
 
 def units_step(files: Mapping[str, GuestFile]) -> Step:
-    digest = _digest(files[RESOLVER_UNIT].sha256, files[KEEPALIVED_UNIT].sha256)
+    digest = _digest(files[RESOLVER_UNIT].sha256, files[RESOLVER_DROPIN].sha256,
+                     files[KEEPALIVED_UNIT].sha256)
     return Step(
         name="systemd: unit files loaded",
         check=_loaded("units.loaded", digest),
@@ -76,10 +79,11 @@ def units_step(files: Mapping[str, GuestFile]) -> Step:
 
 
 def resolver_step(lab: Lab, name: str, files: Mapping[str, GuestFile]) -> Step:
-    """The resolver's unit runs with the current config (restarted when config or network changed)."""
+    """The resolver's unit runs with the current config (restarted when its config, unit, drop-in
+    (removal on exit, whose watcher starts with the resolver) or the network changed)."""
     unit = resolver_unit(name)
     digest = _digest(files[unbound_path(name)].sha256, files[RESOLVER_UNIT].sha256,
-                     topology_signature(lab))
+                     files[RESOLVER_DROPIN].sha256, files[EXIT_WATCHER].sha256, topology_signature(lab))
     marker = f"resolver-{name}.loaded"
     return Step(
         name=f"resolver {name}: {unit} running",
@@ -87,6 +91,21 @@ def resolver_step(lab: Lab, name: str, files: Mapping[str, GuestFile]) -> Step:
         apply=f"systemctl restart {unit} && echo {digest} > {STATE}/{marker}",
         undo=f"systemctl stop {unit} 2>/dev/null; rm -f {STATE}/{marker}",
     )
+
+
+def exit_files_step(lab: Lab) -> Step:
+    """Removal on exit: each resolver's status file says what its unit is (0 active, 1 not) before
+    Keepalived reads them. The unit and its watcher keep them true from then on; this covers the
+    moment after a restart before the watcher has started and written 0."""
+    def want(name: str) -> str:
+        return f"$(systemctl is-active -q {resolver_unit(name)} && echo 0 || echo 1)"
+
+    check = " && ".join(f"[ \"$(cat {exit_file(r.name)} 2>/dev/null)\" = \"{want(r.name)}\" ]"
+                        for r in lab.resolvers)
+    apply = "; ".join([f"mkdir -p {EXIT_DIR}"] + [f"echo {want(r.name)} > {exit_file(r.name)}"
+                                                   for r in lab.resolvers])
+    return Step(name="removal on exit: every resolver's status file matches its unit",
+                check=check, apply=apply)
 
 
 def keepalived_step(lab: Lab, files: Mapping[str, GuestFile]) -> Step:
@@ -165,6 +184,8 @@ def service_steps(lab: Lab, files: Mapping[str, GuestFile]) -> list[Step]:
     """Units, resolvers, Keepalived and readiness, in that order."""
     steps = [units_step(files)]
     steps += [resolver_step(lab, r.name, files) for r in lab.resolvers]
+    if lab.check.removal_on_exit:
+        steps.append(exit_files_step(lab))
     steps += [keepalived_step(lab, files), ready_step(lab)]
     return steps
 

@@ -17,6 +17,7 @@ from rich.table import Table
 from lab import remote
 from lab.config import Lab
 from lab.netplan import in_ns
+from lab.removal import EXIT_DIR
 from lab.services import KEEPALIVED, resolver_unit
 
 SECTION = "=== dnslab:"
@@ -25,6 +26,7 @@ RS_RE = re.compile(r"^\s+->\s+(\S+):(\d+)\s+(\S+)\s+(\d+)\s+(\d+)\s+(\d+)")
 EVENT_RE = re.compile(
     r"(Adding|Removing|Enabling|Disabling) service \[([\d.]+)\]:(\w+):(\d+) (?:to|from) VS \[([\d.]+)\]")
 UP_EVENTS = ("Adding", "Enabling")
+EXIT_WORDS = {None: "-", "": "(none)", "0": "0 running", "1": "1 exited"}  # removal on exit's file
 
 
 def status_command(lab: Lab) -> str:
@@ -37,6 +39,8 @@ def status_command(lab: Lab) -> str:
         f"echo '{SECTION} timeout'", in_ns(ns, "ipvsadm -L --timeout 2>&1"),
         f"echo '{SECTION} units'", f"for u in {units}; do echo \"$u $(systemctl is-active $u)\"; done",
         f"echo '{SECTION} sysctl'", in_ns(ns, f"sysctl net.ipv4.vs {keys} 2>&1 | sort -u"),
+        f"echo '{SECTION} exit'", f"for f in {EXIT_DIR}/*.down; do [ -f \"$f\" ] && "
+        "echo \"$(basename \"$f\" .down) $(cat \"$f\")\"; done",
         f"echo '{SECTION} journal'",
         f"inv=$(systemctl show -p InvocationID --value {KEEPALIVED}); [ -z \"$inv\" ] || "
         f"journalctl _SYSTEMD_INVOCATION_ID=$inv -o cat --no-pager 2>/dev/null | grep -F 'service ['",
@@ -98,10 +102,14 @@ def parse_status(lab: Lab, text: str) -> dict[str, Any]:
             alive = "up" if in_table and in_table["weight"] > 0 else "down"
             verdict = event["state"] if event else alive
             checks.append({"resolver": r.name, "proto": proto, "real_server": r.real_server,
-                           "check": lab.check.type, "state": verdict,
+                           "check": lab.check.type + (" + FILE_CHECK" if lab.check.removal_on_exit else ""),
+                           "state": verdict,
                            "in_ipvs": bool(in_table), "weight": in_table["weight"] if in_table else None,
                            "last_event": event["last_event"] if event else ""})
     units = dict(line.split(" ", 1) for line in sec.get("units", []) if " " in line)
+    exits = dict(line.split(" ", 1) for line in sec.get("exit", []) if " " in line)
+    for c in checks:  # removal on exit: what the resolver's unit last told Keepalived (1 = exited)
+        c["exit_file"] = exits.get(c["resolver"], "") if lab.check.removal_on_exit else None
     sysctl = {}
     for line in sec.get("sysctl", []):
         key, sep, value = line.partition(" = ")
@@ -142,11 +150,12 @@ def format_status(data: dict[str, Any]) -> str:
             name = sched = ""
     console.print(ipvs)
     checks = Table(title="Health checks (Keepalived's last verdict, else the IPVS table)")
-    for col in ("resolver", "proto", "real server", "check", "state", "unit"):
+    for col in ("resolver", "proto", "real server", "check", "state", "unit", "exit file"):
         checks.add_column(col)
     for c in data["checks"]:
         unit = data["units"].get(f"dnslab-resolver@{c['resolver']}.service", "?")
-        checks.add_row(c["resolver"], c["proto"], c["real_server"], c["check"], c["state"], unit)
+        exit_file = EXIT_WORDS.get(c["exit_file"], c["exit_file"])
+        checks.add_row(c["resolver"], c["proto"], c["real_server"], c["check"], c["state"], unit, exit_file)
     console.print(checks)
     console.print(f"keepalived: {data['units'].get(KEEPALIVED, '?')}    IPVS timeouts: "
                   + " ".join(f"{k}={v}s" for k, v in data["ipvs_timeouts"].items()))

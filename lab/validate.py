@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from lab.errors import LabError
-from lab.render import KEEPALIVED_CONF, GuestFile
+from lab.render import KEEPALIVED_CONF, KEEPALIVED_UNIT, RESOLVER_DROPIN, RESOLVER_UNIT, GuestFile
 
-TOOLS = {"unbound-checkconf": "unbound", "keepalived": "keepalived"}
+TOOLS = {"unbound-checkconf": "unbound", "keepalived": "keepalived", "systemd-analyze": "systemd"}
 
 
 def _tool(name: str) -> str:
@@ -48,9 +48,31 @@ def check_keepalived(text: str, source: str) -> None:
                        f"{' | '.join(out.replace(str(path), 'keepalived.conf').splitlines())}")
 
 
+def check_units(files: Mapping[str, GuestFile], instance: str, source: str) -> None:
+    """`systemd-analyze verify` on the resolver unit (instance `instance`, with its removal-on-exit
+    drop-in) and the Keepalived unit; LabError with every warning it prints, which it does not
+    count as failures."""
+    with tempfile.TemporaryDirectory(prefix="dnslab-units-") as tmp:
+        for path in (RESOLVER_UNIT, RESOLVER_DROPIN, KEEPALIVED_UNIT):
+            target = Path(tmp) / Path(path).relative_to(Path(RESOLVER_UNIT).parent)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(files[path].content)
+        units = [f"dnslab-resolver@{instance}.service", Path(KEEPALIVED_UNIT).name]
+        proc = subprocess.run([_tool("systemd-analyze"), "verify", *units], capture_output=True,
+                              text=True, timeout=60, check=False, env={"SYSTEMD_UNIT_PATH": f"{tmp}:",
+                                                                       "PATH": "/usr/bin:/bin"})
+        out = (proc.stderr + proc.stdout).strip().replace(tmp, "/etc/systemd/system")
+    if proc.returncode != 0 or out:
+        raise LabError(f"{source}: systemd-analyze verify rejects the units: {' | '.join(out.splitlines())}")
+
+
 def validate(files: Mapping[str, GuestFile], source: str) -> None:
-    """Check every rendered Unbound and Keepalived config with the real tools."""
+    """Check every rendered Unbound and Keepalived config, and the units when systemd-analyze is
+    there, with the real tools."""
     for path, file in files.items():
         if path.startswith("/etc/unbound/dnslab/"):
             check_unbound(file.content.decode(), Path(path).stem, source)
     check_keepalived(files[KEEPALIVED_CONF].content.decode(), source)
+    if shutil.which("systemd-analyze"):
+        check_units(files, Path(next(p for p in files if p.startswith("/etc/unbound/dnslab/"))).stem,
+                    source)

@@ -12,6 +12,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reports.detection import (
+    Return,
+    action_stats,
+    detect_fault,
+    load_protocol,
+    returns,
+    sample_interval_ms,
+    traffic_share,
+)
 from reports.lookups import DEFINITIONS as LOOKUP_DEFINITIONS
 from reports.lookups import LookupStats, LookupTable, lookup_stats, lookup_table
 
@@ -31,8 +40,22 @@ DEFINITIONS: dict[str, str] = {
     "fault or rollback (notes do not count) or the end of the run; 0 when none failed",
     "failed": "non-ok queries (timeout, error or unexpected RCODE) sent in the fault's span",
     "detection_ms": "from the fault to the first IPVS sample at or after it in which no row for the "
-    "fault's real server has weight > 0 (absent counts as removed); empty when never "
-    "removed in the span",
+    "fault's real server in the load's protocol (udp unless every query is TCP) has weight > 0 (absent "
+    "counts as removed); empty when never removed in the span",
+    "detection_by_proto": "detection_ms for each protocol's virtual server",
+    "notify_detection_ms": "from the fault to Keepalived's own report that the server is down (its "
+    "lvs_notify_fifo line, a detect event) in the load's protocol; it comes just before the IPVS sample "
+    "that shows the removal (at most one sample interval)",
+    "share_before": "the faulted resolver's share of the ok answers to queries sent in the second before "
+    "the fault (1/3 is an even spread over three): the part of the load its failure can hit. IPVS keeps a "
+    "reused source port on the server it had until its entry idles out (the UDP timeout), so after "
+    "removals a returned resolver gets less than its share for a while",
+    "returns": "per rollback that brings a resolver back: when IPVS sends to it again (readded_ms), when "
+    "Keepalived said so (notify_up_ms), the first ok answer to a query sent after it (first_answer_ms) and "
+    "the queries that failed in its span (failed), and how often Keepalived took it out again in that span "
+    "(flaps)",
+    "fault_stats": "per fault action: n, and the median, min and max of failover window, failed and "
+    "detection over its faults",
     "span_max_stall_ms": "largest stall (as max_stall_ms) whose gap overlaps the fault's span",
     "latency": "latency percentiles of ok queries (linear interpolation)",
     "blackholed_ports": "source ports that had an ok answer before the fault and then sent at least two "
@@ -56,9 +79,13 @@ class FaultResult:
     failover_window_ms: float
     failed: int
     detection_ms: float | None
+    detection_by_proto: dict[str, float | None]
+    notify_detection_ms: float | None
+    notify_detection_by_proto: dict[str, float | None]
     max_stall_ms: float | None
     pinned_ports: int
     blackholed_ports: int
+    share_before: float | None
     pinning: pd.DataFrame = field(repr=False, compare=False)
     lookups: LookupStats | None = None  # lookups whose first query was sent in the span
 
@@ -71,12 +98,16 @@ class FaultResult:
             "failover_window_ms": self.failover_window_ms,
             "failed": self.failed,
             "detection_ms": self.detection_ms,
+            "detection_by_proto": self.detection_by_proto,
+            "notify_detection_ms": self.notify_detection_ms,
+            "notify_detection_by_proto": self.notify_detection_by_proto,
             "real_server": self.real_server,
             "resolver": self.resolver,
             "span_end_ns": self.span_end_ns,
             "max_stall_ms": self.max_stall_ms,
             "pinned_ports": self.pinned_ports,
             "blackholed_ports": self.blackholed_ports,
+            "share_before": self.share_before,
             **{k: lookups.get(k) for k in ("lookups", "lookups_failed", "lookups_retried", "lookup_max_ms")},
         }
 
@@ -96,6 +127,9 @@ class Analysis:
     max_stall_at_ns: int | None
     latency_ms: dict[str, float | None]
     faults: tuple[FaultResult, ...]
+    returns: tuple[Return, ...]
+    load_proto: str
+    sample_interval_ms: float | None
     failures: pd.DataFrame = field(repr=False, compare=False)
     latency_per_second: pd.DataFrame = field(repr=False, compare=False)
     answers_per_second: pd.DataFrame = field(repr=False, compare=False)
@@ -114,7 +148,11 @@ class Analysis:
             "drop_rate": self.drop_rate,
             "max_stall_ms": self.max_stall_ms,
             **(self.lookups.summary() if self.lookups else {}),
-            "faults": [f.summary() for f in self.faults],
+            "faults": (faults := [f.summary() for f in self.faults]),
+            "fault_stats": action_stats(faults),
+            "returns": [r.summary() for r in self.returns],
+            "load_proto": self.load_proto,
+            "ipvs_sample_interval_ms": self.sample_interval_ms,
             "errors": self.errors,
             "rcode_failures": self.rcode_failures,
             "max_stall_at_ns": self.max_stall_at_ns,
@@ -153,17 +191,6 @@ def max_stall_in(starts: np.ndarray, gaps: np.ndarray, lo: int, hi: int | None) 
     if hi is not None:
         mask &= starts < hi
     return float(gaps[mask].max()) / NS_PER_MS if mask.any() else None
-
-
-def removal_instant(ipvs: pd.DataFrame, real_server: str, lo: int, hi: int | None) -> int | None:
-    """First sample t_ns in [lo, hi) in which no row for `real_server` has weight > 0."""
-    samples = np.unique(ipvs["t_ns"].to_numpy())
-    up = ipvs.loc[(ipvs["real_server"].astype(str) == real_server) & (ipvs["weight"] > 0), "t_ns"].to_numpy()
-    removed = samples[~np.isin(samples, up)]
-    removed = removed[removed >= lo]
-    if hi is not None:
-        removed = removed[removed < hi]
-    return int(removed[0]) if len(removed) else None
 
 
 def percentiles(latency: np.ndarray) -> dict[str, float | None]:
@@ -280,6 +307,8 @@ def analyse_fault(
     nonok_sends: np.ndarray,
     gaps: tuple[np.ndarray, np.ndarray],
     resolver: str | None,
+    events: pd.DataFrame,
+    load_proto: str,
 ) -> FaultResult:
     """Failover window, failed queries, detection time, stall and port pinning of one fault."""
     t = int(event["t_ns"])
@@ -288,7 +317,7 @@ def analyse_fault(
     failed = int(hi_i - lo_i)
     window = float(nonok_sends[hi_i - 1] - t) / NS_PER_MS if failed else 0.0
     real_server = event["real_server"] if isinstance(event["real_server"], str) else None
-    removed = removal_instant(ipvs, real_server, t, span_end) if real_server else None
+    detection = detect_fault(ipvs, events, real_server, t, span_end, load_proto)
     pinning = port_pinning(queries, t, span_end)
     pinned = int((pinning["before"] == resolver).sum()) if resolver else 0
     queried = pinning["ok_after"] + pinning["failed_after"]
@@ -302,10 +331,14 @@ def analyse_fault(
         span_end_ns=span_end,
         failover_window_ms=window,
         failed=failed,
-        detection_ms=(removed - t) / NS_PER_MS if removed is not None else None,
+        detection_ms=detection.ms,
+        detection_by_proto=detection.by_proto,
+        notify_detection_ms=detection.notify_ms,
+        notify_detection_by_proto=detection.notify_by_proto,
         max_stall_ms=max_stall_in(*gaps, t, span_end),
         pinned_ports=pinned,
         blackholed_ports=blackholed,
+        share_before=traffic_share(queries, resolver, t),
         pinning=pinning,
     )
 
@@ -337,6 +370,7 @@ def analyse(
     nonok_sends = np.sort(send[~ok])
     names = _resolver_names(meta or {})
     seen = {str(r) for r in pd.unique(queries["resolver"].dropna())}  # unique first: no 10M-string copy
+    proto = load_protocol(queries)
     table = lookup_table(queries, answers, ok)
     faults = tuple(
         _with_lookups(
@@ -348,6 +382,8 @@ def analyse(
                 nonok_sends,
                 (starts, gaps),
                 _fault_resolver(str(events.iloc[i]["target"]), events.iloc[i]["real_server"], names, seen),
+                events,
+                proto,
             ),
             table,
         )
@@ -365,6 +401,9 @@ def analyse(
         max_stall_at_ns=int(starts[worst]) if worst is not None else None,
         latency_ms=percentiles(queries["latency_ms"].to_numpy()[ok]),
         faults=faults,
+        returns=tuple(returns(events, ipvs, nonok_sends, answers[ok], send[ok], int(send.max()), proto)),
+        load_proto=proto,
+        sample_interval_ms=sample_interval_ms(ipvs),
         failures=failures_by_kind(queries),
         latency_per_second=latency_by_bin(queries, t0),
         answers_per_second=answers_by_bin(queries, answers, t0),

@@ -18,7 +18,17 @@ from typing import Any
 from chaos.check_cost import sentences
 from lab.config import Lab, flatten, with_overrides
 from lab.errors import LabError
-from lab.render import render_keepalived, render_sysctl, render_unbound
+from lab.removal import EXIT_WATCHER
+from lab.render import (
+    KEEPALIVED_UNIT,
+    RESOLVER_DROPIN,
+    exit_watcher,
+    render_keepalived,
+    render_keepalived_unit,
+    render_resolver_dropin,
+    render_sysctl,
+    render_unbound,
+)
 from reports.html import environment
 from reports.index import Section, write_index
 
@@ -181,6 +191,37 @@ def _by_setting(cells: Sequence[Cell], key: str, value: Any) -> dict[str, Any] |
     return _row(cell) if cell else None
 
 
+def removal_on_exit(faulted: Sequence[Cell], reference: Cell | None, lab: Lab,
+                    margin_ms: float) -> dict[str, Any] | None:
+    """What removal on exit did to the burp: the same fault as lab.toml's own run with only
+    [check] removal_on_exit changed, against that run (None when not measured)."""
+    if reference is None or lab.check.removal_on_exit:
+        return None
+    cell = next((c for c in faulted if c.experiment == reference.experiment
+                 and set(_changes(c, lab)) == {"check.removal_on_exit"}), None)
+    if cell is None:
+        return None
+    row, ref = _row(cell), _row(reference)
+    delta = (row["window"] or 0.0) - (ref["window"] or 0.0)
+    return {"row": row, "ref": ref, "window_delta": delta, "beyond": -delta > margin_ms,
+            "margin_ms": margin_ms, "failed_delta": (row["failed"] or 0) - (ref["failed"] or 0)}
+
+
+def recommended_files(lab: Lab) -> dict[str, str]:
+    """Every file the recommended configuration needs, by its path (the lab's paths: adapt the unit
+    names to the resolvers' own units)."""
+    files = {
+        "/etc/keepalived/keepalived.conf": render_keepalived(lab),
+        "/etc/sysctl.d/90-dnslab-ipvs.conf": render_sysctl(lab),
+        f"/etc/unbound/unbound.conf.d/{lab.resolvers[0].name}.conf": render_unbound(lab, lab.resolvers[0]),
+    }
+    if lab.check.removal_on_exit:
+        files[RESOLVER_DROPIN] = render_resolver_dropin(lab)
+        files[EXIT_WATCHER] = exit_watcher().content.decode()
+        files[KEEPALIVED_UNIT] = render_keepalived_unit(lab)
+    return files
+
+
 def _vlan_cost(cells: Sequence[Cell]) -> dict[str, Any] | None:
     """Throughput and median latency with the VLAN against without it, when both were measured."""
     on, off = _by_setting(cells, "network.vlan", True), _by_setting(cells, "network.vlan", False)
@@ -211,11 +252,12 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab,
 
     reference = next((c for c in faulted if c.experiment == "kill-one" and not _changes(c, lab)),
                      faulted[0] if faulted else None)
-    items["burp"] = {"ref": _row(reference) if reference else None,
-                     "bound_s": lab.check.removal_bound_s}
-
     ranked = sorted(_one_per_run(faulted), key=_fault_rank)
     margin_ms = check_cycle_ms(lab)
+    items["burp"] = {"ref": _row(reference) if reference else None,
+                     "bound_s": lab.check.removal_bound_s,
+                     "exit": removal_on_exit(faulted, reference, lab, margin_ms)}
+
     best = recommend(ranked, reference, margin_ms)
     items["settings"] = {"rows": [_row(c) for c in ranked], "margin_ms": margin_ms,
                          "recommended": _row(best) if best else None,
@@ -249,15 +291,7 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab,
                                  f"vlan = {str(lab.network.vlan).lower()} ({lab.network.lower_link})"),
                      "cost": _vlan_cost(vlan)}
 
-    files: dict[str, str] = {}
-    if best is not None:
-        tuned = with_overrides(lab, best.overrides)
-        files = {
-            "/etc/keepalived/keepalived.conf": render_keepalived(tuned),
-            "/etc/sysctl.d/90-dnslab-ipvs.conf": render_sysctl(tuned),
-            f"/etc/unbound/unbound.conf.d/{tuned.resolvers[0].name}.conf":
-                render_unbound(tuned, tuned.resolvers[0]),
-        }
+    files = recommended_files(with_overrides(lab, best.overrides)) if best is not None else {}
     return Answers(items=items, recommended=best, files=files)
 
 
@@ -271,6 +305,10 @@ def headlines(answers: Answers) -> list[str]:
     if ref := items["burp"]["ref"]:
         out.append(f"burp: {ref['cell'].label}: failover window {_ms(ref['window'])}, {ref['failed']} "
                    f"queries failed, removed from IPVS after {_ms(ref['detection'])}")
+    if exit_ := items["burp"]["exit"]:
+        row = exit_["row"]
+        out.append(f"removal on exit: failover window {_ms(row['window'])}, {row['failed']} failed "
+                   f"({exit_['window_delta']:+.0f} ms, {exit_['failed_delta']:+d} failed)")
     if (best := items["settings"]["recommended"]) and (worst := items["settings"]["worst"]):
         out.append(f"settings: recommended {best['cell'].label} ({_ms(best['window'])}, {best['failed']} "
                    f"failed); worst {worst['cell'].label} ({_ms(worst['window'])}, {worst['failed']} failed)")

@@ -10,6 +10,7 @@ from typing import Any
 
 from reports.analysis import DEFINITIONS, analyse
 from reports.build import write_report
+from reports.detection import spread
 from reports.figures import bar_chart
 from reports.html import environment, flatten, fmt
 from reports.load import load_run
@@ -20,6 +21,8 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("drop_rate", "drop rate"),
     ("max_stall_ms", "max stall (ms)"),
     ("failover_window_ms", "failover window (ms, worst fault)"),
+    ("median_window_ms", "failover window (ms, median over faults)"),
+    ("faults", "faults"),
     ("failed", "failed in fault spans"),
     ("detection_ms", "detection (ms, slowest fault)"),
     ("blackholed_ports", "black-holed ports"),
@@ -35,6 +38,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     s = write_report(run, analysis) if not (run.path / "report.html").is_file() else analysis.summary()
     faults = s["faults"]
     detections = [f["detection_ms"] for f in faults if f["detection_ms"] is not None]
+    windows = spread(f["failover_window_ms"] for f in faults)
     return {
         "run_id": run.run_id,
         "path": str(run.path),
@@ -45,7 +49,9 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "dropped": s["dropped"],
         "drop_rate": s["drop_rate"],
         "max_stall_ms": s["max_stall_ms"],
-        "failover_window_ms": max((f["failover_window_ms"] for f in faults), default=None),
+        "failover_window_ms": windows["max"],
+        "median_window_ms": windows["median"],
+        "faults": len(faults),
         "failed": sum(f["failed"] for f in faults) if faults else None,
         "detection_ms": max(detections) if detections else None,
         "blackholed_ports": sum(f["blackholed_ports"] for f in faults) if faults else None,

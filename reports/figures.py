@@ -157,7 +157,7 @@ def raster_figure(run: Run, analysis: Analysis) -> Figure:
 
 def weights_figure(run: Run, analysis: Analysis) -> Figure:
     ipvs = run.ipvs
-    servers = sorted(ipvs["real_server"].astype(str).unique())
+    servers = sorted(s for s in ipvs["real_server"].astype(str).unique() if s)  # "": service left empty
     fig = Figure(figsize=(10, max(2.4, 1.0 + 1.1 * len(servers))), layout="constrained")
     axes = fig.subplots(max(1, len(servers)), 1, sharex=True, squeeze=False)[:, 0]
     samples = np.unique(ipvs["t_ns"].to_numpy())

@@ -24,9 +24,12 @@ FAULT_HEADERS = (
     "failover_window_ms",
     "failed",
     "detection_ms",
+    "detection_by_proto",
+    "notify_detection_ms",
     "span_max_stall_ms",
     "pinned_ports",
     "blackholed_ports",
+    "share_before",
 )
 
 
@@ -72,6 +75,11 @@ def flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
             return [(f"{prefix}.{k}", str(v)) for k, v in data]
         return [(prefix, ", ".join(map(str, data)))]
     return [(prefix, fmt(data) if not isinstance(data, str) else data)]
+
+
+def by_proto(values: dict[str, float | None]) -> str:
+    """{"udp": 500.0, "tcp": 1200.0} -> "udp 500.0 · tcp 1,200.0" ('-' where never removed)."""
+    return " · ".join(f"{p} {fmt(v)}" for p, v in values.items()) or "-"
 
 
 def verdict_cell(value: Any) -> dict[str, str]:
@@ -158,13 +166,17 @@ def report_context(run: Run, analysis: Analysis, images: list[Image]) -> dict[st
             fmt(f.failover_window_ms, 3),
             fmt(f.failed),
             fmt(f.detection_ms, 3),
+            by_proto(f.detection_by_proto),
+            fmt(f.notify_detection_ms, 3),
             fmt(f.max_stall_ms, 3),
             fmt(f.pinned_ports),
             fmt(f.blackholed_ports),
+            fmt(f.share_before, 2),
         ]
         for f in analysis.faults
     ]
     fault_definitions = [(k, DEFINITIONS[k]) for k in FAULT_HEADERS if k in DEFINITIONS]
+    fault_definitions += [(k, DEFINITIONS[k]) for k in ("returns", "fault_stats")]
     pinning = []
     for i, f in enumerate(analysis.faults):
         table = f.pinning.sort_values(["ok_after", "failed_after"], ascending=[True, False])
@@ -195,6 +207,7 @@ def report_context(run: Run, analysis: Analysis, images: list[Image]) -> dict[st
         "fault_headers": FAULT_HEADERS,
         "faults": faults,
         "fault_definitions": fault_definitions,
+        **failover_context(run, analysis),
         "verdict_phases": phases,
         "verdicts": verdicts,
         "images": images,
@@ -207,6 +220,30 @@ def report_context(run: Run, analysis: Analysis, images: list[Image]) -> dict[st
         "lab": flatten(meta.get("lab") or {}),
         "tools": flatten(meta.get("tools") or {}),
     }
+
+
+def _spread(s: dict[str, Any]) -> str:
+    return f"{fmt(s['median'], 1)} ({fmt(s['min'], 1)}–{fmt(s['max'], 1)})"
+
+
+def failover_context(run: Run, analysis: Analysis) -> dict[str, Any]:
+    """Returns, per-action statistics and Keepalived's own word (detect events) against the samples."""
+    t0 = analysis.t0_ns
+    returns = [[r.action, r.target, fmt((r.t_ns - t0) / 1e9, 3), fmt(r.readded_ms, 1), fmt(r.notify_up_ms, 1),
+                fmt(r.first_answer_ms, 1), fmt(r.failed), fmt(r.window_ms, 1), fmt(r.flaps)]
+               for r in analysis.returns]
+    by_action = analysis.summary()["fault_stats"]
+    keys = ("failover_window_ms", "failed", "detection_ms", "notify_detection_ms")
+    stats = [[action, fmt(s["n"]), *(_spread(s[k]) for k in keys)] for action, s in by_action.items()]
+    detect = run.events[run.events["kind"] == "detect"]
+    said = [[fmt((e.t_ns - t0) / 1e9, 3), e.action, e.target, str(e.detail.get("proto", ""))]
+            for e in detect.itertuples()]
+    agree = [[f.action, f.target, fmt(f.notify_detection_ms, 1), fmt(f.detection_ms, 1),
+              fmt(f.detection_ms - f.notify_detection_ms, 1)]
+             for f in analysis.faults if f.detection_ms is not None and f.notify_detection_ms is not None]
+    return {"returns": returns, "fault_stats": stats if any(s["n"] > 1 for s in by_action.values()) else [],
+            "detect_events": said, "agreement": agree, "load_proto": analysis.load_proto,
+            "sample_interval_ms": fmt(analysis.sample_interval_ms, 1)}
 
 
 def render_report(run: Run, analysis: Analysis, images: list[Image]) -> str:

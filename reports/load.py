@@ -48,7 +48,7 @@ IPVS_COLUMNS: dict[str, pa.DataType] = {
 }
 OUTCOMES = ("ok", "timeout", "error", "rcode")
 PROTOS = ("udp", "tcp")
-EVENT_KINDS = ("fault", "rollback", "note")
+EVENT_KINDS = ("fault", "rollback", "note", "detect")
 # Large CSV blocks: fewer chunks, so far fewer per-chunk dictionaries to unify into one categorical.
 BLOCK_BYTES = 64 << 20
 
@@ -208,8 +208,10 @@ def read_ipvs(path: Path) -> pd.DataFrame:
                 for name, t in IPVS_COLUMNS.items()
             }
         )
-    _no_nulls(path, table, ("t_ns", "real_server", "weight"))
-    return table.to_pandas()
+    _no_nulls(path, table, ("t_ns", "weight"))  # real_server is empty for a service with none left
+    frame = table.to_pandas()
+    frame["real_server"] = frame["real_server"].astype(object).fillna("").astype("category")
+    return frame
 
 
 def _event(path: Path, lineno: int, obj: Any) -> dict[str, Any]:

@@ -57,6 +57,7 @@ PLANTED: dict[str, Any] = {
             "failover_window_ms": 490.0,
             "failed": 50,
             "detection_ms": None,
+            "detection_by_proto": {},
             "pinned_ports": 0,
             "blackholed_ports": 0,
         },
@@ -66,7 +67,8 @@ PLANTED: dict[str, Any] = {
             "t_ms": 2000,
             "failover_window_ms": 1990.0,
             "failed": 80,
-            "detection_ms": 1200.0,
+            "detection_ms": 500.0,  # the load is UDP (mostly): UDP weight 0 from 2500 ms counts
+            "detection_by_proto": {"udp": 500.0, "tcp": 1200.0},
             "pinned_ports": 1,
             "blackholed_ports": 1,
         },
@@ -77,6 +79,7 @@ PLANTED: dict[str, Any] = {
             "failover_window_ms": 570.0,
             "failed": 15,
             "detection_ms": 600.0,
+            "detection_by_proto": {"udp": 600.0, "tcp": 600.0},
             "pinned_ports": 0,
             "blackholed_ports": 0,
         },
@@ -199,7 +202,7 @@ def planted_events() -> list[dict[str, Any]]:
 
 def planted_ipvs() -> list[dict[str, Any]]:
     """Samples every 100 ms. rs2: absent at 1900 (before its fault), UDP weight 0 but TCP weight 1
-    over 2500-3100 (not removed), both weight 0 over 3200-3900 (removed), back at 4000.
+    over 2500-3100 (removed from the UDP service only), both weight 0 over 3200-3900, back at 4000.
     rs3: absent from 5600 on."""
     rows = []
     for k in range(61):

@@ -92,9 +92,9 @@ class FakeGuest:
         elif "who.lab.test TXT" in cmd:  # the health check
             out = self._health(dead, stopped, probes)
         elif "setsid" in cmd:  # a probe starts
-            probes.add("sampler" if "ipvs_sampler" in cmd else "load")
+            probes.add(next((p for p in ("sampler", "notify") if p in cmd), "load"))
         elif ".pid" in cmd and "kill -" in cmd:  # a probe is stopped
-            probes.discard("sampler" if "sampler.pid" in cmd else "load")
+            probes.discard(next((p for p in ("sampler", "notify") if f"{p}.pid" in cmd), "load"))
         elif name and "kill -KILL $pid" in cmd:
             dead.add(name)
             out = now + "4242\n"

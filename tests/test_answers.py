@@ -204,3 +204,47 @@ def test_a_vlan_difference_beyond_run_to_run_variation_is_called_so(lab, cells):
     assert not result.items["vlan"]["cost"]["noise"]
     page = {s.title: s.html for s in sections(result)}[QUESTIONS["vlan"]]
     assert "more than the run-to-run variation" in page
+
+
+def removal(window: float, failed: int, detection: float) -> Cell:
+    return cell("x", {"check.removal_on_exit": True}, {"check": {"removal_on_exit": True}}, window, failed,
+                detection)
+
+
+def test_the_burp_answer_says_what_removal_on_exit_did(lab, cells):
+    result = answer([*cells, removal(48.0, 3, 41.0)], PROBE, lab)
+    exit_ = result.items["burp"]["exit"]
+    assert exit_["row"]["cell"].run_id == "x" and exit_["ref"]["cell"].run_id == "b"
+    assert exit_["window_delta"] == pytest.approx(48.0 - 1234.0) and exit_["failed_delta"] == 3 - 123
+    assert exit_["beyond"]  # 1186 ms shorter: more than one check cycle (1000 ms)
+    page = {s.title: s.html for s in sections(result)}[QUESTIONS["burp"]]
+    assert "With <b>removal on exit</b>" in page and "<b>48 ms</b>" in page
+    assert "-1186 ms and -120 failed" in page
+    assert "removal on exit takes it away" in page
+    assert answer(cells, PROBE, lab).items["burp"]["exit"] is None  # not measured
+
+
+def test_removal_on_exit_winning_beyond_a_check_cycle_is_recommended_with_every_file(lab, cells):
+    result = answer([*cells, removal(48.0, 3, 41.0)], PROBE, lab)
+    assert result.recommended.run_id == "x"
+    files = result.files
+    assert "FILE_CHECK {" in files["/etc/keepalived/keepalived.conf"]
+    assert 'track_file dnslab_exit_rs1 {\n    file "/run/dnslab/exit/rs1.down"' in files[
+        "/etc/keepalived/keepalived.conf"]
+    dropin = files["/etc/systemd/system/dnslab-resolver@.service.d/removal-on-exit.conf"]
+    assert "ExecStartPost=" in dropin and "ExecStopPost=" in dropin
+    assert "os.pidfd_open" in files["/usr/local/sbin/dnslab-exit-watch"]
+    assert "mkdir -p /run/dnslab/exit" in files["/etc/systemd/system/dnslab-keepalived.service"]
+    page = {s.title: s.html for s in sections(result)}["Recommended configuration"]
+    assert "removal-on-exit.conf" in page and "the unit drop-in, the exit watcher" in page
+    # lab.toml's own recommendation carries no drop-in
+    assert not any("removal-on-exit" in p for p in answer(cells, PROBE, lab).files)
+
+
+def test_removal_on_exit_within_one_check_cycle_keeps_lab_toml(lab, cells):
+    cells[1] = cell("b", {"sysctl.net.ipv4.vs.expire_nodest_conn": 1},
+                    {"sysctl": {"net.ipv4.vs.expire_nodest_conn": 1}}, 1020.0, 95, 1030.0)
+    result = answer([*cells, removal(60.0, 4, 50.0)], PROBE, lab)
+    assert result.recommended.run_id == "b" and not result.items["burp"]["exit"]["beyond"]
+    page = {s.title: s.html for s in sections(result)}[QUESTIONS["burp"]]
+    assert "within one check cycle (1000 ms)" in page and "fab matrix --suite exit" in page

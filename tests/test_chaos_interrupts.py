@@ -206,7 +206,7 @@ def test_sigkill_of_the_runner_is_undone_at_the_next_runs_start(env):
     finally:
         child.kill()
         assert child.wait() == -signal.SIGKILL, child.stderr.read()
-    assert guest.load()["probes"] == ["sampler"], "a killed runner leaves its sampler running"
+    assert guest.load()["probes"] == ["notify", "sampler"], "a killed runner leaves its probes running"
     (dead_dir,) = env.runs.iterdir()
     assert (dead_dir / RUN_INCOMPLETE).exists()
 
@@ -231,3 +231,13 @@ def test_the_sampler_stops_by_itself_after_its_limit(tmp_path):
     assert time.monotonic() - started < 10
     rows = (tmp_path / "ipvs.csv").read_text().splitlines()
     assert rows[0].startswith("t_ns,") and len(rows) > 3
+
+
+def test_the_notify_reader_stops_by_itself_after_its_limit(tmp_path):
+    fifo = tmp_path / "notify.fifo"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    subprocess.run([sys.executable, str(REPO / "chaos" / "notify_reader.py"), str(fifo),
+                    str(tmp_path / "detect.jsonl"), "--max-s", "0.5"], check=True, timeout=20)
+    assert time.monotonic() - started < 10
+

@@ -43,12 +43,13 @@ def test_shipped_suites_are_valid_for_the_lab(raw_lab, suite):
 def test_standard_suite_covers_the_seed_questions():
     varied = {key for cell in cells(load_suite("standard")) for key in cell.varied}
     assert {"sysctl.net.ipv4.vs.expire_nodest_conn", "load.socket_mode", "check.type", "check.delay_loop",
-            "check.inhibit_on_failure", "ipvs.ops", "network.keepalived_netns", "network.vlan"} <= varied
+            "check.inhibit_on_failure", "ipvs.ops", "network.keepalived_netns", "network.vlan",
+            "check.removal_on_exit"} <= varied
     assert len(cells(load_suite("quick"))) == 2
 
 
 def test_unknown_suite_and_bad_shapes(tmp_path, raw_lab):
-    with pytest.raises(LabError, match="no suite named .huge.; known: quick, nodest, checks, standard"):
+    with pytest.raises(LabError, match="no suite named .huge.; known: quick, nodest, checks, exit, standard"):
         load_suite("huge")
     path = tmp_path / "suites.yaml"
     path.write_text("s:\n  runs:\n    - experiments: [kill-one]\n      grid: {vlan: [true]}\n")
@@ -94,4 +95,18 @@ def test_standard_suite_measures_each_distinct_cell_once(raw_lab):
     reference = todo[next(iter(same.values()))]
     assert reference.experiment == "kill-one"
     assert all(todo[i].experiment == "kill-one" for i in same)
-    assert len(todo) - len(same) <= 13
+    assert len(todo) - len(same) <= 14
+
+
+def test_exit_suite_measures_each_exit_with_removal_on_exit_off_and_on(raw_lab):
+    from chaos.matrix import repeats
+
+    todo = cells(load_suite("exit"))
+    settings = {(c.experiment, c.varied.get("check.removal_on_exit")) for c in todo}
+    for experiment in ("kill-repeat", "terminate-repeat", "unit-stop-repeat", "stop-repeat", "all-down",
+                       "crash-loop"):
+        assert {(experiment, False), (experiment, True)} <= settings
+    # quorum 1 is lab.toml's: that all-down cell reuses the removal-on-exit all-down run
+    assert list(repeats(parse_lab(raw_lab), todo).values()) == [
+        next(i for i, c in enumerate(todo) if c.experiment == "all-down" and c.varied == {
+            "check.removal_on_exit": True})]

@@ -92,3 +92,80 @@ def test_other_value_differs():
 
     assert other_value("0") == "1" and other_value("1") == "0" and other_value("1024") == "1025"
     assert other_value("3 50") == "4 50"
+
+
+def test_a_service_with_no_real_server_gets_an_empty_row():
+    rows = ipvs_sampler.parse(IP_VS, empty_services=True)
+    assert rows[-1] == ("192.168.100.101:53", "tcp", "", 0, 0, 0)
+    assert len(rows) == 4
+    emptied = IP_VS.replace("  -> C0A8640B:0035      Masq    1      2          1\n", "")
+    assert ("192.168.100.100:53", "tcp", "", 0, 0, 0) in ipvs_sampler.parse(emptied, empty_services=True)
+
+
+# --- Keepalived's notify FIFO as detect events -------------------------------------------------------
+
+NAMES = {"192.168.100.12:53": "rs2"}
+
+
+def test_notify_lines_become_detect_events_and_quorum_notes():
+    from chaos.notify_reader import parse_line
+
+    assert parse_line("RS [192.168.100.12]:udp:53 [192.168.100.100]:udp:53 DOWN", NAMES) == {
+        "kind": "detect", "action": "rs_down", "target": "rs2",
+        "detail": {"real_server": "192.168.100.12:53", "proto": "udp", "vip": "192.168.100.100:53",
+                   "source": "lvs_notify_fifo"}}
+    up = parse_line("RS [192.168.100.13]:tcp:53 [192.168.100.100]:tcp:53 UP\n", NAMES)
+    assert (up["action"], up["target"], up["detail"]["proto"]) == ("rs_up", "192.168.100.13:53", "tcp")
+    quorum = parse_line("VS [192.168.100.100]:udp:53 DOWN", NAMES)
+    assert (quorum["kind"], quorum["action"], quorum["detail"]["vip"]) == ("note", "vs_quorum_down",
+                                                                             "192.168.100.100:53")
+    assert parse_line("INSTANCE \"VI_1\" MASTER 100", NAMES) is None
+
+
+def test_a_line_cut_between_two_reads_is_kept_for_the_next():
+    from chaos.notify_reader import events
+
+    first = b"RS [192.168.100.12]:udp:53 [192.168.100.100]:udp:53 DOWN\nRS [192.16"
+    lines, rest = events(first, 7, b"", NAMES)
+    assert len(lines) == 1 and json.loads(lines[0])["t_ns"] == 7 and rest == b"RS [192.16"
+    lines, rest = events(b"8.100.12]:tcp:53 [192.168.100.100]:tcp:53 DOWN\n", 9, rest, NAMES)
+    assert json.loads(lines[0])["detail"]["proto"] == "tcp" and rest == b""
+
+
+def test_notify_reader_drops_old_lines_stamps_new_ones_and_stops_on_sigterm(tmp_path: Path):
+    """A real FIFO held open read-write like Keepalived does: lines written before the reader started
+    are dropped; later ones are stamped within a moment of being written; a writer closing and
+    reopening the FIFO (a Keepalived reload) does not end the reading."""
+    import os
+
+    from chaos import notify_reader
+
+    fifo, out = tmp_path / "lvs.fifo", tmp_path / "detect.jsonl"
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    os.write(writer, b"RS [192.168.100.12]:udp:53 [192.168.100.100]:udp:53 UP\n")  # old news
+    proc = subprocess.Popen([sys.executable, notify_reader.__file__, str(fifo), str(out),
+                             "--name", "192.168.100.12:53=rs2"])
+    try:
+        time.sleep(1.5)  # started and drained
+        sent = time.time_ns()
+        os.write(writer, b"RS [192.168.100.12]:udp:53 [192.168.100.100]:udp:53 DOWN\n")
+        os.close(writer)  # a reload: Keepalived closes the FIFO and opens it again
+        writer = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+        time.sleep(0.5)
+        os.write(writer, b"VS [192.168.100.100]:udp:53 DOWN\n"
+                         b"RS [192.168.100.12]:udp:53 [192.168.100.100]:udp")
+        time.sleep(0.5)
+        os.write(writer, b":53 UP\n")
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=5)
+        os.close(writer)
+    assert code == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(e["kind"], e["action"]) for e in got] == [("detect", "rs_down"), ("note", "vs_quorum_down"),
+                                                       ("detect", "rs_up")]
+    assert 0 <= got[0]["t_ns"] - sent < 300_000_000, "stamped when written"
+    assert got[0]["target"] == "rs2"
+    assert probes.read_detect_events(out) == got

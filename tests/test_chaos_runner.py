@@ -88,3 +88,31 @@ def test_the_load_command_sets_every_load_knob_and_the_generator_accepts_it(raw_
             assert options.dns_window == str(value)
         else:
             assert getattr(settings, key) == value, key
+
+
+
+def test_rollback_runs_each_distinct_undo_once(raw_lab, tmp_path, monkeypatch):
+    """Ten crashes leave ten identical undos (start rs2): idempotent, so one call does, and none
+    when the experiment's own rollback made the same call."""
+    from chaos import actions
+    from chaos.runner import Run
+
+    monkeypatch.setenv("DNSLAB_RUNS", str(tmp_path))
+    lab = parse_lab(raw_lab)
+    run = Run(lab, None, load_experiment("kill-repeat", lab))
+    run.dir.mkdir(parents=True)
+    calls = []
+
+    def recorder(func):
+        def act(target, **arguments):
+            calls.append((func, arguments))
+            return actions.Outcome(len(calls), func, arguments.get("resolver", "-"), {})
+        return act
+
+    monkeypatch.setattr(actions, "ACTIONS", {name: recorder(name) for name in actions.ACTIONS})
+    run.undo = [actions.Undo("start_resolver", {"resolver": "rs2"})] * 10 + [
+        actions.Undo("cont_resolver", {"resolver": "rs3"})]
+    run.rollback()
+    # the experiment's own rollback (start rs2) covers the crashes' undo; the hang's runs
+    assert calls == [("start_resolver", {"resolver": "rs2"}), ("cont_resolver", {"resolver": "rs3"})]
+    assert [e["kind"] for e in run.events] == ["rollback"] * 2

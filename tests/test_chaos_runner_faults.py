@@ -29,8 +29,8 @@ method:
   - {type: action, name: kill rs2, at: 0,
      provider: {type: python, module: chaos.actions, func: kill_resolver, arguments: {resolver: rs2}}}
 rollbacks:
-  - {type: action, name: ensure rs2,
-     provider: {type: python, module: chaos.actions, func: start_resolver, arguments: {resolver: rs2}}}
+  - {type: action, name: wake rs2,
+     provider: {type: python, module: chaos.actions, func: cont_resolver, arguments: {resolver: rs2}}}
 """
 
 
@@ -44,7 +44,7 @@ class FakeGuest:
         self.commands.append(cmd)
         if cmd == "date +%s%N":
             stdout = f"{time.time_ns()}\n"
-        elif "date +%s%N" in cmd:  # an action: the time, then what it prints (a PID, a value)
+        elif "date +%s%N" in cmd or "EPOCHREALTIME" in cmd:  # an action: the time, then its output
             stdout = f"{time.time_ns()}\n4242\n"
         else:
             stdout = ""
@@ -97,12 +97,13 @@ def test_a_failure_to_record_one_rollback_does_not_skip_the_others(env, monkeypa
     monkeypatch.setattr(Run, "record", flaky_record)
     run.execute()
     starts = [c for c in guest.commands if "systemctl is-active -q dnslab-resolver@rs2.service" in c]
-    assert len(starts) == 2  # the experiment's rollback and the kill's own undo both ran
+    conts = [c for c in guest.commands if "kill -CONT" in c]
+    assert len(conts) == 2 and len(starts) == 1  # the rollback (CONT) and the kill's undo (CONT, start) ran
     events = [json.loads(line) for line in (run.dir / "events.jsonl").read_text().splitlines()]
     assert [e["action"] for e in events if e["kind"] == "rollback"] == ["start_resolver"]
     meta = json.loads((run.dir / "meta.json").read_text())
     assert meta["errors"] == [
-        "recording rollback start_resolver: OSError: [Errno 28] No space left on device"]
+        "recording rollback cont_resolver: OSError: [Errno 28] No space left on device"]
 
 
 def test_run_files_are_written_atomically(env, monkeypatch):

@@ -20,6 +20,7 @@ from chaos.experiment import load_experiment
 from lab.config import load_lab, parse_lab
 from lab.errors import LabError
 from lab.netplan import sysctl_step
+from lab.removal import EXIT_WATCHER
 from lab.render import NETWORK_SCRIPT, render_files
 from tests.conftest import REPO
 
@@ -106,8 +107,12 @@ def test_the_lab_files_path_stays_on_one_comment_line(tmp_path):
     path = weird / "lab.toml"
     path.write_text((REPO / "lab.toml").read_text())
     files = render_files(load_lab(path))
+    copied = {EXIT_WATCHER: REPO / "lab" / "guest" / "dnslab-exit-watch.py"}  # scripts copied as they are
     for guest, file in files.items():
         if guest.startswith("/opt/"):
+            continue
+        if guest in copied:
+            assert file.content == copied[guest].read_bytes(), guest
             continue
         text = file.content.decode()
         assert "\nid > pwned" not in text, guest

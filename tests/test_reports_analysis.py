@@ -73,6 +73,7 @@ def test_every_fault_matches_ground_truth(planted) -> None:
                 "failover_window_ms",
                 "failed",
                 "detection_ms",
+                "detection_by_proto",
                 "pinned_ports",
                 "blackholed_ports",
             )
@@ -83,12 +84,14 @@ def test_every_fault_matches_ground_truth(planted) -> None:
     assert got == PLANTED["faults"]
 
 
-def test_detection_ignores_removal_before_fault_and_udp_only_weight_zero(planted) -> None:
-    # rs2 is absent at 1900 ms (before its fault) and UDP weight 0 / TCP weight 1 from 2500 ms:
-    # neither counts; both weights 0 at 3200 ms does (removed by weight, not by absence).
+def test_detection_is_per_protocol_and_ignores_removal_before_the_fault(planted) -> None:
+    # rs2 is absent at 1900 ms (before its fault): that does not count. From 2500 ms its UDP weight is
+    # 0 while TCP keeps weight 1: a UDP load is rid of it then, not when TCP follows at 3200 ms.
     _, a = planted
     kill = a.faults[1]
-    assert kill.detection_ms == 1200.0
+    assert a.load_proto == "udp"
+    assert kill.detection_ms == 500.0
+    assert kill.detection_by_proto == {"udp": 500.0, "tcp": 1200.0}
     assert kill.span_end_ns == T0_NS + 4000 * MS  # the rollback, not the note at 3000 ms
 
 

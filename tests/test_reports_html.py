@@ -54,7 +54,8 @@ def test_report_shows_settings_numbers_definitions_and_verdicts(reported) -> Non
     for text in (
         "492.000",
         "1,990.000",
-        "1,200.000",  # max stall, failover window, detection
+        "500.000",  # max stall, failover window, detection in the load's protocol
+        "udp 500.0 · tcp 1,200.0",  # detection by protocol
         "largest gap between consecutive answer times",
         "check.delay_loop",
         "network.vip",

@@ -53,3 +53,15 @@ def test_format_status_shows_every_part(data):
     assert "rs3" in text and "down" in text and "failed" in text
     assert "net.ipv4.vs.expire_nodest_conn" in text
     assert "udp=300s" in text
+
+
+def test_removal_on_exit_shows_what_each_unit_told_keepalived(raw_lab):
+    raw_lab["check"]["removal_on_exit"] = True
+    text = CAPTURED + "=== dnslab: exit\nrs1 0\nrs2 0\nrs3 1\n"
+    data = parse_status(parse_lab(raw_lab, "lab.toml"), text)
+    rs3 = next(c for c in data["checks"] if c["resolver"] == "rs3")
+    assert rs3["exit_file"] == "1" and rs3["check"] == "DNS_CHECK + FILE_CHECK"
+    table = format_status(data)
+    assert "1 exited" in table and "0 running" in table
+    assert {c["exit_file"] for c in parse_status(parse_lab(raw_lab | {"check": {}}, "lab.toml"),
+                                                 text)["checks"]} == {None}
