@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -45,14 +46,14 @@ RUNNER_EXIT_TIMEOUT_S = 300.0
 # Processes of a run in the guest name its directory under GUEST_RUNS on their command line. The
 # pattern is assembled at run time so that this script's own command line does not match it.
 _STRAY = ("d=" + probes.GUEST_RUNS.rsplit("/", 1)[0] + "/; d=${d}runs/; for p in /proc/[0-9]*; do "
-          "c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null) || continue; "
+          "c=$(tr '\\0' ' ' 2>/dev/null < $p/cmdline) || continue; "
           "case \"$c\" in *\"$d\"*) echo \"${p#/proc/} $c\";; esac; done")
 
 # Kill every sshd session of root except the one this command runs in: the runner loses its connection.
 _DROP_SSH = ("anc=' '; p=$$; while [ \"${p:-0}\" -gt 1 ]; do anc=\"$anc$p \"; "
              "p=$(awk '{print $4}' /proc/$p/stat); done; "
              "for d in /proc/[0-9]*; do pid=${d#/proc/}; case \"$anc\" in *\" $pid \"*) continue;; esac; "
-             "c=$(tr '\\0' ' ' < $d/cmdline 2>/dev/null) || continue; "
+             "c=$(tr '\\0' ' ' 2>/dev/null < $d/cmdline) || continue; "
              "case \"$c\" in 'sshd: root@'*) kill -KILL $pid 2>/dev/null && echo $pid;; esac; done")
 
 
@@ -67,7 +68,7 @@ def leftovers(conn: Any, lab: Lab) -> list[str]:
     found = [f"{name} does not answer" for name, ok in state["resolvers"].items() if not ok]
     found += [f"IPVS lacks {rs}" for rs in state["ipvs_missing"]]
     found += list(state["faults"])
-    stray = conn.run(f"bash -c {json.dumps(_STRAY)}", hide=True, warn=True).stdout.splitlines()
+    stray = conn.run(f"bash -c {shlex.quote(_STRAY)}", hide=True, warn=True).stdout.splitlines()
     found += [f"guest process left: {' '.join(line.split())[:120]}" for line in stray if line.strip()]
     if marker_path().exists():
         found.append(f"unfinished-run marker {marker_path()} left")
@@ -76,7 +77,7 @@ def leftovers(conn: Any, lab: Lab) -> list[str]:
 
 def drop_ssh(conn: Any) -> int:
     """Kill the guest's root SSH sessions other than conn's own; how many were killed."""
-    return len(conn.run(f"bash -c {json.dumps(_DROP_SSH)}", hide=True, warn=True).stdout.split())
+    return len(conn.run(f"bash -c {shlex.quote(_DROP_SSH)}", hide=True, warn=True).stdout.split())
 
 
 def check_run_dir(run_dir: Path) -> tuple[str, str]:
