@@ -234,6 +234,7 @@ class DnsUser(User):
                 offset = time.time_ns() - time.monotonic_ns()
                 self._recorder.add_batch(list(map(offset.__add__, firsts)), latencies, ports, self._number,
                                          queries, resolvers, outcomes, rcodes, protos, lookups, attempts)
+                self._recorder.flush_if_due()
             if self._settings.client == "raw":
                 self._report(zip(queries, protos, outcomes, rcodes, latencies, strict=True))
         if engine.lookups:
