@@ -12,6 +12,7 @@ Shape (Chaos Toolkit keys, plus dnslab's timing in `configuration`):
       overrides: {sysctl: {...}, check: {...}, network: {...}}   # lab.toml shape, deployed first
       load: {rate: 300, socket_mode: fresh}                      # the [load] profile for this run
       timing: {warmup_s: 2, steady_s: 8, recover_s: 10}
+      repeat: {times: 5, settle_s: 3, rotate: [rs2, rs3, rs1]}   # chaos/repeat.py
     steady-state-hypothesis:
       title: queries keep being answered
       window_s: 3
@@ -36,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from chaos.repeat import KEYS as REPEAT_KEYS
+from chaos.repeat import Repeat, expand
 from chaos.values import argument_problems, route_tokens
 from lab.config import SYSCTL_RE, Lab, check_id, sysctl_value, with_overrides
 from lab.errors import LabError
@@ -43,7 +46,7 @@ from lab.errors import LabError
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 TOP_KEYS = ("title", "description", "tags", "contributions", "configuration",
             "steady-state-hypothesis", "method", "rollbacks")
-CONFIG_KEYS = ("overrides", "load", "timing")
+CONFIG_KEYS = ("overrides", "load", "timing", "repeat")
 TIMING_KEYS = ("warmup_s", "steady_s", "recover_s")
 ACTIVITY_KEYS = ("type", "name", "provider", "at", "pauses", "tolerance", "background")
 PROVIDER_KEYS = ("type", "module", "func", "arguments")
@@ -103,9 +106,10 @@ class Experiment:
     timing: Timing
     window_s: float
     hypothesis: tuple[Tolerance, ...]
-    method: tuple[Activity, ...]
+    method: tuple[Activity, ...]  # with its repetitions (`repeat`) laid out
     rollbacks: tuple[Activity, ...]
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    repeat: Repeat = Repeat()
 
     @property
     def uses_load(self) -> bool:
@@ -245,6 +249,7 @@ def parse_experiment(data: Any, lab: Lab, *, source: str = "<experiment>",
     if not isinstance(top.get("method"), list):
         raise w.error(("method",), "required: a list of actions and probes (may be empty: [])")
     method = _activities(w, top.get("method"), "method", target)
+    repeat = _repeat(w, cfg.get("repeat"), target)
     rollbacks = _activities(w, top.get("rollbacks", []), "rollbacks", target)
     for i, act in enumerate(rollbacks):
         if act.at is not None or act.before or act.after:
@@ -255,12 +260,29 @@ def parse_experiment(data: Any, lab: Lab, *, source: str = "<experiment>",
         schedule(method)
     except ValueError as err:
         raise w.error(("method",), str(err)) from None
+    if repeat.times > 1 and not method:
+        raise w.error(("configuration", "repeat"), "there is no method to repeat; remove `repeat`")
     return Experiment(
         name=name or Path(source).stem, path=Path(source), title=title.strip(),
         description=str(top.get("description", "")).strip(), overrides=overrides,
         load=None if load is False else dict(load or {}), timing=timing, window_s=window_s,
-        hypothesis=hypothesis, method=method, rollbacks=rollbacks, raw=data,
+        hypothesis=hypothesis, method=expand(method, repeat), rollbacks=rollbacks, raw=data, repeat=repeat,
     )
+
+
+def _repeat(w: _Where, value: Any, lab: Lab) -> Repeat:
+    path = ("configuration", "repeat")
+    r = w.mapping(value, path, REPEAT_KEYS)
+    times = r.get("times", 1)
+    if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= 1000:
+        raise w.error(path + ("times",), f"must be a whole number from 1 to 1000, got {times!r}")
+    rotate = r.get("rotate", [])
+    names = [x.name for x in lab.resolvers]
+    if not isinstance(rotate, list) or any(x not in names for x in rotate):
+        raise w.error(path + ("rotate",), f"must be a list of the lab's resolvers ({', '.join(names)}), "
+                      f"got {rotate!r}")
+    return Repeat(times=times, settle_s=w.number(r.get("settle_s", 0), path + ("settle_s",)),
+                  rotate=tuple(rotate))
 
 
 def _load_keys() -> tuple[str, ...]:

@@ -6,7 +6,7 @@ per state change, right after it changed the IPVS table:
     RS [192.168.100.12]:udp:53 [192.168.100.100]:udp:53 DOWN     -> a `detect` event rs_down
     VS [192.168.100.100]:udp:53 UP                               -> a `note` vs_quorum_up
 
-Each becomes one events.jsonl object (DESIGN section 5) appended to OUT and flushed at once,
+Each becomes one events.jsonl object (docs/run-directory.md) appended to OUT and flushed at once,
 stamped with the guest's CLOCK_REALTIME when the line was read (the clock of the query records).
 Lines already waiting in the FIFO when the reader starts are old (Keepalived writes whether or not
 anyone reads) and are dropped. Stops on SIGTERM or SIGINT, and by itself after --max-s seconds (so it

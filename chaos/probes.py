@@ -79,20 +79,34 @@ def start_background(conn: Any, command: str, pidfile: str, log: str, netns: str
     conn.run(f"setsid {wrapped} > {shlex.quote(log)} 2>&1 < /dev/null &", hide=True)
 
 
-def stop_background(conn: Any, pidfile: str, sig: str = "TERM", timeout_s: float = 30.0,
-                    owner: str | None = None) -> bool:
-    """Signal the process in pidfile and wait for it to exit; True when it exited in time.
+def _stop_script(pidfile: str, sig: str, timeout_s: float, owner: str | None = None) -> str:
+    """Signal the process in pidfile, wait for it to exit, SIGKILL it after timeout_s (exit 1 then).
 
     With `owner`, only a process whose command line contains that text (its run directory) is
     signalled: after a reboot of the guest, the PID in an old pidfile may belong to anything."""
     mine = (f" && tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -qF -- {shlex.quote(owner)}"
             if owner else "")
-    script = (f"pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) || exit 0; "
-              f"case \"$pid\" in ''|*[!0-9]*) exit 0;; esac; kill -0 $pid 2>/dev/null{mine} || exit 0; "
-              f"kill -{sig} $pid 2>/dev/null || exit 0; for i in $(seq {int(timeout_s * 10)}); "
-              "do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; "
-              "kill -KILL $pid 2>/dev/null; exit 1")
-    return conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True).exited == 0
+    return (f"pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) || exit 0; "
+            f"case \"$pid\" in ''|*[!0-9]*) exit 0;; esac; kill -0 $pid 2>/dev/null{mine} || exit 0; "
+            f"kill -{sig} $pid 2>/dev/null || exit 0; for i in $(seq {int(timeout_s * 10)}); "
+            "do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; "
+            "kill -KILL $pid 2>/dev/null; exit 1")
+
+
+def stop_background(conn: Any, pidfile: str, sig: str = "TERM", timeout_s: float = 30.0,
+                    owner: str | None = None) -> bool:
+    """Signal the process in pidfile and wait for it to exit; True when it exited in time (see
+    `_stop_script` for `owner`)."""
+    return conn.run(f"bash -c {shlex.quote(_stop_script(pidfile, sig, timeout_s, owner))}", warn=True,
+                    hide=True).exited == 0
+
+
+def stop_all(conn: Any, stops: list[tuple[str, str, float]], owner: str | None = None) -> bool:
+    """`stop_background` for several (pidfile, signal, timeout_s) at once, in one round trip; True when
+    every process exited in time."""
+    parts = [f"bash -c {shlex.quote(_stop_script(p, sig, t, owner))} || echo late" for p, sig, t in stops]
+    script = " & ".join(parts) + " & wait"
+    return "late" not in conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True).stdout
 
 
 def start_sampler(conn: Any, lab: Lab, remote_dir: str, hz: float = 20.0, max_s: float | None = None) -> str:

@@ -1,4 +1,4 @@
-"""Run one chaos experiment end to end into reports/runs/<run-id>/ (DESIGN section 5).
+"""Run one chaos experiment end to end into reports/runs/<run-id>/ (docs/run-directory.md).
 
 Order: finish a run that died before this one (chaos.recover) -> validate -> deploy the overrides
 -> check the lab is healthy -> start the IPVS sampler and the load in the client namespace ->
@@ -227,13 +227,16 @@ class Run:
             f.write(json.dumps(event) + "\n")
 
     def start_probes(self) -> None:
+        """The load generator first (Locust takes seconds to start under TCG), the IPVS sampler and the
+        notify reader while it starts, then wait for its first records."""
         self.conn.run(f"mkdir -p {shlex.quote(self.remote)}/records", hide=True)
-        max_s = LOAD_START_TIMEOUT_S + self.phases.end + PROBE_MARGIN_S
-        probes.start_sampler(self.conn, self.lab, self.remote, max_s=max_s)
-        probes.start_notify_reader(self.conn, self.lab, self.remote, max_s=max_s)
         if self.exp.uses_load:
             probes.start_background(self.conn, self.locust_command(), f"{self.remote}/load.pid",
                                     f"{self.remote}/locust.log", "client")
+        max_s = LOAD_START_TIMEOUT_S + self.phases.end + PROBE_MARGIN_S  # they stop by themselves then
+        probes.start_sampler(self.conn, self.lab, self.remote, max_s=max_s)
+        probes.start_notify_reader(self.conn, self.lab, self.remote, max_s=max_s)
+        if self.exp.uses_load:
             self.wait_for_load()
         self.note("load_start" if self.exp.uses_load else "start")
 
@@ -340,14 +343,13 @@ class Run:
                 self.errors.append(f"recording rollback {func}: {type(err).__name__}: {err}")
 
     def stop_probes(self) -> None:
-        """Stop the load (SIGINT: it flushes its records), the sampler and the notify reader, if still
-        this run's."""
-        mine = f"{self.remote}/"
+        """Stop the load generator, the sampler and the notify reader together (one round trip), each
+        only if it still is this run's."""
+        stops = [(f"{self.remote}/sampler.pid", "TERM", 10.0), (f"{self.remote}/notify.pid", "TERM", 10.0)]
         if self.exp.uses_load:
             self.note("load_stop")
-            probes.stop_background(self.conn, f"{self.remote}/load.pid", "INT", timeout_s=30, owner=mine)
-        probes.stop_background(self.conn, f"{self.remote}/sampler.pid", "TERM", timeout_s=10, owner=mine)
-        probes.stop_background(self.conn, f"{self.remote}/notify.pid", "TERM", timeout_s=10, owner=mine)
+            stops.insert(0, (f"{self.remote}/load.pid", "INT", 30.0))
+        probes.stop_all(self.conn, stops, owner=f"{self.remote}/")
 
     # --- collection -----------------------------------------------------------------------------------
 

@@ -133,7 +133,8 @@ def address_step(ns: str | None, owner: str, cidr: str, role: str) -> Step:
 
 
 def snat_rule(lab: Lab) -> str:
-    """The iptables rule (without -A/-C/-D) that sends replies back through IPVS (DESIGN §7)."""
+    """The iptables rule (without -A/-C/-D) that sends replies back through IPVS: the director's source
+    for queries IPVS NATed to a resolver (net.ipv4.vs.conntrack=1 lets iptables see them)."""
     net = lab.network
     return (f"POSTROUTING -m ipvs --vaddr {net.vip}/32 --vport 53 "
             f"-j SNAT --to-source {net.director}")

@@ -28,7 +28,7 @@ def sub(name: str) -> Path:
 
 
 def runs_dir() -> Path:
-    """`reports/runs/`, where every run directory lives (DESIGN section 5)."""
+    """`reports/runs/`, where every run directory lives (docs/run-directory.md)."""
     path = Path(os.environ.get("DNSLAB_RUNS") or REPO_ROOT / "reports" / "runs")
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -20,7 +20,7 @@ Contract with the chaos runner (and anyone driving a recorded run):
    idempotent, and after a SIGKILL (or remote workers, whose .dq files you copy into one DIR) it
    recovers everything flushed before the kill (at most the last 0.5 s is lost).
 
-`queries.csv` has the columns of DESIGN.md section 5, one row per query (each attempt of a lookup
+`queries.csv` has the columns of docs/run-directory.md, one row per query (each attempt of a lookup
 is a query), sorted by t_send_ns: `t_send_ns` is CLOCK_REALTIME at the send; `latency_ms` (µs
 precision) runs from that send to the answer and is empty without an answer; `outcome` is `ok`
 (the expected RCODE: NOERROR, or the one given as NAME:TYPE:RCODE in --dns-names), `rcode`

@@ -1,7 +1,7 @@
 """Merge a records directory's per-worker `.dq` files into the run's queries.csv.
 
 `python -m loadtest.merge DIR [--out FILE] [--wait SECONDS]` writes DIR/queries.csv (or FILE),
-sorted by t_send_ns, in the columns of DESIGN.md section 5, and prints the row count. It reads
+sorted by t_send_ns, in the columns of docs/run-directory.md, and prints the row count. It reads
 whatever the workers flushed, so it also works after a SIGKILL. A worker file that cannot be read
 is named on stderr and left out; the others are still merged (exit 1). Stdlib + dnspython only.
 """

@@ -1,6 +1,6 @@
 """Pure analysis of a run: per-query records, events and IPVS samples in, numbers out.
 
-Implements the definitions of DESIGN section 5 exactly (see `DEFINITIONS`). Vectorised with
+Implements the definitions of docs/run-directory.md exactly (see `DEFINITIONS`). Vectorised with
 numpy/pandas so that ten million query rows take seconds.
 """
 
@@ -140,7 +140,7 @@ class Analysis:
         return self.dropped / self.queries if self.queries else 0.0
 
     def summary(self) -> dict[str, Any]:
-        """The JSON summary of DESIGN section 5, plus extra keys."""
+        """The JSON summary of docs/run-directory.md, plus extra keys."""
         return {
             "queries": self.queries,
             "ok": self.ok,

@@ -31,6 +31,7 @@ from lab.render import (
 )
 from reports.html import environment
 from reports.index import Section, write_index
+from reports.stats import NO_DIFFERENCE, separated, verdict
 
 QUESTIONS = {
     "burp": "How long is the “burp” when one resolver dies, and how many queries are lost?",
@@ -39,6 +40,7 @@ QUESTIONS = {
     "sysctl": "Are the net.ipv4.vs.* sysctls per network namespace?",
     "netns": "Does Keepalived need the host network?",
     "vlan": "What does the VLAN / ipvlan layering cost?",
+    "lookups": "Does a lookup stall or fail?",
 }
 # Repeated closed-model baseline runs of one lab variant under TCG on the build host differed by up to
 # 38 % (VLAN on: 2070 and 1801 q/s; off: 2163 and 1349 q/s), so smaller differences are not resolved.
@@ -68,18 +70,29 @@ class Cell:
 
     @property
     def fault(self) -> Mapping[str, Any] | None:
-        """The first fault of the run (the resolver failure), if any."""
+        """The run's resolver failure: its first fault action's medians over every repetition
+        (`failover_window_ms`, `failed`, `detection_ms`), the spreads of each (`stats`: n, median,
+        min, max, 95 % interval) and the resolvers it hit. None without a fault."""
         faults = self.summary.get("faults") or []
-        return faults[0] if faults else None
+        if not faults:
+            return None
+        action = faults[0].get("action")
+        stats = (self.summary.get("fault_stats") or {}).get(action) or {}
+        mine = [f for f in faults if f.get("action") == action]
+        medians = {k: (stats.get(k) or {}).get("median", mine[0].get(k))
+                   for k in ("failover_window_ms", "failed", "detection_ms")}
+        return {**mine[0], **medians, "n": len(mine), "stats": stats,
+                "resolvers": sorted({str(f.get("resolver")) for f in mine})}
 
     @property
     def exercised(self) -> bool:
-        """True when the faulted resolver answered queries in this run, so the fault reached clients.
+        """True when a faulted resolver answered queries in this run, so the fault reached clients.
 
         With reused source ports every socket may be pinned to other resolvers: then killing this
         one hides nothing and its zero failures say nothing about the settings."""
         fault = self.fault or {}
-        return (self.summary.get("answers_by_resolver") or {}).get(fault.get("resolver"), 0) > 0
+        answered = self.summary.get("answers_by_resolver") or {}
+        return any(answered.get(name, 0) > 0 for name in fault.get("resolvers", ()))
 
     @property
     def qps(self) -> float | None:
@@ -106,9 +119,13 @@ def _fault_rank(cell: Cell) -> tuple[float, float, float]:
 
 
 def _row(cell: Cell) -> dict[str, Any]:
+    """A cell's figures for the page: fault medians, with their spreads (`*_s`), and load figures."""
     fault = cell.fault or {}
+    stats = fault.get("stats") or {}
     return {"cell": cell, "window": fault.get("failover_window_ms"), "failed": fault.get("failed"),
-            "detection": fault.get("detection_ms"), "dropped": cell.summary.get("dropped"),
+            "detection": fault.get("detection_ms"), "n": fault.get("n"),
+            "window_s": stats.get("failover_window_ms"), "failed_s": stats.get("failed"),
+            "detection_s": stats.get("detection_ms"), "dropped": cell.summary.get("dropped"),
             "queries": cell.summary.get("queries"), "stall": cell.summary.get("max_stall_ms"),
             "p50": cell.latency("p50"), "p99": cell.latency("p99"), "qps": cell.qps}
 
@@ -151,16 +168,35 @@ def check_cycle_ms(lab: Lab) -> float:
     return (lab.check.delay_loop + lab.check.retry * lab.check.delay_before_retry) * 1000
 
 
+def told_apart(row: Mapping[str, Any], ref: Mapping[str, Any], margin_ms: float) -> bool:
+    """Do two runs' failover windows differ beyond their spread? With intervals (n >= 3 faults each):
+    only when the 95 % intervals of the medians separate. Without: only by more than `margin_ms` (one
+    check cycle, where a single fault may land)."""
+    if (row.get("window_s") or {}).get("ci") and (ref.get("window_s") or {}).get("ci"):
+        return separated(row["window_s"], ref["window_s"])
+    return abs((row.get("window") or 0.0) - (ref.get("window") or 0.0)) > margin_ms
+
+
+def comparison(row: Mapping[str, Any], ref: Mapping[str, Any], margin_ms: float) -> str:
+    """"shorter burp", "longer burp" or "no measurable difference" for a run against the reference."""
+    if not told_apart(row, ref, margin_ms):
+        return NO_DIFFERENCE
+    if (row.get("window_s") or {}).get("ci") and (ref.get("window_s") or {}).get("ci"):
+        better = verdict(row["window_s"], ref["window_s"]) == "better"
+    else:
+        better = (row.get("window") or 0.0) < (ref.get("window") or 0.0)
+    return "shorter burp" if better else "longer burp"
+
+
 def recommend(ranked: Sequence[Cell], reference: Cell | None, margin_ms: float) -> Cell | None:
-    """The best-ranked run, unless lab.toml's own run's failover window is within `margin_ms` of it:
-    then the difference is within run-to-run variation and lab.toml's settings stand."""
+    """The best-ranked run, unless it cannot be told apart from lab.toml's own run (`told_apart`):
+    then lab.toml's settings stand."""
     if not ranked:
         return None
     best = ranked[0]
     if reference is None or reference.run_id == best.run_id:
         return best
-    window = _fault_rank(reference)[0] - _fault_rank(best)[0]
-    return reference if window <= margin_ms else best
+    return best if comparison(_row(best), _row(reference), margin_ms) == "shorter burp" else reference
 
 
 def _effects(ranked: Sequence[Cell], reference: Cell | None, lab: Lab,
@@ -179,8 +215,9 @@ def _effects(ranked: Sequence[Cell], reference: Cell | None, lab: Lab,
         row = _row(cell)
         out.append({"row": row, "changes": [f"{k.rsplit('.', 1)[-1]} {_toml(old)} → {_toml(new)}"
                                             for k, (old, new) in changes.items()],
-                    "window_delta": (delta := (row["window"] or 0.0) - (ref["window"] or 0.0)),
-                    "noise": abs(delta) <= margin_ms,
+                    "window_delta": (row["window"] or 0.0) - (ref["window"] or 0.0),
+                    "verdict": (said := comparison(row, ref, margin_ms)),
+                    "noise": said == NO_DIFFERENCE,
                     "failed_delta": (row["failed"] or 0) - (ref["failed"] or 0)})
     return sorted(out, key=lambda e: -e["window_delta"])
 
@@ -203,7 +240,8 @@ def removal_on_exit(faulted: Sequence[Cell], reference: Cell | None, lab: Lab,
         return None
     row, ref = _row(cell), _row(reference)
     delta = (row["window"] or 0.0) - (ref["window"] or 0.0)
-    return {"row": row, "ref": ref, "window_delta": delta, "beyond": -delta > margin_ms,
+    return {"row": row, "ref": ref, "window_delta": delta,
+            "beyond": comparison(row, ref, margin_ms) == "shorter burp",
             "margin_ms": margin_ms, "failed_delta": (row["failed"] or 0) - (ref["failed"] or 0)}
 
 
@@ -233,6 +271,47 @@ def _vlan_cost(cells: Sequence[Cell]) -> dict[str, Any] | None:
             "noise_pct": BASELINE_NOISE_PCT}
 
 
+CLIENT_KEYS = ("load.client", "load.timeout_ms", "load.attempts", "load.rotate", "load.nameservers")
+STALL_MS = 1000.0  # a lookup slower than this is a stall an application notices
+
+
+def client_label(cell: Cell, lab: Lab) -> str:
+    """The client model a cell ran, as resolv.conf would say it (`glibc timeout:5 attempts:2 rotate`)."""
+    flat = {**flatten(lab.raw), **flatten(dict(cell.overrides)), **cell.settings}
+    client = str(flat.get("load.client", "raw"))
+    timeout_ms = float(flat.get("load.timeout_ms", lab.load.timeout_ms))
+    if client == "raw":
+        return f"raw (one query, {timeout_ms:g} ms timeout)"
+    if client == "musl":
+        return f"musl (all nameservers at once, {timeout_ms:g} ms per lookup)"
+    rotate = " rotate" if str(flat.get("load.rotate", False)).lower() == "true" else ""
+    attempts = flat.get("load.attempts", lab.load.attempts)
+    return f"glibc timeout:{timeout_ms / 1000:g} attempts:{attempts}{rotate}"
+
+
+def lookup_rows(faulted: Sequence[Cell], reference: Cell | None, lab: Lab) -> list[dict[str, Any]]:
+    """Per client model (the reference's own, then every cell that varies only [load] client keys, and
+    each of those with other settings too): lookups, failed lookups and the longest lookup, per fault
+    (spread) and over the run; `claim` says whether the seed's "lookups stall, but no dropped
+    requests" held: no failed lookup, and a lookup slower than STALL_MS."""
+    cells = [reference] if reference else []
+    cells += [c for c in _one_per_run(faulted)
+              if any(k in c.settings for k in CLIENT_KEYS) and c is not reference]
+    out = []
+    for cell in cells:
+        stats = (cell.fault or {}).get("stats") or {}
+        failed, longest = cell.summary.get("lookups_failed"), cell.summary.get("lookup_max_ms")
+        others = {k: v for k, v in _changes(cell, lab).items() if k not in CLIENT_KEYS}
+        out.append({**_row(cell), "client": client_label(cell, lab), "lookups": cell.summary.get("lookups"),
+                    "lookups_failed": failed, "lookup_p99": cell.summary.get("lookup_p99_ms"),
+                    "lookup_max": longest, "failed_per_fault_s": stats.get("lookups_failed"),
+                    "max_per_fault_s": stats.get("lookup_max_ms"),
+                    "settings": [f"{k.rsplit('.', 1)[-1]}={_toml(new)}" for k, (_, new) in others.items()],
+                    "claim": None if failed is None else (failed == 0 and (longest or 0) > STALL_MS),
+                    "no_failures": failed == 0, "stalls": (longest or 0) > STALL_MS})
+    return out
+
+
 def check_cost(cost: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The health-check cost probe in words, with nslookup's CPU per check against DNS_CHECK's."""
     if not cost:
@@ -252,7 +331,9 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab,
 
     reference = next((c for c in faulted if c.experiment == "kill-one" and not _changes(c, lab)),
                      faulted[0] if faulted else None)
-    ranked = sorted(_one_per_run(faulted), key=_fault_rank)
+    # the client models are the application's side, not a setting of the stack: ranked apart
+    ranked = sorted(_one_per_run([c for c in faulted if not any(k in c.settings for k in CLIENT_KEYS)]),
+                    key=_fault_rank)
     margin_ms = check_cycle_ms(lab)
     items["burp"] = {"ref": _row(reference) if reference else None,
                      "bound_s": lab.check.removal_bound_s,
@@ -291,6 +372,8 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab,
                                  f"vlan = {str(lab.network.vlan).lower()} ({lab.network.lower_link})"),
                      "cost": _vlan_cost(vlan)}
 
+    items["lookups"] = {"rows": lookup_rows(faulted, reference, lab), "stall_ms": STALL_MS}
+
     files = recommended_files(with_overrides(lab, best.overrides)) if best is not None else {}
     return Answers(items=items, recommended=best, files=files)
 
@@ -299,19 +382,33 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.0f} ms"
 
 
+def _n(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}"
+
+
+def _window(row: Mapping[str, Any]) -> str:
+    """A row's failover window: the median, and with several faults their range and n."""
+    s = row.get("window_s") or {}
+    if (s.get("n") or 0) < 2:
+        return _ms(row["window"])
+    ci = f", CI {s['ci'][0]:.0f}–{s['ci'][1]:.0f}" if s.get("ci") else ""
+    return f"{_ms(row['window'])} (median, {s['min']:.0f}–{s['max']:.0f} ms, n={s['n']}{ci})"
+
+
 def headlines(answers: Answers) -> list[str]:
     """One line per answered question, for the terminal (pure)."""
     items, out = answers.items, []
     if ref := items["burp"]["ref"]:
-        out.append(f"burp: {ref['cell'].label}: failover window {_ms(ref['window'])}, {ref['failed']} "
-                   f"queries failed, removed from IPVS after {_ms(ref['detection'])}")
+        out.append(f"burp: {ref['cell'].label}: failover window {_window(ref)}, {_n(ref['failed'])} "
+                   f"queries failed per fault, removed from IPVS after {_ms(ref['detection'])}")
     if exit_ := items["burp"]["exit"]:
         row = exit_["row"]
-        out.append(f"removal on exit: failover window {_ms(row['window'])}, {row['failed']} failed "
-                   f"({exit_['window_delta']:+.0f} ms, {exit_['failed_delta']:+d} failed)")
+        said = "shorter" if exit_["beyond"] else NO_DIFFERENCE
+        out.append(f"removal on exit: failover window {_window(row)}, {_n(row['failed'])} failed per fault "
+                   f"({exit_['window_delta']:+.0f} ms, {exit_['failed_delta']:+.0f} failed: {said})")
     if (best := items["settings"]["recommended"]) and (worst := items["settings"]["worst"]):
-        out.append(f"settings: recommended {best['cell'].label} ({_ms(best['window'])}, {best['failed']} "
-                   f"failed); worst {worst['cell'].label} ({_ms(worst['window'])}, {worst['failed']} failed)")
+        out.append(f"settings: recommended {best['cell'].label} ({_window(best)}, {_n(best['failed'])} "
+                   f"failed); worst {worst['cell'].label} ({_window(worst)}, {_n(worst['failed'])} failed)")
     if (cost := items["check"]["cost"]) and cost["ratio"]:
         out.append(f"check: nslookup costs {'at least ' if cost['at_least'] else ''}{cost['ratio']:.0f}x "
                    f"the CPU of a DNS_CHECK per check")
@@ -321,6 +418,11 @@ def headlines(answers: Answers) -> list[str]:
     if (own := items["netns"].get("own")) and own["detection"] is not None:
         out.append(f"keepalived: works in its own namespace (removed the dead resolver after "
                    f"{_ms(own['detection'])}); it needs the VIP's namespace, not the host's")
+    for row in items["lookups"]["rows"]:
+        if row["lookups"] is None:
+            continue
+        out.append(f"lookups: {row['client']}{' ' + ', '.join(row['settings']) if row['settings'] else ''}: "
+                   f"{row['lookups_failed']} of {row['lookups']} failed, longest {_ms(row['lookup_max'])}")
     if vlan := items["vlan"].get("cost"):
         out.append(f"vlan: {vlan['on']['qps']:.0f} q/s with it, {vlan['off']['qps']:.0f} without "
                    f"({vlan['qps_pct']:+.1f} %)")

@@ -10,10 +10,10 @@ from typing import Any
 
 from reports.analysis import DEFINITIONS, analyse
 from reports.build import write_report
-from reports.detection import spread
 from reports.figures import bar_chart
 from reports.html import environment, flatten, fmt
 from reports.load import load_run
+from reports.stats import spread
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("queries", "queries"),
@@ -22,7 +22,8 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("max_stall_ms", "max stall (ms)"),
     ("failover_window_ms", "failover window (ms, worst fault)"),
     ("median_window_ms", "failover window (ms, median over faults)"),
-    ("faults", "faults"),
+    ("window_ci", "95 % CI of that median (ms)"),
+    ("faults", "faults (n)"),
     ("failed", "failed in fault spans"),
     ("detection_ms", "detection (ms, slowest fault)"),
     ("blackholed_ports", "black-holed ports"),
@@ -51,6 +52,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "max_stall_ms": s["max_stall_ms"],
         "failover_window_ms": windows["max"],
         "median_window_ms": windows["median"],
+        "window_ci": "–".join(fmt(x) for x in windows["ci"]) if windows["ci"] else "–",
         "faults": len(faults),
         "failed": sum(f["failed"] for f in faults) if faults else None,
         "detection_ms": max(detections) if detections else None,
@@ -105,7 +107,8 @@ def comparison_context(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, A
             "experiment": r["experiment"],
             "settings": [r["settings"].get(k, "-") for k in keys],
             "lab": [r["lab"].get(k, "-") for k in lab_keys],
-            "metrics": [fmt(r[m], 3) if m == "drop_rate" else fmt(r[m]) for m, _ in METRICS],
+            "metrics": [r[m] if isinstance(r[m], str) else fmt(r[m], 3) if m == "drop_rate" else fmt(r[m])
+                        for m, _ in METRICS],
         }
         for r in rows
     ]

@@ -1,6 +1,6 @@
 """When Keepalived took a server out and put it back: from the IPVS samples and from its own word.
 
-Pure (pandas/numpy in, plain numbers out), following DESIGN section 5:
+Pure (pandas/numpy in, plain numbers out), following docs/run-directory.md:
 - detection runs from a fault to the first IPVS sample in which no row for the fault's real server
   **in the load's protocol** has weight > 0 (udp unless every query is TCP); per protocol too;
 - Keepalived's word is the `detect` events (rs_down / rs_up, from its lvs_notify_fifo);
@@ -11,12 +11,14 @@ Pure (pandas/numpy in, plain numbers out), following DESIGN section 5:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from reports.stats import spread
 
 NS_PER_MS = 1_000_000
 PROTOS = ("udp", "tcp")
@@ -181,20 +183,12 @@ def _flaps(events: pd.DataFrame, real_server: str, t: int, end: int | None, prot
     return 0 if up is None else said_count(events, real_server, "rs_down", up, end, proto)
 
 
-def spread(values: Iterable[float | None]) -> dict[str, float | int | None]:
-    """n (how many are known), median, min and max of the values that are not None."""
-    known = [v for v in values if v is not None]
-    if not known:
-        return {"n": 0, "median": None, "min": None, "max": None}
-    return {"n": len(known), "median": float(np.median(known)), "min": float(min(known)),
-            "max": float(max(known))}
-
-
-STAT_KEYS = ("failover_window_ms", "failed", "detection_ms", "notify_detection_ms")
+STAT_KEYS = ("failover_window_ms", "failed", "detection_ms", "notify_detection_ms", "lookups_failed",
+             "lookup_max_ms")
 
 
 def action_stats(faults: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per fault action: n, and the median, min and max of each of STAT_KEYS over its faults."""
+    """Per fault action: n, and the spread (reports.stats) of each of STAT_KEYS over its faults."""
     out: dict[str, dict[str, Any]] = {}
     for action in dict.fromkeys(f["action"] for f in faults):
         mine = [f for f in faults if f["action"] == action]

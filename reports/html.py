@@ -223,7 +223,8 @@ def report_context(run: Run, analysis: Analysis, images: list[Image]) -> dict[st
 
 
 def _spread(s: dict[str, Any]) -> str:
-    return f"{fmt(s['median'], 1)} ({fmt(s['min'], 1)}–{fmt(s['max'], 1)})"
+    ci = f"; CI {fmt(s['ci'][0], 1)}–{fmt(s['ci'][1], 1)}" if s.get("ci") else ""
+    return f"{fmt(s['median'], 1)} ({fmt(s['min'], 1)}–{fmt(s['max'], 1)}{ci})"
 
 
 def failover_context(run: Run, analysis: Analysis) -> dict[str, Any]:
@@ -233,7 +234,8 @@ def failover_context(run: Run, analysis: Analysis) -> dict[str, Any]:
                 fmt(r.first_answer_ms, 1), fmt(r.failed), fmt(r.window_ms, 1), fmt(r.flaps)]
                for r in analysis.returns]
     by_action = analysis.summary()["fault_stats"]
-    keys = ("failover_window_ms", "failed", "detection_ms", "notify_detection_ms")
+    keys = ("failover_window_ms", "failed", "detection_ms", "notify_detection_ms", "lookups_failed",
+            "lookup_max_ms")
     stats = [[action, fmt(s["n"]), *(_spread(s[k]) for k in keys)] for action, s in by_action.items()]
     detect = run.events[run.events["kind"] == "detect"]
     said = [[fmt((e.t_ns - t0) / 1e9, 3), e.action, e.target, str(e.detail.get("proto", ""))]

@@ -1,4 +1,4 @@
-"""Read and validate a run directory (DESIGN section 5) into plain frames.
+"""Read and validate a run directory (docs/run-directory.md) into plain frames.
 
 Every problem becomes a one-line `LabError` naming the file and what is wrong.
 """
@@ -35,7 +35,7 @@ QUERY_COLUMNS: dict[str, pa.DataType] = {
     "src_port": pa.int32(),
     "worker": _DICT,
 }
-# Optional (DESIGN section 5, 2026-11-30): a run without them has one lookup per query.
+# Optional (docs/run-directory.md): a run without them has one lookup per query.
 LOOKUP_COLUMNS: dict[str, pa.DataType] = {"lookup_id": pa.int64(), "attempt": pa.int32()}
 IPVS_COLUMNS: dict[str, pa.DataType] = {
     "t_ns": pa.int64(),
@@ -122,7 +122,7 @@ def _read_csv(path: Path, columns: dict[str, pa.DataType], *, required: bool,
     _regular(path)
     if not path.is_file():
         if required:
-            raise LabError(f"{path}: missing; a run needs it (DESIGN section 5)")
+            raise LabError(f"{path}: missing; a run needs it (docs/run-directory.md)")
         return None
     header = _header(path)
     if not header:

@@ -1,4 +1,4 @@
-"""Lookups: what the application saw, from the per-query records (DESIGN section 5, 2026-11-30).
+"""Lookups: what the application saw, from the per-query records (docs/run-directory.md).
 
 A lookup is every query sharing (`worker`, `lookup_id`); a run without those columns has one lookup
 per query (reports/load.py fills them in). Pure and vectorised: one sort of 10 million keys.
@@ -59,7 +59,7 @@ class LookupStats:
     max_ms: float | None
 
     def summary(self) -> dict[str, Any]:
-        """The keys of DESIGN section 5 (plus lookups_retried)."""
+        """The keys of docs/run-directory.md (plus lookups_retried)."""
         return {
             "lookups": self.lookups,
             "lookups_failed": self.failed,

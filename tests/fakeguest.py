@@ -93,8 +93,8 @@ class FakeGuest:
             out = self._health(dead, stopped, probes)
         elif "setsid" in cmd:  # a probe starts
             probes.add(next((p for p in ("sampler", "notify") if p in cmd), "load"))
-        elif ".pid" in cmd and "kill -" in cmd:  # a probe is stopped
-            probes.discard(next((p for p in ("sampler", "notify") if f"{p}.pid" in cmd), "load"))
+        elif ".pid" in cmd and "kill -" in cmd:  # probes are stopped (several in one command: stop_all)
+            probes -= {p for p in ("load", "sampler", "notify") if f"{p}.pid" in cmd}
         elif name and "kill -KILL $pid" in cmd:
             dead.add(name)
             out = now + "4242\n"

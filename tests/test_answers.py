@@ -8,16 +8,20 @@ import pytest
 
 from lab.config import parse_lab
 from reports.answers import QUESTIONS, Cell, answer, sections
+from reports.detection import action_stats
 
 
-def cell(run_id: str, settings: dict, overrides: dict, window: float | None, failed: int,
+def cell(run_id: str, settings: dict, overrides: dict, window: float | list[float] | None, failed: int,
          detection: float | None, *, queries: int = 3000, qps_s: float = 10.0, p50: float = 1.5,
-         experiment: str = "kill-one", rs2_answers: int = 500) -> Cell:
-    faults = [] if window is None else [
-        {"failover_window_ms": window, "failed": failed, "detection_ms": detection, "resolver": "rs2"}]
-    summary = {"queries": queries, "dropped": failed, "max_stall_ms": (window or 0) + 7.0,
+         experiment: str = "kill-one", rs2_answers: int = 500, lookups: dict | None = None) -> Cell:
+    """A cell as the matrix gives it; `window` a list: one kill per window (a repeated fault)."""
+    windows = [] if window is None else window if isinstance(window, list) else [window]
+    faults = [{"action": "kill_resolver", "failover_window_ms": w, "failed": failed,
+               "detection_ms": detection, "resolver": "rs2"} for w in windows]
+    summary = {"queries": queries, "dropped": failed, "max_stall_ms": max(windows, default=0) + 7.0,
                "duration_s": qps_s, "latency_ms": {"p50": p50, "p99": p50 * 4}, "faults": faults,
-               "answers_by_resolver": {"rs1": 1000, "rs2": rs2_answers}}
+               "fault_stats": action_stats(faults), "answers_by_resolver": {"rs1": 1000, "rs2": rs2_answers},
+               **(lookups or {})}
     return Cell(run_id, experiment, settings, overrides, summary, f"runs/{run_id}/report.html")
 
 
@@ -192,7 +196,7 @@ def test_a_run_better_by_less_than_one_check_cycle_does_not_replace_lab_toml(lab
     effect = next(e for e in result.items["settings"]["effects"] if e["row"]["cell"].run_id == "n")
     assert effect["noise"] and effect["window_delta"] == -800.0
     page = {s.title: s.html for s in sections(result)}[QUESTIONS["settings"]]
-    assert "by less than one check cycle (1000 ms)" in page and "<td>within one check cycle</td>" in page
+    assert "show no measurable difference" in page and "<td>no measurable difference</td>" in page
     far = cell("f", {"ipvs.lb_algo": "wrr"}, {"ipvs": {"lb_algo": "wrr"}}, 233.0, 20, 200.0)
     assert answer([*cells, far], PROBE, lab).recommended.run_id == "f"  # 1001 ms better
 
@@ -248,3 +252,47 @@ def test_removal_on_exit_within_one_check_cycle_keeps_lab_toml(lab, cells):
     assert result.recommended.run_id == "b" and not result.items["burp"]["exit"]["beyond"]
     page = {s.title: s.html for s in sections(result)}[QUESTIONS["burp"]]
     assert "within one check cycle (1000 ms)" in page and "fab matrix --suite exit" in page
+
+
+def test_with_repeated_faults_only_separated_intervals_count(lab, cells):
+    """n = 5 per cell: a median 900 ms shorter is no measurable difference while the 95 % intervals
+    overlap, and a shorter burp once they separate; the page shows n, the range and the interval."""
+    cells[1] = cell("b", cells[1].settings, cells[1].overrides, [400.0, 1300.0, 1200.0, 1900.0, 1250.0], 123,
+                    1180.0)
+    wide = cell("w", {"ipvs.lb_algo": "wrr"}, {"ipvs": {"lb_algo": "wrr"}},
+                [300.0, 350.0, 1500.0, 200.0, 320.0], 30, 300.0)
+    result = answer([*cells, wide], PROBE, lab)
+    effect = next(e for e in result.items["settings"]["effects"] if e["row"]["cell"].run_id == "w")
+    assert effect["verdict"] == "no measurable difference" and result.recommended.run_id == "b"
+    tight = cell("t", {"check.removal_on_exit": True}, {"check": {"removal_on_exit": True}},
+                 [30.0, 25.0, 40.0, 35.0, 20.0], 2, 60.0)
+    result = answer([*cells, tight], PROBE, lab)
+    assert result.recommended.run_id == "t"
+    assert result.items["burp"]["exit"]["beyond"]
+    page = {s.title: s.html for s in sections(result)}
+    assert "n=5, CI 20–40" in page[QUESTIONS["settings"]]
+    assert "The intervals separate" in page[QUESTIONS["burp"]]
+
+
+def test_the_seed_claim_is_answered_per_client_model(lab, cells):
+    """Per client model: the raw reference fails lookups (the claim does not hold), glibc with 5 s
+    retries loses none but stalls (it holds), musl neither fails nor stalls."""
+    raw = {"lookups": 9000, "lookups_failed": 123, "lookup_p99_ms": 60.0, "lookup_max_ms": 100.0}
+    cells[1] = cell("b", cells[1].settings, cells[1].overrides, [1234.0] * 3, 123, 1180.0, lookups=raw)
+    glibc = cell("g", {"load.client": "glibc"},
+                 {"load": {"client": "glibc", "timeout_ms": 5000, "attempts": 2}}, [0.0] * 3, 0, 1100.0,
+                 lookups={"lookups": 9000, "lookups_failed": 0, "lookup_p99_ms": 5003.0,
+                          "lookup_max_ms": 5020.0})
+    musl = cell("m", {"load.client": "musl"}, {"load": {"client": "musl", "timeout_ms": 5000, "attempts": 2}},
+                [0.0] * 3, 0, 1100.0,
+                lookups={"lookups": 9000, "lookups_failed": 0, "lookup_p99_ms": 30.0, "lookup_max_ms": 900.0})
+    result = answer([*cells, glibc, musl], PROBE, lab)
+    assert not {"g", "m"} & {r["cell"].run_id for r in result.items["settings"]["rows"]}  # not settings
+    rows = result.items["lookups"]["rows"]
+    assert [(r["client"], r["claim"]) for r in rows] == [
+        ("raw (one query, 100 ms timeout)", False), ("glibc timeout:5 attempts:2", True),
+        ("musl (all nameservers at once, 5000 ms per lookup)", False)]
+    page = {s.title: s.html
+            for s in sections(answer([*cells, glibc, musl], PROBE, lab))}[QUESTIONS["lookups"]]
+    assert "does not hold — 123 of 9000 lookups failed" in page
+    assert "holds — no lookup failed, the longest took 5020 ms" in page

@@ -169,3 +169,39 @@ def test_notify_reader_drops_old_lines_stamps_new_ones_and_stops_on_sigterm(tmp_
     assert 0 <= got[0]["t_ns"] - sent < 300_000_000, "stamped when written"
     assert got[0]["target"] == "rs2"
     assert probes.read_detect_events(out) == got
+
+
+def test_stop_all_stops_every_process_in_one_go_and_reports_one_that_had_to_be_killed(tmp_path):
+    """Real processes on this host (invoke's local runner speaks Fabric's `run`): a polite one exits
+    on TERM, a stubborn one ignores it and is SIGKILLed after its timeout, which stop_all reports."""
+    import contextlib
+    import os
+    import subprocess
+    import threading
+    import time
+
+    from invoke import Config, Context
+
+    from chaos.probes import stop_all
+
+    def local() -> Context:
+        return Context(Config(overrides={"run": {"in_stream": False}}))
+
+    procs = {}
+    bodies = {"polite": "exec sleep 60", "stubborn": "trap '' TERM; while :; do sleep 0.1; done"}
+    for name, body in bodies.items():
+        pidfile = tmp_path / f"{name}.pid"
+        procs[name] = subprocess.Popen(["bash", "-c", f"echo $$ > {pidfile}; {body}"], start_new_session=True)
+        threading.Thread(target=procs[name].wait, daemon=True).start()  # reaped as the guest's init would
+    deadline = time.monotonic() + 5
+    while not all((tmp_path / f"{n}.pid").exists() for n in procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stop_all(local(), [(str(tmp_path / "polite.pid"), "TERM", 5.0)])
+    assert procs["polite"].wait(timeout=5) != 0
+    start = time.monotonic()
+    assert not stop_all(local(), [(str(tmp_path / "stubborn.pid"), "TERM", 0.5),
+                                    (str(tmp_path / "missing.pid"), "TERM", 5.0)])
+    assert procs["stubborn"].wait(timeout=5) == -9 and time.monotonic() - start < 4
+    for proc in procs.values():  # nothing of the test left behind, children included
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from reports.analysis import analyse
-from reports.detection import spread
 from reports.load import load_run
+from reports.stats import spread
 from reports.synthetic_exit import EXIT_TRUTH, write_exit_run
 
 
@@ -47,9 +47,29 @@ def test_per_action_statistics(exit_run):
     stats = a.summary()["fault_stats"]
     assert list(stats) == ["kill_resolver"]
     kill = stats["kill_resolver"]
-    assert {k: kill[k] for k in EXIT_TRUTH["kill_stats"]} == EXIT_TRUTH["kill_stats"]
-    assert kill["detection_ms"] == {"n": 2, "median": 40.0, "min": 30.0, "max": 50.0}
-    assert spread([None, None]) == {"n": 0, "median": None, "min": None, "max": None}
+    for key, truth in EXIT_TRUTH["kill_stats"].items():
+        got = kill[key]
+        assert ({k: got[k] for k in truth} if isinstance(truth, dict) else got) == truth, key
+    # four windows (8, 18, 18, 978 ms): the median's interval lies within them; two detections: none
+    low, high = kill["failover_window_ms"]["ci"]
+    assert 8.0 <= low <= 18.0 <= high <= 978.0
+    assert kill["detection_ms"] == {"n": 2, "median": 40.0, "min": 30.0, "max": 50.0, "ci": None}
+    assert spread([None, None]) == {"n": 0, "median": None, "min": None, "max": None, "ci": None}
+
+
+def test_the_median_interval_is_the_bootstrap_percentiles_and_repeatable():
+    from reports.stats import median_ci, separated, verdict
+
+    assert median_ci([5.0, 5.0]) is None  # fewer than 3: no interval
+    assert median_ci([7.0] * 5) == (7.0, 7.0)
+    values = [10.0, 12.0, 11.0, 13.0, 9.0, 50.0]
+    assert median_ci(values) == median_ci(values)
+    low, high = median_ci(values)
+    assert 9.0 <= low <= 11.5 <= high <= 50.0
+    near, far = spread([10, 12, 11, 13, 9]), spread([11, 14, 12, 10, 13])
+    assert not separated(near, far) and verdict(near, far) == "no measurable difference"
+    low_ = spread([20, 25, 30, 35, 22])
+    assert separated(near, low_) and verdict(near, low_) == "better" and verdict(low_, near) == "worse"
 
 
 def test_empty_services_read_as_every_server_gone(exit_run):

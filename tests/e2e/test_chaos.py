@@ -116,6 +116,14 @@ def test_kill_one_end_to_end(quick, deployed, conn):
                                         capture_output=True, text=True).stdout)
     fault = next(f for f in summary["faults"] if f["action"] == "kill_resolver")
     assert fault["detection_ms"] is not None and fault["detection_ms"] <= bound_s * 1000
+    # a repeated fault (issue 13): five crashes rotating the resolver, with n, spread and an interval
+    kills = [f for f in summary["faults"] if f["action"] == "kill_resolver"]
+    assert [f["target"] for f in kills] == ["rs2", "rs3", "rs1", "rs2", "rs3"]
+    stats = summary["fault_stats"]["kill_resolver"]
+    window = stats["failover_window_ms"]
+    assert stats["n"] == 5 and window["n"] == 5 and window["min"] <= window["median"] <= window["max"]
+    low, high = window["ci"]
+    assert window["min"] <= low <= window["median"] <= high <= window["max"]
     assert probes.health(conn, lab)["ok"]
 
 

@@ -52,11 +52,14 @@ def test_a_crash_leaves_ipvs_at_once_with_removal_on_exit(runs):
     assert meta["lab"]["check"]["removal_on_exit"] is True and meta["healthy_after"] is True
     s = summary(run_dir)
     kill = next(f for f in s["faults"] if f["action"] == "kill_resolver")
-    assert kill["failover_window_ms"] < WINDOW_BOUND_MS, kill
-    assert kill["detection_ms"] is not None and kill["detection_ms"] < WINDOW_BOUND_MS, kill
+    stats = s["fault_stats"]["kill_resolver"]  # five crashes: one slow moment is not the median
+    assert stats["n"] == 5 and stats["failover_window_ms"]["median"] < WINDOW_BOUND_MS, stats
+    detection = stats["detection_ms"]["median"]
+    assert detection is not None and detection < WINDOW_BOUND_MS, stats
     # Keepalived's own word: a detect event for rs2 in the load's protocol, just before the sample
     assert kill["notify_detection_ms"] is not None, "Keepalived reported the removal on its FIFO"
-    assert kill["detection_ms"] - kill["notify_detection_ms"] <= 5 * s["ipvs_sample_interval_ms"], kill
+    agree = stats["detection_ms"]["median"] - stats["notify_detection_ms"]["median"]
+    assert abs(agree) <= 5 * s["ipvs_sample_interval_ms"], stats
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     said = [(e["action"], e["detail"]["proto"]) for e in events
             if e["kind"] == "detect" and e["target"] == "rs2"]
