@@ -41,16 +41,22 @@ def image(c, provider=None, force=False, lab=None):
     print(artifacts.describe())
 
 
-@task(help={"provider": "qemu | vagrant | ssh", "lab": "lab file (default: lab.toml)"})
+@task(help={"provider": "qemu | vagrant | ssh", "lab": "lab file (default: lab.toml)",
+            "accept-host-key": "ssh provider: pin the host's key when none is pinned yet (check it first)"})
 @cli_guard
-def up(c, provider=None, lab=None):
+def up(c, provider=None, lab=None, accept_host_key=False):
     """Bring the lab VM up (building the image when needed) and wait for SSH."""
+    import shlex
+
+    from lab.hostkeys import ssh_options
     from lab.providers import bring_up
 
     with lab_lock("up"):
-        endpoint = bring_up(_lab(lab, provider))
-    print(f"lab is up: ssh -p {endpoint.port} -i {endpoint.key} -o StrictHostKeyChecking=no "
-          f"-o UserKnownHostsFile=/dev/null {endpoint.user}@{endpoint.host}")
+        endpoint = bring_up(_lab(lab, provider), accept_host_key=accept_host_key)
+    key = ["-i", endpoint.key] if endpoint.key else []
+    command = ["ssh", "-p", str(endpoint.port), *key, *ssh_options(endpoint),
+               f"{endpoint.user}@{endpoint.host}"]
+    print(f"lab is up: {shlex.join(command)}")
 
 
 @task(help={"provider": "qemu | vagrant | ssh", "lab": "lab file (default: lab.toml)"})
@@ -143,6 +149,15 @@ def chaos(c, experiment="kill-one", lab=None):
     prepare(experiment, model)  # a bad experiment file fails here, before the lab is touched
     run_dir = run_experiment(model, _connection(model), experiment)
     print(run_dir)
+
+
+@task(help={"lab": "lab file"})
+@cli_guard
+def recover(c, lab=None):
+    """Finish a run that died (killed, lab lost): roll back its faults, stop its probes, keep its data."""
+    from chaos.recover import recover_lab
+
+    print(recover_lab(_lab(lab)))
 
 
 @task(help={"suite": "suite name (chaos/experiments/suites.yaml)", "lab": "lab file"})

@@ -11,7 +11,7 @@ carry `detail.real_server` spelled as in ipvs.csv. Undo actions are idempotent (
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -322,7 +322,7 @@ def switch_check(t: Target, **check: Any) -> Outcome:
     target_lab = with_overrides(t.lab, {"check": check})
     previous = {k: getattr(t.lab.check, k) for k in check}
     t_ns, _ = _run(t, "date +%s%N")
-    deploy(target_lab, t.conn)
+    deploy(target_lab, t.conn, clear_faults=False)  # the experiment's other faults stay
     return Outcome(t_ns, "switch_check", "keepalived", {"check": dict(check), "previous": previous},
                    (Undo("switch_check", previous),))
 
@@ -342,6 +342,36 @@ RESTORES = frozenset({"cont_resolver", "restart_resolver", "start_resolver", "li
 def kind_in_method(func: str) -> str:
     """The events.jsonl kind of an action in the method: restoring actions are rollbacks."""
     return "rollback" if func in RESTORES else "fault"
+
+
+def planned_undo(t: Target, func: str, arguments: Mapping[str, Any]) -> tuple[Undo, ...]:
+    """The undo of action `func` known before it runs: the runner writes it to its undo log first, so a
+    runner killed while the action runs still leaves it for `fab recover`. The same calls as the
+    action's own `Outcome.undo`, except where that holds what the action reads as it acts: `link_up`
+    without routes (the address brings its own route back), and `set_sysctl` / `set_udp_timeout` back
+    to the value the lab deploys (for a sysctl the lab does not set, its value now)."""
+    a = dict(arguments)
+    if func in ("kill_resolver", "terminate_resolver", "unit_stop_resolver"):
+        return (Undo("start_resolver", {"resolver": a["resolver"]}),)
+    simple = {"stop_resolver": "cont_resolver", "netem": "netem_clear"}
+    if func in simple:
+        return (Undo(simple[func], {"resolver": a["resolver"]}),)
+    if func == "link_down":
+        return (Undo("link_up", {"resolver": a["resolver"], "routes": []}),)
+    if func == "kill_keepalived":
+        return (Undo("start_keepalived"),)
+    if func == "set_udp_timeout":
+        return (Undo("set_udp_timeout", {"seconds": t.lab.ipvs.udp_timeout}),)
+    if func == "switch_check":
+        return (Undo("switch_check", {k: getattr(t.lab.check, k) for k in a}),)
+    if func == "set_sysctl":
+        name = str(a["name"])
+        value = dict(t.lab.sysctl).get(name)
+        if value is None and SYSCTL_RE.fullmatch(name):
+            res = t.conn.run(_director(t, f"sysctl -n {_q(name)}"), warn=True, hide=True)
+            value = " ".join(res.stdout.split()) if res.exited == 0 else None
+        return (Undo("set_sysctl", {"name": name, "value": value}),) if value else ()
+    return ()
 
 
 def run_undo(t: Target, undo: Undo) -> Outcome:

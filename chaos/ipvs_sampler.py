@@ -4,9 +4,10 @@ Standalone (stdlib only): reads /proc/net/ip_vs at a fixed rate and appends one 
 server per sample to OUT: `t_ns,vip,proto,real_server,weight,active_conns,inactive_conns`
 (t_ns = CLOCK_REALTIME of the guest). Each sample is flushed, so a kill loses nothing written.
 A real server absent from a sample was removed; a service with no real server at all gets one row
-with an empty real_server and weight 0, so "every server gone" shows. Stops on SIGTERM or SIGINT.
+with an empty real_server and weight 0, so "every server gone" shows. Stops on SIGTERM or SIGINT,
+and by itself after --max-s seconds (so it never outlives a runner that died).
 
-    python3 ipvs_sampler.py OUT [--hz 20] [--source /proc/net/ip_vs] [--pidfile FILE]
+    python3 ipvs_sampler.py OUT [--hz 20] [--max-s SECONDS] [--source /proc/net/ip_vs] [--pidfile FILE]
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--hz", type=float, default=20.0)
+    ap.add_argument("--max-s", type=float, default=0.0, help="stop after this many seconds (0: never)")
     ap.add_argument("--source", default="/proc/net/ip_vs")
     ap.add_argument("--pidfile")
     args = ap.parse_args()
@@ -72,7 +74,8 @@ def main() -> None:
         if new:
             out.write(HEADER)
         tick = time.monotonic()
-        while running[0]:
+        stop_at = tick + args.max_s if args.max_s > 0 else float("inf")
+        while running[0] and time.monotonic() < stop_at:
             with open(args.source) as src:
                 text = src.read()
             t_ns = time.time_ns()

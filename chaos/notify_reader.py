@@ -9,9 +9,10 @@ per state change, right after it changed the IPVS table:
 Each becomes one events.jsonl object (docs/run-directory.md) appended to OUT and flushed at once,
 stamped with the guest's CLOCK_REALTIME when the line was read (the clock of the query records).
 Lines already waiting in the FIFO when the reader starts are old (Keepalived writes whether or not
-anyone reads) and are dropped. Stops on SIGTERM or SIGINT.
+anyone reads) and are dropped. Stops on SIGTERM or SIGINT, and by itself after --max-s seconds (so it
+never outlives a runner that died).
 
-    python3 notify_reader.py FIFO OUT [--name 192.168.100.12:53=rs2 ...] [--pidfile FILE]
+    python3 notify_reader.py FIFO OUT [--name 192.168.100.12:53=rs2 ...] [--max-s SECONDS] [--pidfile FILE]
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def main() -> None:
     ap.add_argument("fifo")
     ap.add_argument("out")
     ap.add_argument("--name", action="append", default=[], help="IP:PORT=NAME, for the event's target")
+    ap.add_argument("--max-s", type=float, default=0.0, help="stop after this many seconds (0: never)")
     ap.add_argument("--pidfile")
     args = ap.parse_args()
     names = dict(item.split("=", 1) for item in args.name)
@@ -84,6 +86,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    stop_at = time.monotonic() + args.max_s if args.max_s > 0 else float("inf")
     # Read-write: a FIFO opened so never reads EOF, even while Keepalived closes and reopens it
     # on a reload; non-blocking: the drain and the final read never hang.
     fd = os.open(args.fifo, os.O_RDWR | os.O_NONBLOCK)
@@ -95,6 +98,8 @@ def main() -> None:
                 ready, _, _ = select.select([fd], [], [], 0.2)
             except InterruptedError:
                 ready = []
+            if time.monotonic() >= stop_at:
+                running[0] = False
             if ready or not running[0]:
                 t_ns = time.time_ns()
                 try:

@@ -23,6 +23,9 @@ SAMPLER = Path(__file__).resolve().parent / "ipvs_sampler.py"
 NOTIFY_READER = Path(__file__).resolve().parent / "notify_reader.py"
 DETECT_FILE = "detect.jsonl"
 GUEST_PYTHON = "python3"
+GUEST_RUNS = "/var/tmp/dnslab/runs"  # each run's working directory in the guest: records, samples, pidfiles
+# Every guest probe a run starts (the load generator, the IPVS sampler, the notify reader), by pidfile.
+PROBE_PIDFILES = " ".join(f"{GUEST_RUNS}/*/{name}" for name in ("load.pid", "sampler.pid", "notify.pid"))
 
 
 # --- steady-state probes over query records ---------------------------------------------------------
@@ -76,48 +79,61 @@ def start_background(conn: Any, command: str, pidfile: str, log: str, netns: str
     conn.run(f"setsid {wrapped} > {shlex.quote(log)} 2>&1 < /dev/null &", hide=True)
 
 
-def _stop_script(pidfile: str, sig: str, timeout_s: float) -> str:
-    """Signal the process in pidfile, wait for it to exit, SIGKILL it after timeout_s (exit 1 then)."""
+def _stop_script(pidfile: str, sig: str, timeout_s: float, owner: str | None = None) -> str:
+    """Signal the process in pidfile, wait for it to exit, SIGKILL it after timeout_s (exit 1 then).
+
+    With `owner`, only a process whose command line contains that text (its run directory) is
+    signalled: after a reboot of the guest, the PID in an old pidfile may belong to anything."""
+    mine = (f" && tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -qF -- {shlex.quote(owner)}"
+            if owner else "")
     return (f"pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) || exit 0; "
+            f"case \"$pid\" in ''|*[!0-9]*) exit 0;; esac; kill -0 $pid 2>/dev/null{mine} || exit 0; "
             f"kill -{sig} $pid 2>/dev/null || exit 0; for i in $(seq {int(timeout_s * 10)}); "
             "do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; "
             "kill -KILL $pid 2>/dev/null; exit 1")
 
 
-def stop_background(conn: Any, pidfile: str, sig: str = "TERM", timeout_s: float = 30.0) -> bool:
-    """Signal the process in pidfile and wait for it to exit; True when it exited in time."""
-    return conn.run(f"bash -c {shlex.quote(_stop_script(pidfile, sig, timeout_s))}", warn=True,
+def stop_background(conn: Any, pidfile: str, sig: str = "TERM", timeout_s: float = 30.0,
+                    owner: str | None = None) -> bool:
+    """Signal the process in pidfile and wait for it to exit; True when it exited in time (see
+    `_stop_script` for `owner`)."""
+    return conn.run(f"bash -c {shlex.quote(_stop_script(pidfile, sig, timeout_s, owner))}", warn=True,
                     hide=True).exited == 0
 
 
-def stop_all(conn: Any, stops: list[tuple[str, str, float]]) -> bool:
+def stop_all(conn: Any, stops: list[tuple[str, str, float]], owner: str | None = None) -> bool:
     """`stop_background` for several (pidfile, signal, timeout_s) at once, in one round trip; True when
     every process exited in time."""
-    parts = [f"bash -c {shlex.quote(_stop_script(p, sig, t))} || echo late" for p, sig, t in stops]
+    parts = [f"bash -c {shlex.quote(_stop_script(p, sig, t, owner))} || echo late" for p, sig, t in stops]
     script = " & ".join(parts) + " & wait"
     return "late" not in conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True).stdout
 
 
-def start_sampler(conn: Any, lab: Lab, remote_dir: str, hz: float = 20.0) -> str:
-    """Upload the IPVS sampler and start it in the director's namespace; returns its pidfile."""
+def start_sampler(conn: Any, lab: Lab, remote_dir: str, hz: float = 20.0, max_s: float | None = None) -> str:
+    """Upload the IPVS sampler and start it in the director's namespace; returns its pidfile. With
+    `max_s` it stops by itself after that many seconds (nothing keeps sampling if the host side dies)."""
     script = f"{remote_dir}/ipvs_sampler.py"
     conn.put(str(SAMPLER), script)
     pidfile = f"{remote_dir}/sampler.pid"
+    limit = f" --max-s {float(max_s):g}" if max_s else ""
     start_background(conn, f"{GUEST_PYTHON} {shlex.quote(script)} {shlex.quote(remote_dir + '/ipvs.csv')} "
-                     f"--hz {float(hz):g}",
+                     f"--hz {float(hz):g}{limit}",
                      pidfile, f"{remote_dir}/sampler.log", lab.network.director_netns)
     return pidfile
 
 
-def start_notify_reader(conn: Any, lab: Lab, remote_dir: str) -> str:
+def start_notify_reader(conn: Any, lab: Lab, remote_dir: str, max_s: float | None = None) -> str:
     """Upload the notify reader and start it on Keepalived's lvs_notify_fifo; returns its pidfile.
 
-    It appends detect events (and quorum notes) to `remote_dir`/detect.jsonl."""
+    It appends detect events (and quorum notes) to `remote_dir`/detect.jsonl; with `max_s` it stops
+    by itself after that many seconds, as the sampler does."""
     script = f"{remote_dir}/notify_reader.py"
     conn.put(str(NOTIFY_READER), script)
     pidfile = f"{remote_dir}/notify.pid"
     names = " ".join(f"--name {shlex.quote(f'{r.real_server}={r.name}')}" for r in lab.resolvers)
-    start_background(conn, f"{GUEST_PYTHON} {script} {LVS_NOTIFY_FIFO} {remote_dir}/{DETECT_FILE} {names}",
+    limit = f" --max-s {float(max_s):g}" if max_s else ""
+    start_background(conn, f"{GUEST_PYTHON} {shlex.quote(script)} {LVS_NOTIFY_FIFO} "
+                     f"{shlex.quote(f'{remote_dir}/{DETECT_FILE}')} {names}{limit}",
                      pidfile, f"{remote_dir}/notify.log")
     return pidfile
 
@@ -155,25 +171,56 @@ def ipvs_table(conn: Any, lab: Lab) -> list[tuple[str, str, str, int, int, int]]
 
 
 def health(conn: Any, lab: Lab) -> dict[str, Any]:
-    """Does every resolver answer `who.lab.test TXT` with its name, and is the IPVS table whole?
+    """Does every resolver answer `who.lab.test TXT` with its name, is the IPVS table whole, and is the
+    lab in the state it should be (lab.leftovers.health_checks: no netem qdisc, no stopped or dead
+    resolver, no link down, Keepalived active, the lab's sysctls and IPVS timeouts), with no guest
+    probe of a run still running?
 
-    One round trip: every resolver asked in parallel, then the director's /proc/net/ip_vs.
+    One round trip: every resolver asked in parallel, then the checks and the director's /proc/net/ip_vs.
+    `faults` names each check that failed.
     """
+    from lab.leftovers import health_checks
+
     ns = lab.network.director_netns
     asks = "".join(f"(echo {r.name} $(ip netns exec {r.name} dig +time=1 +tries=2 +short "
                    f"@{r.address} who.lab.test TXT) > /tmp/dnslab-health.{r.name}) & " for r in lab.resolvers)
     names = " ".join(f"/tmp/dnslab-health.{r.name}" for r in lab.resolvers)
+    checks = [*health_checks(lab), (f"no guest probe left running under {GUEST_RUNS}", _NO_PROBES)]
+    verify = "".join(f"( {check} ) >/dev/null 2>&1 || echo {shlex.quote('@@fault ' + name)}; "
+                     for name, check in checks)
     cat = f"ip netns exec {ns} cat /proc/net/ip_vs" if ns else "cat /proc/net/ip_vs"
-    out = conn.run(f"{asks}wait; cat {names}; rm -f {names}; echo @@ipvs; {cat}", warn=True, hide=True).stdout
+    script = f"{asks}wait; cat {names}; rm -f {names}; {verify}echo @@ipvs; {cat}"
+    out = conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True).stdout
     said, _, ip_vs = out.partition("@@ipvs")
-    replies = dict((line.split() + [""])[:2] for line in said.splitlines() if line.strip())
+    faults = [line[len("@@fault "):] for line in said.splitlines() if line.startswith("@@fault ")]
+    replies = dict((line.split() + [""])[:2] for line in said.splitlines()
+                   if line.strip() and not line.startswith("@@fault "))
     answers = {r.name: replies.get(r.name, "").strip('"') == r.name for r in lab.resolvers}
     table = parse_ip_vs(ip_vs)
     vip = f"{lab.network.vip}:53"
     missing = [f"{proto}/{r.real_server}" for proto in lab.ipvs.protocols for r in lab.resolvers
                if not any(v == vip and p == proto and rs == r.real_server and w > 0
                           for v, p, rs, w, _, _ in table)]
-    return {"ok": all(answers.values()) and not missing, "resolvers": answers, "ipvs_missing": missing}
+    return {"ok": all(answers.values()) and not missing and not faults, "resolvers": answers,
+            "ipvs_missing": missing, "faults": faults}
+
+
+# Fails when a load, sampler or notify reader of a run still runs: a pidfile under GUEST_RUNS whose live
+# process's command line names that run's directory (after a reboot an old PID may be anything else).
+_NO_PROBES = (f"for f in {PROBE_PIDFILES}; do [ -f \"$f\" ] || continue; "
+              "pid=$(cat \"$f\"); case \"$pid\" in ''|*[!0-9]*) continue;; esac; "
+              "tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -qF -- \"${f%/*}/\" && exit 1; "
+              "done; exit 0")
+
+
+def describe_health(state: dict[str, Any]) -> str:
+    """A health result as one line: what is wrong, or `healthy`."""
+    silent = [name for name, ok in state.get("resolvers", {}).items() if not ok]
+    faults = state.get("faults") or []
+    parts = [f"{', '.join(silent)} did not answer" if silent else "",
+             f"IPVS lacks {', '.join(state['ipvs_missing'])}" if state.get("ipvs_missing") else "",
+             f"these checks failed: {'; '.join(faults)}" if faults else ""]
+    return "; ".join(p for p in parts if p) or "healthy"
 
 
 def wait_healthy(conn: Any, lab: Lab, timeout_s: float = 60.0) -> dict[str, Any]:

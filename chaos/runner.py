@@ -1,10 +1,13 @@
 """Run one chaos experiment end to end into reports/runs/<run-id>/ (docs/run-directory.md).
 
-Order: validate -> deploy the overrides -> check the lab is healthy -> start the IPVS sampler and
-the load in the client namespace -> steady window -> timeline -> recovery -> ALWAYS roll back
-(also on Ctrl-C or a failed action) -> stop load and sampler -> verify the lab is healthy again ->
-fetch queries, IPVS samples and Keepalived's log -> evaluate the steady-state hypothesis on the
-records before and after the method -> events.jsonl, journal.json, meta.json.
+Order: finish a run that died before this one (chaos.recover) -> validate -> deploy the overrides
+-> check the lab is healthy -> start the IPVS sampler and the load in the client namespace ->
+steady window -> timeline -> recovery -> ALWAYS roll back (also on SIGINT, SIGTERM, SIGHUP, a failed
+action or a lost connection, which is reconnected for it) -> stop load and sampler -> verify the lab
+is healthy again -> fetch queries, IPVS samples and Keepalived's log -> evaluate the steady-state
+hypothesis on the records before and after the method -> events.jsonl, journal.json, meta.json.
+Before each fault the pending undo goes to the run directory (chaos.undo_log), so `fab recover` can
+finish a run that was killed or lost the lab for good; the guest's probes stop by themselves.
 """
 
 from __future__ import annotations
@@ -12,12 +15,10 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,19 +28,23 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chaos import actions, probes
 from chaos.experiment import Activity, Experiment, Timing, prepare
+from chaos.interrupts import Interrupted, deferred, stop_on_signals
 from chaos.journal import Journal, activity_dict, utc_iso
+from chaos.link import ConnectionLost, Link
+from chaos.probes import GUEST_RUNS
 from chaos.timeline import Phases, Step, phases, schedule
+from chaos.undo_log import UndoLog
 from lab.atomic import write_atomic, write_json
 from lab.config import Lab, check_id, flatten, merge
 from lab.errors import LabError
 from lab.runlock import lab_lock
 from lab.state import runs_dir
 
-GUEST_RUNS = "/var/tmp/dnslab/runs"
 LOCUST = "/opt/dnslab/venv/bin/locust"
 LOCUSTFILE = "/opt/dnslab/loadtest/dns.py"
 LOAD_START_TIMEOUT_S = 90.0
 HEALTH_TIMEOUT_S = 60.0
+PROBE_MARGIN_S = 120.0  # guest probes stop by themselves this long after the run's planned end
 
 console = Console(stderr=True)
 
@@ -65,6 +70,22 @@ def run_load_only(lab: Lab, conn: Any, seconds: float, rate: float | None = None
     return Run(with_overrides(lab, {"load": load}), conn, exp, settings=flatten({"load": load})).execute()
 
 
+def locust_command(lab: Lab, remote: str, run_time_s: float) -> str:
+    """Locust in the client namespace with the lab's [load] settings (their flags: loadtest/knobs.py),
+    recording into `remote`/records and stopping by itself after run_time_s."""
+    from dataclasses import asdict
+
+    from loadtest.knobs import locust_arguments
+
+    values = {**asdict(lab.load), "nameservers": lab.nameserver_addresses()}
+    args = [
+        LOCUST, "-f", LOCUSTFILE, "--headless", "--only-summary", "--loglevel", "WARNING",
+        "--host", str(lab.network.vip), "--run-time", f"{int(run_time_s)}s",
+        *locust_arguments(values), "--dns-records", f"{remote}/records",
+    ]
+    return "env PYTHONPATH=/opt/dnslab " + " ".join(shlex.quote(a) for a in args)
+
+
 def settings_of(exp: Experiment, cell: Mapping[str, Any] | None) -> dict[str, Any]:
     """The settings this run varies from lab.toml: the experiment's overrides, load and the cell's."""
     data = merge(dict(exp.overrides), {"load": dict(exp.load or {})})
@@ -81,17 +102,19 @@ class Run:
     settings: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
-    undo: list[actions.Undo] = field(default_factory=list)
+    undo: UndoLog = field(default_factory=UndoLog)
     marks: dict[str, int] = field(default_factory=dict)
     status: str = "completed"
     errors: list[str] = field(default_factory=list)
     windows: dict[str, list[int]] = field(default_factory=dict)
     query_rows: int | None = None  # rows the merge wrote to queries.csv (meta.json `queries_rows`)
+    incomplete: str | None = None  # why data is missing (meta.json `incomplete`: reports refuse the run)
 
     def __post_init__(self) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self.run_id = check_id(self.run_id or f"{stamp}-{self.exp.name}", "run id")
         self._name_dir(self.run_id)
+        self.conn = self.conn if isinstance(self.conn, Link) else Link(self.conn)
         self.target = actions.Target(self.conn, self.lab)
         self.journal = Journal(experiment=dict(self.exp.raw) or {"title": self.exp.title})
         self.steps = schedule(self.exp.method)
@@ -115,29 +138,35 @@ class Run:
 
         Holds the lab's lock (one run at a time). The run directory is made only once the lab is
         healthy: a run that never started leaves none."""
-        with lab_lock(f"run {self.exp.name}"):
+        with lab_lock(f"run {self.exp.name}"), stop_on_signals(console):
             return self._execute()
 
     def _execute(self) -> Path:
+        from chaos.recover import before_run, run_state
+
         console.print(f"[bold]{self.exp.title}[/] -> {self.dir}")
+        before_run(self.conn)
         self.deploy()
         before = probes.wait_healthy(self.conn, self.lab, HEALTH_TIMEOUT_S)
         if not before["ok"]:
-            raise LabError(f"the lab is not healthy before the experiment: {before}; run `fab status`", 1)
+            raise LabError(f"the lab is not healthy before the experiment: {probes.describe_health(before)}; "
+                           "run `fab deploy`, then `fab status`", 1)
         while True:  # another lab's run may have taken the name since (runs/ is shared)
             try:
                 self.dir.mkdir(parents=True)
                 break
             except FileExistsError:
                 self._name_dir(self.dir.name)
-        interrupted = False
+        self.undo.open(self.dir, run_state(self))
+        stopped: Interrupted | None = None
         unexpected: Exception | None = None
         try:
             self.start_probes()
             self.timeline()
-        except KeyboardInterrupt:
-            interrupted, self.status = True, "interrupted"
-            self.errors.append("interrupted by SIGINT")
+        except KeyboardInterrupt as err:
+            stopped = err if isinstance(err, Interrupted) else Interrupted("SIGINT")
+            self.status = "interrupted"
+            self.errors.append(f"interrupted by {stopped.signame}")
         except LabError as err:
             self.status = "failed"
             self.errors.append(str(err))
@@ -145,22 +174,36 @@ class Run:
             unexpected, self.status = err, "failed"
             self.errors.append(f"{type(err).__name__}: {err}")
         finally:
-            with _sigint_deferred():
-                self.marks.setdefault("recover_end", self.guest_now())
-                self.rollback()
-                self.stop_probes()
-                after = probes.wait_healthy(self.conn, self.lab, HEALTH_TIMEOUT_S)
-                self.collect(after)
-        if interrupted:
-            console.print(f"[yellow]interrupted: rolled back, data kept in {self.dir}[/]")
-            raise KeyboardInterrupt
+            with deferred(console):
+                after = self.finish()
+        if stopped is not None:
+            message = f"interrupted by {stopped.signame}: rolled back, data kept in {self.dir}"
+            console.print(f"[yellow]{message}[/]")
+            raise Interrupted(stopped.signame, message)
         if unexpected is not None:
             raise unexpected
         if not after["ok"]:
-            raise LabError(f"the lab is not healthy after rollback: {after}; data in {self.dir}", 1)
+            raise LabError(f"the lab is not healthy after rollback: {probes.describe_health(after)}; "
+                           f"data in {self.dir}; `fab deploy` puts it back", 1)
         if self.status == "failed":
             raise LabError(f"experiment failed: {self.errors[0]}; rolled back, data in {self.dir}", 1)
         return self.dir
+
+    def finish(self) -> dict[str, Any]:
+        """Roll back, stop the probes, check health, collect; the health after. A lost connection is
+        reconnected (chaos.link); when the lab stays unreachable the undo log stays for `fab recover`."""
+        self.conn.retry = True
+        try:
+            self.marks.setdefault("recover_end", self.guest_now())
+            self.rollback()
+            self.stop_probes()
+            after = probes.wait_healthy(self.conn, self.lab, HEALTH_TIMEOUT_S)
+            self.collect(after)
+        except ConnectionLost as err:
+            raise ConnectionLost(f"{err}; `fab recover` will roll back what is left and save the data "
+                                 f"(recorded so far in {self.dir})") from None
+        self.undo.close()
+        return after
 
     def deploy(self) -> None:
         from lab.deploy import deploy
@@ -190,25 +233,15 @@ class Run:
         if self.exp.uses_load:
             probes.start_background(self.conn, self.locust_command(), f"{self.remote}/load.pid",
                                     f"{self.remote}/locust.log", "client")
-        probes.start_sampler(self.conn, self.lab, self.remote)
-        probes.start_notify_reader(self.conn, self.lab, self.remote)
+        max_s = LOAD_START_TIMEOUT_S + self.phases.end + PROBE_MARGIN_S  # they stop by themselves then
+        probes.start_sampler(self.conn, self.lab, self.remote, max_s=max_s)
+        probes.start_notify_reader(self.conn, self.lab, self.remote, max_s=max_s)
         if self.exp.uses_load:
             self.wait_for_load()
         self.note("load_start" if self.exp.uses_load else "start")
 
     def locust_command(self) -> str:
-        """Locust in the client namespace with the lab's [load] settings (their flags: loadtest/knobs.py)."""
-        from dataclasses import asdict
-
-        from loadtest.knobs import locust_arguments
-
-        values = {**asdict(self.lab.load), "nameservers": self.lab.nameserver_addresses()}
-        args = [
-            LOCUST, "-f", LOCUSTFILE, "--headless", "--only-summary", "--loglevel", "WARNING",
-            "--host", str(self.lab.network.vip), "--run-time", f"{int(self.phases.end + 120)}s",
-            *locust_arguments(values), "--dns-records", f"{self.remote}/records",
-        ]
-        return "env PYTHONPATH=/opt/dnslab " + " ".join(shlex.quote(a) for a in args)
+        return locust_command(self.lab, self.remote, self.phases.end + PROBE_MARGIN_S)
 
     def wait_for_load(self) -> None:
         """Wait until the load generator has written its first records (Locust starts slowly under TCG).
@@ -266,6 +299,7 @@ class Run:
                 self.journal.record("run", activity_dict(act), start, "succeeded", output=str(out.name))
                 bar.console.print(f"  +{step.offset_s:5.1f} s  probe {act.name} -> {out.name}")
                 return
+            self.undo.expect(actions.planned_undo(self.target, act.call.func, act.call.arguments))
             outcome: actions.Outcome = act.call.resolve()(self.target, **act.call.arguments)
         except LabError as err:
             self.journal.record("run", activity_dict(act), start, "failed", error=str(err))
@@ -309,12 +343,13 @@ class Run:
                 self.errors.append(f"recording rollback {func}: {type(err).__name__}: {err}")
 
     def stop_probes(self) -> None:
-        """Stop the load generator, the sampler and the notify reader together (one round trip)."""
+        """Stop the load generator, the sampler and the notify reader together (one round trip), each
+        only if it still is this run's."""
         stops = [(f"{self.remote}/sampler.pid", "TERM", 10.0), (f"{self.remote}/notify.pid", "TERM", 10.0)]
         if self.exp.uses_load:
             self.note("load_stop")
             stops.insert(0, (f"{self.remote}/load.pid", "INT", 30.0))
-        probes.stop_all(self.conn, stops)
+        probes.stop_all(self.conn, stops, owner=f"{self.remote}/")
 
     # --- collection -----------------------------------------------------------------------------------
 
@@ -391,6 +426,7 @@ class Run:
             "healthy_after": after["ok"], "errors": self.errors, "queries_rows": self.query_rows,
             "timing": {"warmup_s": self.exp.timing.warmup_s, "steady_s": self.exp.timing.steady_s,
                        "recover_s": self.exp.timing.recover_s},
+            **({"incomplete": self.incomplete} if self.incomplete else {}),
         }
 
 
@@ -403,15 +439,3 @@ def evaluate(exp: Experiment, records: Any) -> dict[str, dict[str, Any]]:
                          "tolerance": [tol.low, tol.high]}
     return out
 
-
-@contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """While rolling back and collecting, a Ctrl-C only prints a notice: the cleanup must finish."""
-    def notice(*_: object) -> None:
-        console.print("[yellow]rolling back and saving data; please wait[/]")
-
-    previous = signal.signal(signal.SIGINT, notice)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -88,9 +88,10 @@ def guest_hashes(conn, paths: list[str]) -> dict[str, str]:
 
 
 def run_steps(conn, lab: Lab, files: Mapping[str, GuestFile], mode: str, summary: Summary,
-              console: Console, verbose: bool, extra: Mapping[str, bytes] | None = None) -> Summary:
+              console: Console, verbose: bool, extra: Mapping[str, bytes] | None = None, *,
+              clear_faults: bool = True) -> Summary:
     """Upload the runner script (and any staged files), run it in `mode`, and tally its lines."""
-    steps = deploy_steps(lab, files, network_plan(lab))
+    steps = deploy_steps(lab, files, network_plan(lab), clear_faults=clear_faults)
     script = render_script(lab, steps, title=f"dnslab {summary.action} runner", script=RUNNER,
                            preamble=preamble(lab, files))
     remote.upload(conn, {**(extra or {}), RUNNER: script.encode()})
@@ -139,9 +140,12 @@ def _finish(summary: Summary, start: float, console: Console) -> Summary:
 
 
 @locked("deploy")
-def deploy(lab: Lab, conn, *, console: Console | None = None, verbose: bool = True) -> Summary:
+def deploy(lab: Lab, conn, *, console: Console | None = None, verbose: bool = True,
+           clear_faults: bool = True) -> Summary:
     """Build or update the stack in the guest; idempotent. Returns the summary (never raises on a
-    failed step: `summary.failed` says so; raises LabError for bad config or an unreachable host)."""
+    failed step: `summary.failed` says so; raises LabError for bad config or an unreachable host).
+    It first clears what an experiment may have left (lab.leftovers), unless `clear_faults` is off
+    (a deploy within an experiment, which must not end the experiment's other faults)."""
     console = console or Console(stderr=True)
     start = time.monotonic()
     files = render_files(lab)
@@ -152,7 +156,7 @@ def deploy(lab: Lab, conn, *, console: Console | None = None, verbose: bool = Tr
     staged = {f"{STAGE}{path}": file.content for path, file in files.items()
               if current.get(path) != file.sha256}
     summary = Summary("deploy")
-    run_steps(conn, lab, files, "up", summary, console, verbose, staged)
+    run_steps(conn, lab, files, "up", summary, console, verbose, staged, clear_faults=clear_faults)
     return _finish(summary, start, console)
 
 

@@ -41,8 +41,8 @@ def cli_guard(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except LabError as err:
             fail(str(err), err.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
+        except KeyboardInterrupt as err:  # SIGINT, or chaos.interrupts.Interrupted (SIGTERM, SIGHUP too)
+            fail(str(err) or "interrupted", getattr(err, "exit_code", 130))
         raise AssertionError("unreachable")
 
     return wrapper

@@ -38,8 +38,8 @@ def _boot(lab: Lab, image: ImageArtifacts, workdir: Path, name: str, grub: bool,
     subprocess.run(argv, check=True, start_new_session=True)
     pid = int(pidfile.read_text())
     try:
-        endpoint = Endpoint("127.0.0.1", port, "root", str(key))
-        while not ssh_answers(endpoint):
+        endpoint = Endpoint("127.0.0.1", port, "root", str(key), known_hosts=(str(workdir / "known_hosts"),))
+        while not ssh_answers(endpoint, accept_new_host_key=True):  # our own fresh VM: pin its first key
             if time.monotonic() - start > TIMEOUT_S:
                 raise SystemExit(f"{name}: no SSH after {TIMEOUT_S:.0f} s; see {workdir}/{name}.serial.log")
             time.sleep(0.5)

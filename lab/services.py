@@ -190,7 +190,12 @@ def service_steps(lab: Lab, files: Mapping[str, GuestFile]) -> list[Step]:
     return steps
 
 
-def deploy_steps(lab: Lab, files: Mapping[str, GuestFile], network: list[Step]) -> list[Step]:
-    """The whole deploy: retire a different topology, install files, network, services."""
+def deploy_steps(lab: Lab, files: Mapping[str, GuestFile], network: list[Step], *,
+                 clear_faults: bool = True) -> list[Step]:
+    """The whole deploy: retire a different topology, clear faults an experiment left (unless
+    `clear_faults` is off: a deploy within an experiment), install files, network, services."""
+    from lab.leftovers import leftover_steps
+
     installs = [file_step(path, file) for path, file in files.items()]
-    return [retire_step(lab), *installs, *network, *service_steps(lab, files)]
+    leftovers = leftover_steps(lab) if clear_faults else []
+    return [retire_step(lab), *leftovers, *installs, *network, *service_steps(lab, files)]

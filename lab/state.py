@@ -8,6 +8,10 @@ from pathlib import Path
 
 from lab.config import REPO_ROOT
 
+# In a run directory while its runner has not finished (rolled back and saved its data): the pending
+# undo (chaos.undo_log). `python -m reports` refuses such a directory; `fab recover` finishes it.
+RUN_INCOMPLETE = "running.json"
+
 
 def state_dir() -> Path:
     """The lab's state directory: $DNSLAB_STATE, else `.lab/` at the repo root."""

@@ -46,14 +46,13 @@ try:
         parse_settings,
         resolve_target,
     )
-    from loadtest.records import OK, RCODE, TIMEOUT, Recorder
+    from loadtest.records import FLUSH_EVERY_S, OK, RCODE, TIMEOUT, Recorder
     from loadtest.stats import add_answered
     from loadtest.wire import encode_query, rcode_name
 finally:
     sys.path[:] = _saved_path
 
 log = logging.getLogger("dnslab.loadtest")
-FLUSH_EVERY_S = 0.5
 DRAIN_EVERY_S = 0.05
 MERGE_WAIT_S = 10.0
 PROTO_NAMES = ("UDP", "TCP")
@@ -235,6 +234,7 @@ class DnsUser(User):
                 offset = time.time_ns() - time.monotonic_ns()
                 self._recorder.add_batch(list(map(offset.__add__, firsts)), latencies, ports, self._number,
                                          queries, resolvers, outcomes, rcodes, protos, lookups, attempts)
+                self._recorder.flush_if_due()
             if self._settings.client == "raw":
                 self._report(zip(queries, protos, outcomes, rcodes, latencies, strict=True))
         if engine.lookups:

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from pyarrow import csv
 
 from lab.errors import LabError
+from lab.state import RUN_INCOMPLETE
 
 _DICT = pa.dictionary(pa.int32(), pa.string())
 
@@ -72,7 +73,12 @@ def load_run(path: str | Path) -> Run:
     run_dir = Path(path)
     if not run_dir.is_dir():
         raise LabError(f"{run_dir}: not a run directory (expected meta.json and queries.csv inside)")
+    if (run_dir / RUN_INCOMPLETE).exists():
+        raise LabError(f"{run_dir}: incomplete run: its runner stopped before rolling back and saving "
+                       "its data; `fab recover` finishes it")
     meta = read_meta(run_dir / "meta.json")
+    if meta.get("incomplete"):
+        raise LabError(f"{run_dir}: incomplete run: {meta['incomplete']}")
     queries = read_queries(run_dir / "queries.csv", meta.get("queries_rows"))
     events = read_events(run_dir / "events.jsonl")
     ipvs = read_ipvs(run_dir / "ipvs.csv")

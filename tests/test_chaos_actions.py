@@ -160,3 +160,53 @@ class _InNs:
 
     def run(self, cmd: str, **kw):
         return local().run(cmd.replace("ip netns exec lb ", f"ip netns exec {self.ns} "), **kw)
+
+
+FAULTS = {  # every action that leaves something to undo, with arguments an experiment could give
+    "kill_resolver": {"resolver": "rs1"}, "terminate_resolver": {"resolver": "rs1"},
+    "unit_stop_resolver": {"resolver": "rs1"}, "stop_resolver": {"resolver": "rs1"},
+    "link_down": {"resolver": "rs1"}, "netem": {"resolver": "rs1", "delay_ms": 50},
+    "kill_keepalived": {}, "set_sysctl": {"name": "net.ipv4.vs.conntrack", "value": 0},
+    "set_udp_timeout": {"seconds": 5}, "switch_check": {"delay_loop": 2},
+}
+
+
+class _Guest:
+    """Answers an action's script with a time and the values it reads (a PID, a route, timeouts)."""
+
+    def run(self, cmd: str, **_kw):
+        from types import SimpleNamespace
+
+        if cmd.startswith("ip -n") and "addr show" in cmd:
+            out = f"2: v0    inet {ADDRESS}/24 scope global v0\n"
+        elif cmd.startswith("ip -n") and "route show" in cmd:
+            out = "198.51.100.0/24 scope link\n"
+        elif "ipvsadm -L --timeout" in cmd:
+            out = f"{time.time_ns()}\n900 120 300\n"
+        else:
+            out = f"{time.time_ns()}\n1\n"
+        return SimpleNamespace(exited=0, stdout=out, stderr="")
+
+
+def test_every_fault_has_an_undo_known_before_it_runs(lab, monkeypatch):
+    """What the runner logs before a fault undoes the same things as the fault's own undo: the same
+    calls, with the values the action would read replaced by the lab's (chaos.undo_log)."""
+    from lab import deploy
+
+    monkeypatch.setattr(deploy, "deploy", lambda *a, **k: None)
+    t = actions.Target(_Guest(), lab)
+    for func, arguments in FAULTS.items():
+        planned = actions.planned_undo(t, func, arguments)
+        actual = actions.ACTIONS[func](t, **arguments).undo
+        assert [u.func for u in planned] == [u.func for u in actual], func
+        assert planned, func
+    sysctl = actions.planned_undo(t, "set_sysctl", FAULTS["set_sysctl"])
+    assert sysctl == (actions.Undo("set_sysctl", {"name": "net.ipv4.vs.conntrack", "value": "1"}),)
+    assert actions.planned_undo(t, "set_udp_timeout", {"seconds": 5})[0].arguments == {"seconds": 300}
+    assert actions.planned_undo(t, "restart_resolver", {"resolver": "rs1"}) == ()
+
+
+def test_a_sysctl_the_lab_leaves_alone_is_undone_to_its_value_before_the_fault(lab, netns, tmp_path):
+    t = actions.Target(_InNs(netns), with_overrides(lab, {"network": {"keepalived_netns": "lb"}}))
+    planned = actions.planned_undo(t, "set_sysctl", {"name": "net.ipv4.ip_default_ttl", "value": 77})
+    assert planned == (actions.Undo("set_sysctl", {"name": "net.ipv4.ip_default_ttl", "value": "64"}),)

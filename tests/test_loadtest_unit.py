@@ -162,6 +162,18 @@ def test_records_round_trip_and_a_torn_last_chunk_is_ignored(tmp_path):
     assert size_before_torn < os.path.getsize(recorder.path)
 
 
+def test_records_are_flushed_with_the_batches_once_the_interval_passed(tmp_path):
+    """A generator that cannot keep up never lets a flush timer fire: each batch flushes when due."""
+    recorder = Recorder(str(tmp_path), "w1", [("who.lab.test", "TXT")])
+    batch = ([1_000], [250_000], [40000], 0, [0], ["rs1"], [OK], [0], [0], [7], [0])
+    recorder.add_batch(*batch)
+    assert recorder.flush_if_due(every_s=3600) == 0 and len(read_worker_file(recorder.path).columns[0]) == 0
+    recorder.add_batch(*batch)
+    assert recorder.flush_if_due(every_s=0) == 2
+    assert list(read_worker_file(recorder.path).columns[0]) == [1_000, 1_000]
+    assert recorder.flush_if_due(every_s=3600) == 0, "the interval starts again at each flush"
+
+
 def test_merge_sorts_all_workers_by_send_time(tmp_path):
     queries = [("who.lab.test", "TXT"), ("nx.lab.test", "A")]
     a, b = Recorder(str(tmp_path), "hostA-1", queries), Recorder(str(tmp_path), "hostA-2", queries)

@@ -68,9 +68,15 @@ def _running(lab: Lab, provider: str) -> bool:
     return True
 
 
-def bring_up(lab: Lab) -> Endpoint:
+def bring_up(lab: Lab, *, accept_host_key: bool = False) -> Endpoint:
     """Start the lab with lab.vm.provider and remember that provider for every later task. Refused
-    while a lab of another provider runs (`fab down` first)."""
+    while a lab of another provider runs (`fab down` first). `accept_host_key` (the ssh provider
+    only) pins the key the host presents when none is pinned yet (lab.hostkeys)."""
+    if accept_host_key:
+        if lab.vm.provider != "ssh":
+            raise LabError("--accept-host-key is for the ssh provider: a qemu or vagrant lab pins its "
+                           "VM's host key itself")
+        accept_host_key_of(get_provider(lab).endpoint())
     before = _recorded()
     if before in BOOTED and before != lab.vm.provider and _running(lab, before):
         raise LabError(f"a {before} lab is up; `fab down` stops it before a {lab.vm.provider} lab can start")
@@ -80,6 +86,20 @@ def bring_up(lab: Lab) -> Endpoint:
     except BaseException:
         remember_provider(before)
         raise
+
+
+def accept_host_key_of(endpoint: Endpoint) -> None:
+    """Log in once, pinning the host key the endpoint presents if none is pinned for it yet (a pinned
+    key that differs is still refused)."""
+    from rich.console import Console
+
+    from lab.hostkeys import fingerprint
+
+    with connect(endpoint, accept_new_host_key=True) as conn:
+        conn.run("true", hide=True, in_stream=False)
+        key = conn.client.get_transport().get_remote_server_key()
+    Console(stderr=True).print(f"host key of {endpoint.host}:{endpoint.port}: {key.get_name()} "
+                               f"{fingerprint(key)}, pinned in {endpoint.known_hosts[0]}")
 
 
 def ensure_up(lab: Lab) -> Endpoint:

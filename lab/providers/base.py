@@ -36,8 +36,11 @@ def not_up(provider: str, looked: str = "") -> str:
     return f"the {provider} lab is not up{where}; start it with `fab up --provider {provider}`"
 
 
-def ssh_problem(endpoint: Endpoint, timeout: float = 5.0) -> str | None:
-    """Why a real command does not run over SSH at the endpoint yet, or None when it does."""
+def ssh_problem(endpoint: Endpoint, timeout: float = 5.0, *, accept_new_host_key: bool = False) -> str | None:
+    """Why a real command does not run over SSH at the endpoint yet, or None when it does. A host key
+    that does not match the pinned one is no reason to wait: its HostKeyError is raised."""
+    from lab.hostkeys import HostKeyError
+
     try:  # a bare greeting check first: cheap, and quiet where paramiko logs tracebacks
         with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as sock:
             if not sock.recv(4).startswith(b"SSH-"):
@@ -45,13 +48,15 @@ def ssh_problem(endpoint: Endpoint, timeout: float = 5.0) -> str | None:
     except OSError as err:
         return f"no SSH greeting yet ({err})"
     try:
-        with connect(endpoint, timeout=timeout) as conn:
+        with connect(endpoint, timeout=timeout, accept_new_host_key=accept_new_host_key) as conn:
             result = conn.run("true", hide=True, warn=True, timeout=timeout, in_stream=False)
+    except HostKeyError:
+        raise
     except Exception as err:  # noqa: BLE001 - whatever fails, the caller reports it and retries
         return " ".join(f"{type(err).__name__}: {err}".split())[:200]
     return None if result.ok else f"`true` exited {result.exited}"
 
 
-def ssh_answers(endpoint: Endpoint, timeout: float = 5.0) -> bool:
+def ssh_answers(endpoint: Endpoint, timeout: float = 5.0, *, accept_new_host_key: bool = False) -> bool:
     """True when a real command runs over SSH at the endpoint."""
-    return ssh_problem(endpoint, timeout) is None
+    return ssh_problem(endpoint, timeout, accept_new_host_key=accept_new_host_key) is None

@@ -20,6 +20,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from lab import hostkeys
 from lab.atomic import write_json
 from lab.config import Lab
 from lab.endpoint import Endpoint, connect
@@ -155,6 +156,7 @@ class QemuProvider:
         self._clear()
         self.dir.mkdir(parents=True, exist_ok=True)
         key = ensure_key()
+        hostkeys.forget(hostkeys.ALIAS)  # a fresh overlay: the VM makes new host keys at boot
         accel = choose_accel(self.lab.vm.accel, image.kernel)
         create_overlay(image, self.overlay)
         port = free_port()
@@ -167,7 +169,8 @@ class QemuProvider:
             self._clear()
             err = " ".join(started.stderr.split())[:300]
             raise LabError(f"qemu failed to start (exit {started.returncode}): {err}", exit_code=1)
-        endpoint = Endpoint(host="127.0.0.1", port=port, user="root", key=str(key))
+        endpoint = Endpoint(host="127.0.0.1", port=port, user="root", key=str(key),
+                            known_hosts=(str(hostkeys.known_hosts_path()),), host_key_alias=hostkeys.ALIAS)
         self.vm_file.write_text(json.dumps({"pid": self.pid(), "port": port, "accel": accel,
                                             "image": str(image.qcow2), "image_hash": image.hash,
                                             "argv": argv}, indent=2) + "\n")
@@ -190,7 +193,10 @@ class QemuProvider:
                 tail = (last_lines(self.serial) or [""])[0][:80]
                 status.update(f"[bold]booting the lab VM[/] ({accel}) {time.monotonic() - start:4.0f} s  "
                               f"[dim]{escape(tail)}[/]")
-                problem = ssh_problem(endpoint)
+                # The first key the guest presents is pinned, only through the port our qemu holds.
+                ours = (pid := self.pid()) is not None and holds_port(pid, endpoint.port)
+                problem = ssh_problem(endpoint, accept_new_host_key=ours) if ours else \
+                    f"127.0.0.1:{endpoint.port} is not qemu's (yet)"
                 if problem is None:
                     console.print(f"[green]✓[/] lab VM answers SSH on 127.0.0.1:{endpoint.port} "
                                   f"[dim]({time.monotonic() - start:.0f} s, {accel})[/]")
@@ -209,6 +215,7 @@ class QemuProvider:
         if pid is not None:
             stop_pid(pid)
         self._clear()
+        hostkeys.forget(hostkeys.ALIAS)
 
     def _clear(self) -> None:
         for path in (self.pidfile, self.endpoint_file, self.vm_file, self.overlay):
@@ -222,6 +229,17 @@ class QemuProvider:
             kernel = conn.run("uname -r", hide=True, in_stream=False).stdout.strip()
         return {"provider": self.name, "endpoint": f"{endpoint.user}@{endpoint.host}:{endpoint.port}",
                 "image": vm["image"], "kernel": kernel, "accel": vm["accel"], "pid": vm["pid"]}
+
+
+def holds_port(pid: int, port: int) -> bool:
+    """True when process `pid` owns the socket listening on 127.0.0.1:port (so nobody else answers there)."""
+    want = f"0100007F:{port:04X}"
+    try:
+        rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+        sockets = {f"socket:[{r[9]}]" for r in rows if len(r) > 9 and r[1] == want and r[3] == "0A"}
+        return any(os.readlink(fd) in sockets for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
 
 
 def _gone(pid: int) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 from lab.config import Lab
 from lab.endpoint import Endpoint, connect
 from lab.errors import LabError
+from lab.hostkeys import known_hosts_path
 from lab.providers.base import ssh_answers
 
 
@@ -19,8 +20,10 @@ class SSHProvider:
         self.lab = lab
 
     def endpoint(self) -> Endpoint:
+        """The [ssh] host; its key must be in the lab's known_hosts or the user's (lab.hostkeys)."""
         s = self.lab.ssh
-        return Endpoint(host=s.host, port=s.port, user=s.user, key=s.key)
+        return Endpoint(host=s.host, port=s.port, user=s.user, key=s.key,
+                        known_hosts=(str(known_hosts_path()), "~/.ssh/known_hosts"))
 
     def up(self) -> Endpoint:
         endpoint = self.endpoint()

@@ -35,8 +35,10 @@ from lab.config import REPO_ROOT, Lab
 from lab.endpoint import Endpoint, connect
 from lab.errors import LabError
 from lab.host_netns import HostNetns
+from lab.hostkeys import HostKeyError
 from lab.providers import vagrant_repo
 from lab.providers.base import not_up
+from lab.providers.vagrant_repo import pinned_endpoint
 from lab.state import ensure_key, lab_key
 
 NETNS = "dnslab-vagrant"
@@ -119,7 +121,7 @@ class VagrantProvider:
         if recorded is None or not self.netns.exists() or recorded["pids"]["forwarder"] not in \
                 self.netns.member_pids():
             return None
-        return Endpoint(**recorded["endpoint"])
+        return Endpoint.from_json(json.dumps(recorded["endpoint"]))
 
     def endpoint(self) -> Endpoint:
         """The running lab's SSH endpoint: 127.0.0.1 and the forwarder's port, or the repo root's machine."""
@@ -213,7 +215,7 @@ class VagrantProvider:
         port = proc.stdout.readline().strip() if proc.stdout else ""
         if not port.isdigit():
             raise LabError(f"the SSH forwarder did not start; see {self.dir / 'forwarder.log'}")
-        return Endpoint(host="127.0.0.1", port=int(port), user="root", key=str(lab_key())), proc.pid
+        return pinned_endpoint("127.0.0.1", int(port)), proc.pid
 
     def _teardown(self) -> None:
         """`vagrant destroy`; then libvirt's domain and network by virsh in case vagrant could not; then
@@ -291,6 +293,8 @@ def _wait_for_ssh(endpoint: Endpoint, timeout_s: float) -> str:
         try:
             with connect(endpoint, timeout=10) as conn:
                 return conn.run("uname -r", hide=True).stdout.strip()
+        except HostKeyError:
+            raise
         except Exception as err:  # noqa: BLE001 - paramiko raises many kinds while sshd starts
             last = err
             time.sleep(1)

@@ -20,6 +20,7 @@ from lab import box
 from lab.config import REPO_ROOT
 from lab.endpoint import Endpoint
 from lab.errors import LabError
+from lab.hostkeys import ALIAS, host_key_path, known_hosts_path, pin_public_key
 from lab.image_steps import last_lines
 from lab.state import lab_key, sub
 
@@ -75,11 +76,23 @@ class RepoMachine:
             raise LabError(f"{self.where()}: the lab's key {key} is missing; `vagrant provision` makes it "
                            "and lets root log in with it")
         conf = self._run("ssh-config", lambda v: v.conf(vm_name=self.name))
-        return Endpoint(host=conf["HostName"], port=int(conf.get("Port", 22)), user="root", key=str(key))
+        return pinned_endpoint(conf["HostName"], int(conf.get("Port", 22)))
 
     def destroy(self) -> None:
         """`vagrant destroy --force` the machine."""
         self._run("destroy", lambda v: v.destroy(vm_name=self.name))
+
+
+def pinned_endpoint(host: str, port: int) -> Endpoint:
+    """A vagrant lab's endpoint: root with the lab's key, its host key the one the Vagrantfile made and
+    its provisioner installed (lab.hostkeys.host_key_path), pinned in the lab's known_hosts."""
+    pub = Path(f"{host_key_path()}.pub")
+    if not pub.exists():
+        raise LabError(f"the vagrant lab's host key {pub} is missing; `vagrant provision` (or `fab down` "
+                       "and `fab up --provider vagrant`) makes and installs it")
+    pin_public_key(pub)
+    return Endpoint(host=host, port=port, user="root", key=str(lab_key()),
+                    known_hosts=(str(known_hosts_path()),), host_key_alias=ALIAS)
 
 
 def find(root: Path | None = None) -> RepoMachine | None:

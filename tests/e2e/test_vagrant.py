@@ -10,6 +10,7 @@ Vagrant's public insecure key no longer opens the VM once `vagrant up` is done.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -77,7 +78,7 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
 
 def check_the_vagrant_user_cannot_act_as_root(provider: VagrantProvider, endpoint: Endpoint) -> None:
     vagrants_key = next(provider.dir.glob("dotvagrant/machines/default/libvirt/private_key"))
-    as_vagrant = Endpoint(endpoint.host, endpoint.port, "vagrant", str(vagrants_key))
+    as_vagrant = dataclasses.replace(endpoint, user="vagrant", key=str(vagrants_key))
     with connect(as_vagrant) as conn:
         with pytest.raises(LabError, match=r"^cannot write /etc/dnslab/e2e in the lab host as vagrant: "
                                            r"permission denied; dnslab works there as root$"):
