@@ -29,7 +29,7 @@ from lab.atomic import write_json
 from lab.config import Lab
 from lab.errors import LabError
 
-CTK_JOURNAL = "ctk-journal.json"  # Chaos Toolkit's journal, as the control saw it at the end
+CTK_JOURNAL = "ctk-journal.json"  # Chaos Toolkit's journal as the control saw it (reports/ctk_journal.py)
 
 
 @dataclass
@@ -172,6 +172,10 @@ def finish(session: Session, journal: dict[str, Any] | None) -> Path:
             run.collect(after)
             if journal is not None:
                 write_json(run.dir / CTK_JOURNAL, journal)
+            report = subprocess.run([sys.executable, "-m", "reports", str(run.dir)], capture_output=True,
+                                    text=True)
+            if report.returncode != 0:
+                console.print(f"[red]the report failed: {' '.join(report.stderr.split())[-300:]}[/]")
     finally:
         ACTIVE = None
         session.lock.close()
