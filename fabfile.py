@@ -7,19 +7,16 @@ import json
 
 from fabric import task
 
-from lab.config import Lab, lab_path, load_lab
+from lab.config import Lab, lab_path
 from lab.errors import LabError, cli_guard
 from lab.runlock import lab_lock
 
 
 def _lab(lab: str | None, provider: str | None = None) -> Lab:
     """The lab model; the provider is --provider, else the one the lab was brought up with."""
-    from lab.config import with_overrides
-    from lab.providers import remembered_provider
+    from lab.providers import running_lab
 
-    model = load_lab(lab)
-    provider = provider or remembered_provider()
-    return with_overrides(model, {"vm": {"provider": provider}}) if provider else model
+    return running_lab(lab, provider)
 
 
 def _connection(model: Lab):
@@ -160,7 +157,7 @@ def recover(c, lab=None):
     print(recover_lab(_lab(lab)))
 
 
-@task(help={"suite": "suite name (chaos/experiments/suites.yaml)", "lab": "lab file"})
+@task(help={"suite": "suite name (chaos/suites.yaml)", "lab": "lab file"})
 @cli_guard
 def matrix(c, suite="standard", lab=None):
     """Run a suite of experiments over a grid of settings, then the comparison report."""

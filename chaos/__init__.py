@@ -8,4 +8,14 @@
 - `chaos.journal`: journal.json, in the Chaos Toolkit journal spirit.
 - `chaos.runner`: one experiment end to end into reports/runs/<run-id>/.
 - `chaos.matrix`: a suite of experiments over a grid of settings, then the comparison report.
+- `chaos.ctk`: the same experiments under Chaos Toolkit (`chaos validate`, `chaos run`,
+  `chaos discover dnslab`).
 """
+
+
+def discover(discover_system: bool = True) -> dict:
+    """What `chaos discover dnslab --no-install` lists (Chaos Toolkit finds it in the dnslab
+    distribution's `chaos` package): dnslab's actions and probes, chaos/ctk/."""
+    from chaos.ctk import discover as ctk_discover
+
+    return ctk_discover(discover_system)

@@ -1,27 +1,32 @@
-"""Experiment files: chaos/experiments/NAME.yaml, in the shape of a Chaos Toolkit experiment.
+"""Experiment files: chaos/experiments/NAME.yaml, Chaos Toolkit experiments that `fab chaos` also runs.
 
 Loading is pure and strict: a missing file, malformed YAML, an unknown key, module, function or
 argument, or a resolver the lab does not have is a one-line `LabError` naming the file, the line
-and the key, raised before anything touches the lab.
-
-Shape (Chaos Toolkit keys, plus dnslab's timing in `configuration`):
+and the key, raised before anything touches the lab. `chaos validate` accepts the same files
+(tests/test_ctk.py): what only dnslab's runner reads lives in the `dnslab` entry of `extensions`,
+which Chaos Toolkit carries without reading; providers name `chaos.ctk.actions` / `chaos.ctk.probes`
+(Chaos Toolkit's calling convention, chaos/ctk/), which map one to one onto chaos.actions and the probes.
 
     title: Kill one resolver
     description: ...
-    configuration:
-      overrides: {sysctl: {...}, check: {...}, network: {...}}   # lab.toml shape, deployed first
-      load: {rate: 300, socket_mode: fresh}                      # the [load] profile for this run
-      timing: {warmup_s: 2, steady_s: 8, recover_s: 10}
-      repeat: {times: 5, settle_s: 3, rotate: [rs2, rs3, rs1]}   # chaos/repeat.py
+    extensions:
+      - name: dnslab
+        overrides: {sysctl: {...}, check: {...}, network: {...}}   # lab.toml shape, deployed first
+        load: {rate: 300, socket_mode: fresh}                      # the [load] profile for this run
+        timing: {warmup_s: 2, steady_s: 8, recover_s: 10}
+        repeat: {times: 5, settle_s: 3, rotate: [rs2, rs3, rs1]}   # chaos/repeat.py
+        window_s: 3                                                # steady-state window (seconds)
+    controls:                                                      # `chaos run` drives dnslab's run
+      - {name: dnslab, provider: {type: python, module: chaos.ctk.control}}
+    runtime: {rollbacks: {strategy: always}}
     steady-state-hypothesis:
       title: queries keep being answered
-      window_s: 3
       probes:
         - {type: probe, name: success ratio, tolerance: [0.999, 1.0],
-           provider: {type: python, module: chaos.probes, func: success_ratio}}
-    method:
-      - {type: action, name: kill rs2, at: 0,
-         provider: {type: python, module: chaos.actions, func: kill_resolver, arguments: {resolver: rs2}}}
+           provider: {type: python, module: chaos.ctk.probes, func: success_ratio}}
+    method:                       # the timeline: Chaos Toolkit's pauses (seconds)
+      - {type: action, name: kill rs2, pauses: {after: 2.5},
+         provider: {type: python, module: chaos.ctk.actions, func: kill_resolver, arguments: {resolver: rs2}}}
     rollbacks:
       - {type: action, name: restart rs2, provider: {...}}
 """
@@ -44,14 +49,25 @@ from lab.config import SYSCTL_RE, Lab, check_id, sysctl_value, with_overrides
 from lab.errors import LabError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
-TOP_KEYS = ("title", "description", "tags", "contributions", "configuration",
-            "steady-state-hypothesis", "method", "rollbacks")
-CONFIG_KEYS = ("overrides", "load", "timing", "repeat")
+TOP_KEYS = ("title", "description", "tags", "contributions", "configuration", "secrets", "extensions",
+            "controls", "runtime", "steady-state-hypothesis", "method", "rollbacks")
+EXTENSION = "dnslab"  # the name of dnslab's entry in `extensions`
+EXTENSION_KEYS = ("name", "overrides", "load", "timing", "repeat", "window_s")
 TIMING_KEYS = ("warmup_s", "steady_s", "recover_s")
-ACTIVITY_KEYS = ("type", "name", "provider", "at", "pauses", "tolerance", "background")
+ACTIVITY_KEYS = ("type", "name", "provider", "pauses", "tolerance", "background", "controls")
 PROVIDER_KEYS = ("type", "module", "func", "arguments")
-HYPOTHESIS_KEYS = ("title", "window_s", "probes")
-ACTIVITY_MODULES = {"action": ("chaos.actions",), "probe": ("chaos.sysctl_probe", "chaos.check_cost")}
+HYPOTHESIS_KEYS = ("title", "probes", "controls")
+ACTIONS_MODULE, PROBES_MODULE = "chaos.ctk.actions", "chaos.ctk.probes"
+# Keys of the format before Chaos Toolkit could validate it, and where they went.
+MOVED = {
+    **{("configuration", k): f"moved to the `{EXTENSION}` entry of `extensions`"
+       for k in ("overrides", "load", "timing", "repeat")},
+    ("steady-state-hypothesis", "window_s"): f"moved to the `{EXTENSION}` entry of `extensions`",
+    ("at",): "use Chaos Toolkit's pauses: {before: S, after: S} (the next activity runs `after` "
+             "seconds later)",
+}
+OLD_MODULES = {"chaos.actions": ACTIONS_MODULE, "chaos.probes": PROBES_MODULE,
+               "chaos.sysctl_probe": PROBES_MODULE, "chaos.check_cost": PROBES_MODULE}
 
 
 @dataclass(frozen=True)
@@ -117,15 +133,28 @@ class Experiment:
 
 
 def registry() -> dict[tuple[str, str], Callable[..., Any]]:
-    """Every function an experiment may name, keyed by (module, func)."""
-    from chaos import actions, check_cost, probes, sysctl_probe
+    """Every function an experiment may name, keyed by the (module, func) the file spells: dnslab's own
+    function (a `Target` or the query records first), which chaos/ctk/ wraps for Chaos Toolkit."""
+    from chaos import actions
 
-    out: dict[tuple[str, str], Callable[..., Any]] = {}
-    for module, table in (("chaos.actions", actions.ACTIONS), ("chaos.probes", probes.PROBES),
-                          ("chaos.sysctl_probe", sysctl_probe.PROBES),
-                          ("chaos.check_cost", check_cost.PROBES)):
-        out.update({(module, name): func for name, func in table.items()})
+    out: dict[tuple[str, str], Callable[..., Any]] = {
+        (ACTIONS_MODULE, name): func for name, func in actions.ACTIONS.items()}
+    out.update({(PROBES_MODULE, name): func for name, func in {**steady_probes(), **method_probes()}.items()})
     return out
+
+
+def steady_probes() -> dict[str, Callable[..., Any]]:
+    """Steady-state probes: functions of a window of query records."""
+    from chaos import probes
+
+    return dict(probes.PROBES)
+
+
+def method_probes() -> dict[str, Callable[..., Any]]:
+    """Probes a method may run: functions of a `Target` that return a JSON document."""
+    from chaos import check_cost, sysctl_probe
+
+    return {**sysctl_probe.PROBES, **check_cost.PROBES}
 
 
 def experiment_path(name: str) -> Path:
@@ -139,8 +168,8 @@ def experiment_path(name: str) -> Path:
 
 
 def available() -> list[str]:
-    """Names of the experiments shipped in chaos/experiments/ (the suites file excluded)."""
-    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml") if p.stem != "suites")
+    """Names of the experiments shipped in chaos/experiments/."""
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
 
 
 def load_experiment(name: str, lab: Lab) -> Experiment:
@@ -207,7 +236,8 @@ class _Where:
             raise self.error(path, f"must be a mapping, got {type(value).__name__}")
         for key in value:
             if key not in known:
-                raise self.error(path + (key,), f"unknown key; known keys: {', '.join(known)}")
+                moved = MOVED.get(path[-1:] + (key,)) or MOVED.get((key,))
+                raise self.error(path + (key,), moved or f"unknown key; known keys: {', '.join(known)}")
         return value
 
     def number(self, value: Any, path: tuple[Any, ...], *, zero: bool = True) -> float:
@@ -225,21 +255,25 @@ def parse_experiment(data: Any, lab: Lab, *, source: str = "<experiment>",
     title = top.get("title")
     if not isinstance(title, str) or not title.strip():
         raise w.error(("title",), "required: a one-line title")
-    cfg = w.mapping(top.get("configuration"), ("configuration",), CONFIG_KEYS)
-    overrides = w.mapping(cfg.get("overrides"), ("configuration", "overrides"),
+    cfg = w.mapping(top.get("configuration"), ("configuration",), tuple(top.get("configuration") or ()))
+    for key in cfg:
+        if ("configuration", key) in MOVED:
+            raise w.error(("configuration", key), MOVED[("configuration", key)])
+    at, ext = _extension(w, top.get("extensions"))
+    overrides = w.mapping(ext.get("overrides"), at + ("overrides",),
                           ("network", "resolvers", "check", "ipvs", "sysctl", "load"))
-    load = cfg.get("load", {})
+    load = ext.get("load", {})
     if load is not False:
-        w.mapping(load, ("configuration", "load"), _load_keys())
+        w.mapping(load, at + ("load",), _load_keys())
     try:
-        target = with_overrides(lab, _lab_overrides(overrides, load), source=f"{source}: configuration")
+        target = with_overrides(lab, _lab_overrides(overrides, load), source=f"{source}: extensions")
     except LabError as err:
-        raise w.error(("configuration", "overrides"), str(err).split(": ", 1)[-1]) from None
-    tm = w.mapping(cfg.get("timing"), ("configuration", "timing"), TIMING_KEYS)
-    timing = Timing(**{k: w.number(v, ("configuration", "timing", k)) for k, v in tm.items()})
+        raise w.error(at + ("overrides",), str(err).split(": ", 1)[-1]) from None
+    tm = w.mapping(ext.get("timing"), at + ("timing",), TIMING_KEYS)
+    timing = Timing(**{k: w.number(v, at + ("timing", k)) for k, v in tm.items()})
+    window_s = w.number(ext.get("window_s", 3.0), at + ("window_s",), zero=False)
 
     hyp = w.mapping(top.get("steady-state-hypothesis"), ("steady-state-hypothesis",), HYPOTHESIS_KEYS)
-    window_s = w.number(hyp.get("window_s", 3.0), ("steady-state-hypothesis", "window_s"), zero=False)
     probes = hyp.get("probes", [])
     if not isinstance(probes, list):
         raise w.error(("steady-state-hypothesis", "probes"), "must be a list of probes")
@@ -249,11 +283,11 @@ def parse_experiment(data: Any, lab: Lab, *, source: str = "<experiment>",
     if not isinstance(top.get("method"), list):
         raise w.error(("method",), "required: a list of actions and probes (may be empty: [])")
     method = _activities(w, top.get("method"), "method", target)
-    repeat = _repeat(w, cfg.get("repeat"), target)
+    repeat = _repeat(w, ext.get("repeat"), at, target)
     rollbacks = _activities(w, top.get("rollbacks", []), "rollbacks", target)
     for i, act in enumerate(rollbacks):
-        if act.at is not None or act.before or act.after:
-            raise w.error(("rollbacks", i), "rollbacks run right away: remove `at` and `pauses`")
+        if act.before or act.after:
+            raise w.error(("rollbacks", i), "rollbacks run right away: remove `pauses`")
     from chaos.timeline import schedule
 
     try:
@@ -261,7 +295,7 @@ def parse_experiment(data: Any, lab: Lab, *, source: str = "<experiment>",
     except ValueError as err:
         raise w.error(("method",), str(err)) from None
     if repeat.times > 1 and not method:
-        raise w.error(("configuration", "repeat"), "there is no method to repeat; remove `repeat`")
+        raise w.error(at + ("repeat",), "there is no method to repeat; remove `repeat`")
     return Experiment(
         name=name or Path(source).stem, path=Path(source), title=title.strip(),
         description=str(top.get("description", "")).strip(), overrides=overrides,
@@ -270,8 +304,26 @@ def parse_experiment(data: Any, lab: Lab, *, source: str = "<experiment>",
     )
 
 
-def _repeat(w: _Where, value: Any, lab: Lab) -> Repeat:
-    path = ("configuration", "repeat")
+def _extension(w: _Where, value: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """dnslab's entry of `extensions` (Chaos Toolkit's place for tool data) and its key path; the
+    other entries belong to other tools."""
+    if value is None:
+        return ("extensions",), {}
+    if not isinstance(value, list):
+        raise w.error(("extensions",), f"must be a list of {{name: ..., ...}} entries, got {value!r}")
+    found: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+    for i, entry in enumerate(value):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise w.error(("extensions", i), "must be a mapping with a `name` (Chaos Toolkit's rule)")
+        if entry["name"] == EXTENSION:
+            if found:
+                raise w.error(("extensions", i), f"a second `{EXTENSION}` entry; merge them into one")
+            found = ("extensions", i), w.mapping(entry, ("extensions", i), EXTENSION_KEYS)
+    return found or (("extensions",), {})
+
+
+def _repeat(w: _Where, value: Any, at: tuple[Any, ...], lab: Lab) -> Repeat:
+    path = at + ("repeat",)
     r = w.mapping(value, path, REPEAT_KEYS)
     times = r.get("times", 1)
     if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= 1000:
@@ -320,6 +372,9 @@ def _provider(w: _Where, value: Any, path: tuple[Any, ...]) -> Call:
     module, func = p.get("module"), p.get("func")
     funcs = registry()
     modules = sorted({m for m, _ in funcs})
+    if module in OLD_MODULES:
+        raise w.error(path + ("module",), f"{module} takes dnslab's own arguments; name "
+                      f"{OLD_MODULES[module]} (Chaos Toolkit's calling convention, the same functions)")
     if module not in modules:
         raise w.error(path + ("module",), f"unknown module {module!r}; known: {', '.join(modules)}")
     if (module, func) not in funcs:
@@ -378,16 +433,15 @@ def _activities(w: _Where, value: Any, key: str, lab: Lab) -> tuple[Activity, ..
         if not isinstance(a.get("name"), str):
             raise w.error(path + ("name",), "required: a name for this activity")
         call = _provider(w, a.get("provider"), path + ("provider",))
-        allowed = ACTIVITY_MODULES[kind]
-        if call.module not in allowed:
-            raise w.error(path + ("provider", "module"),
-                          f"a {kind} here must come from {' or '.join(allowed)}, got {call.module}")
+        allowed = {"action": (ACTIONS_MODULE, None), "probe": (PROBES_MODULE, method_probes())}[kind]
+        if call.module != allowed[0] or (allowed[1] is not None and call.func not in allowed[1]):
+            known = f" ({', '.join(allowed[1])})" if allowed[1] is not None else ""
+            raise w.error(path + ("provider",), f"a {kind} in {key} must be a function of {allowed[0]}"
+                          f"{known}, got {call.module}.{call.func}")
         _check_targets(w, call, path + ("provider",), lab)
         pauses = w.mapping(a.get("pauses"), path + ("pauses",), ("before", "after"))
-        at = a.get("at")
         out.append(Activity(
             type=kind, name=a["name"], call=call,
-            at=None if at is None else w.number(at, path + ("at",)),
             before=w.number(pauses.get("before", 0), path + ("pauses", "before")),
             after=w.number(pauses.get("after", 0), path + ("pauses", "after")),
         ))
@@ -397,8 +451,9 @@ def _activities(w: _Where, value: Any, key: str, lab: Lab) -> tuple[Activity, ..
 def _tolerance(w: _Where, value: Any, path: tuple[Any, ...], lab: Lab) -> Tolerance:
     p = w.mapping(value, path, ACTIVITY_KEYS)
     call = _provider(w, p.get("provider"), path + ("provider",))
-    if call.module != "chaos.probes":
-        raise w.error(path + ("provider", "module"), "steady-state probes come from chaos.probes")
+    if call.module != PROBES_MODULE or call.func not in steady_probes():
+        raise w.error(path + ("provider",), f"a steady-state probe must be one of {PROBES_MODULE}'s "
+                      f"{', '.join(steady_probes())}, got {call.module}.{call.func}")
     tol = p.get("tolerance")
     if (not isinstance(tol, list) or len(tol) != 2
             or not all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)

@@ -1,4 +1,4 @@
-"""A suite of experiments over a grid of settings (chaos/experiments/suites.yaml), then the comparison.
+"""A suite of experiments over a grid of settings (chaos/suites.yaml), then the comparison.
 
 `cells` is pure: a suite becomes the list of (experiment, lab overrides) cells. `run_matrix` checks
 every cell against the lab before the first one runs, runs them one by one (a failed cell is
@@ -27,7 +27,7 @@ from lab.config import Lab, merge
 from lab.errors import LabError
 from lab.state import runs_dir
 
-SUITES = EXPERIMENTS_DIR / "suites.yaml"
+SUITES = EXPERIMENTS_DIR.parent / "suites.yaml"
 
 
 @dataclass(frozen=True)

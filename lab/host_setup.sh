@@ -132,5 +132,5 @@ echo "==> installing Python packages into $venv"
 fix_pip="set PIP_INDEX_URL or PIP_FIND_LINKS to a reachable index or wheel directory and run $retry again"
 [[ -x $venv/bin/python ]] || python3 -m venv "$venv" >"$log" 2>&1 ||
     die "python3 -m venv $venv failed$(cause "$log"); remove $venv and run $retry again"
-"$venv/bin/python" -m pip install -q -e '.[dev]' >"$log" 2>&1 ||
+"$venv/bin/python" -m pip install -q -e '.[dev,ctk]' >"$log" 2>&1 ||
     die "pip could not install dnslab's Python packages (PyPI unreachable?); $fix_pip$(cause "$log")"

@@ -14,15 +14,20 @@ from reports.index import SUMMARY_FILE
 from reports.load import Run, load_run
 
 
-def write_report(run: Run, analysis: Analysis) -> dict[str, Any]:
+def write_report(run: Run, analysis: Analysis, journal: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write RUN_DIR/report.html and RUN_DIR/summary.json for an analysed run; return the summary."""
-    write_atomic(run.path / "report.html", render_report(run, analysis, render_figures(run, analysis)))
+    page = render_report(run, analysis, render_figures(run, analysis), journal)
+    write_atomic(run.path / "report.html", page)
     summary = analysis.summary()
     write_atomic(run.path / SUMMARY_FILE, json.dumps(summary, indent=2))
     return summary
 
 
-def build_report(run_dir: str | Path) -> dict[str, Any]:
-    """Load, check and analyse a run directory, then write its report; return the JSON summary."""
+def build_report(run_dir: str | Path, journal: str | Path | None = None) -> dict[str, Any]:
+    """Load, check and analyse a run directory, then write its report (with Chaos Toolkit's journal:
+    `journal`, else RUN_DIR/ctk-journal.json when there is one); return the JSON summary."""
+    from reports.ctk_journal import find_journal
+
+    ctk = find_journal(Path(run_dir), Path(journal) if journal is not None else None)
     run = load_run(run_dir)
-    return write_report(run, analyse(run.queries, run.events, run.ipvs, run.meta))
+    return write_report(run, analyse(run.queries, run.events, run.ipvs, run.meta), ctk)

@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         "Also: `python -m reports compare RUN_DIR...`, `python -m reports index`.",
     )
     p.add_argument("run", type=Path, help="run directory (reports/runs/<run-id>)")
+    p.add_argument("--journal", type=Path, default=None,
+                   help="Chaos Toolkit journal to show with it (default: RUN_DIR/ctk-journal.json if any)")
     opts = p.parse_args(args)
-    print(json.dumps(build_report(opts.run), indent=2))
+    print(json.dumps(build_report(opts.run, opts.journal), indent=2))
     return 0

@@ -248,6 +248,11 @@ def failover_context(run: Run, analysis: Analysis) -> dict[str, Any]:
             "sample_interval_ms": fmt(analysis.sample_interval_ms, 1)}
 
 
-def render_report(run: Run, analysis: Analysis, images: list[Image]) -> str:
-    """report.html's text."""
-    return environment().get_template("report.html.j2").render(**report_context(run, analysis, images))
+def render_report(run: Run, analysis: Analysis, images: list[Image],
+                  journal: dict[str, Any] | None = None) -> str:
+    """report.html's text; with a Chaos Toolkit journal (reports/ctk_journal.py), its section too."""
+    from reports.ctk_journal import journal_context
+
+    ctk = journal_context(journal) if journal is not None else None
+    context = report_context(run, analysis, images)
+    return environment().get_template("report.html.j2").render(**context, ctk=ctk)

@@ -183,7 +183,7 @@ def test_chaos_check_reports_each_bad_file_in_one_line(tmp_path):
 def test_chaos_check_gives_the_same_error_as_fab_chaos(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("title: t\nmethod:\n  - {type: action, name: a, provider: {type: python, "
-                   "module: chaos.actions, func: kill_resolver, arguments: {resolver: rs9}}}\n")
+                   "module: chaos.ctk.actions, func: kill_resolver, arguments: {resolver: rs9}}}\n")
     check = _run([sys.executable, "-m", "chaos", "check", str(bad)])
     chaos = _run([FAB, "chaos", "--experiment", str(bad)],
                  env={**os.environ, "DNSLAB_STATE": str(tmp_path / "state")})

@@ -29,12 +29,14 @@ def test_kill_one_repeats_five_crashes_rotating_the_resolver(raw_lab):
 def _experiment(repeat: object) -> dict:
     return yaml.safe_load(f"""
 title: t
-configuration: {{repeat: {repeat}}}
+extensions: [{{name: dnslab, repeat: {repeat}}}]
 method:
-  - {{type: action, name: kill, at: 0,
-     provider: {{type: python, module: chaos.actions, func: kill_resolver, arguments: {{resolver: rs2}}}}}}
+  - {{type: action, name: kill,
+     provider: {{type: python, module: chaos.ctk.actions, func: kill_resolver,
+                 arguments: {{resolver: rs2}}}}}}
   - {{type: action, name: back, pauses: {{before: 2}},
-     provider: {{type: python, module: chaos.actions, func: start_resolver, arguments: {{resolver: rs2}}}}}}
+     provider: {{type: python, module: chaos.ctk.actions, func: start_resolver,
+                 arguments: {{resolver: rs2}}}}}}
 """)
 
 
@@ -45,12 +47,12 @@ def test_without_rotate_every_repetition_hits_the_same_target_after_the_settle_g
 
 
 @pytest.mark.parametrize(("repeat", "message"), [
-    ("{times: 0}", "configuration.repeat.times: must be a whole number from 1 to 1000, got 0"),
-    ("{times: 2.5}", "configuration.repeat.times: must be a whole number from 1 to 1000, got 2.5"),
-    ("{times: 3, settle_s: -1}", "configuration.repeat.settle_s"),
-    ("{times: 3, rotate: [rs9]}", "configuration.repeat.rotate: must be a list of the lab's resolvers "
+    ("{times: 0}", "extensions[0].repeat.times: must be a whole number from 1 to 1000, got 0"),
+    ("{times: 2.5}", "extensions[0].repeat.times: must be a whole number from 1 to 1000, got 2.5"),
+    ("{times: 3, settle_s: -1}", "extensions[0].repeat.settle_s"),
+    ("{times: 3, rotate: [rs9]}", "extensions[0].repeat.rotate: must be a list of the lab's resolvers "
                                   "(rs1, rs2, rs3), got ['rs9']"),
-    ("{times: 3, every: 2}", "configuration.repeat.every: unknown key; known keys: times, settle_s, rotate"),
+    ("{times: 3, every: 2}", "extensions[0].repeat.every: unknown key; known keys: times, settle_s, rotate"),
 ])
 def test_a_bad_repeat_is_one_line_naming_the_key(raw_lab, repeat, message):
     with pytest.raises(LabError) as err:

@@ -22,15 +22,16 @@ from lab.errors import LabError
 
 EXPERIMENT = """\
 title: kill and restart rs2
-configuration:
-  load: false
-  timing: {warmup_s: 0, steady_s: 0, recover_s: 0}
+extensions:
+  - name: dnslab
+    load: false
+    timing: {warmup_s: 0, steady_s: 0, recover_s: 0}
 method:
-  - {type: action, name: kill rs2, at: 0,
-     provider: {type: python, module: chaos.actions, func: kill_resolver, arguments: {resolver: rs2}}}
+  - {type: action, name: kill rs2,
+     provider: {type: python, module: chaos.ctk.actions, func: kill_resolver, arguments: {resolver: rs2}}}
 rollbacks:
   - {type: action, name: wake rs2,
-     provider: {type: python, module: chaos.actions, func: cont_resolver, arguments: {resolver: rs2}}}
+     provider: {type: python, module: chaos.ctk.actions, func: cont_resolver, arguments: {resolver: rs2}}}
 """
 
 

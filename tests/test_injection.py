@@ -134,8 +134,7 @@ title: t
 method:
   - type: action
     name: act
-    at: 0
-    provider: {type: python, module: chaos.actions, func: FUNC, arguments: ARGS}
+    provider: {type: python, module: chaos.ctk.actions, func: FUNC, arguments: ARGS}
 """
 
 
@@ -199,7 +198,7 @@ def test_run_ids_are_plain(lab, tmp_path, monkeypatch):
 def test_timing_and_tolerances_reject_nan_and_inf(tmp_path, lab, value):
     text = textwrap.dedent(f"""\
         title: t
-        configuration: {{timing: {{steady_s: {'.nan' if value != value else '.inf'}}}}}
+        extensions: [{{name: dnslab, timing: {{steady_s: {'.nan' if value != value else '.inf'}}}}}]
         method: []
         """)
     path = tmp_path / "exp.yaml"

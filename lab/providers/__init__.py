@@ -51,6 +51,16 @@ def remembered_provider() -> str | None:
     return _recorded() or ("vagrant" if vagrant_repo.find() is not None else None)
 
 
+def running_lab(path: str | None = None, provider: str | None = None) -> Lab:
+    """The lab file's model (`path`, else $DNSLAB_LAB, else lab.toml) with `provider`, else the provider
+    the lab was brought up with."""
+    from lab.config import load_lab
+
+    model = load_lab(path)
+    provider = provider or remembered_provider()
+    return with_overrides(model, {"vm": {"provider": provider}}) if provider else model
+
+
 def remember_provider(name: str | None) -> None:
     """Record (or, with None, forget) the provider of the running lab."""
     path = _provider_file()
