@@ -1,6 +1,6 @@
 """Repeated faults in one run: an experiment's method played N times under one load run (pure).
 
-`configuration.repeat` in an experiment file:
+`repeat` in the `dnslab` entry of an experiment file's `extensions`:
 
     repeat:
       times: 5               # how many times the method runs (n faults per fault action)
@@ -8,7 +8,8 @@
       rotate: [rs2, rs3, rs1]  # optional: repetition k targets rotate[k % len] (every `resolver` argument)
 
 Repetition k runs each activity at its offset plus k * (the method's span + settle_s); its name
-gets ` #k` (from 1) and, when rotating, the target's name in place of the first one's. Without `rotate` every repetition hits the same target.
+gets ` #k` (from 1) and, when rotating, the target's name in place of the first one's. Without
+`rotate` every repetition hits the same target.
 """
 
 from __future__ import annotations

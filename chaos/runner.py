@@ -174,8 +174,10 @@ class Run:
             unexpected, self.status = err, "failed"
             self.errors.append(f"{type(err).__name__}: {err}")
         finally:
-            with deferred(console):
+            with deferred(console) as received:
                 after = self.finish()
+        if stopped is None and received:  # asked to stop during the cleanup: it finished; stop what follows
+            stopped = Interrupted(received[0])
         if stopped is not None:
             message = f"interrupted by {stopped.signame}: rolled back, data kept in {self.dir}"
             console.print(f"[yellow]{message}[/]")
@@ -320,7 +322,7 @@ class Run:
             (activity_dict(a), a.call.func, dict(a.call.arguments)) for a in self.exp.rollbacks]
         distinct = dict.fromkeys(key(u.func, u.arguments) for u in reversed(self.undo))
         calls += [({"type": "action", "name": f"undo {func}", "provider": {
-            "type": "python", "module": "chaos.actions", "func": func, "arguments": json.loads(args)}},
+            "type": "python", "module": "chaos.ctk.actions", "func": func, "arguments": json.loads(args)}},
             func, json.loads(args)) for func, args in distinct]
         done: set[tuple[str, str]] = set()
         for activity, func, arguments in calls:

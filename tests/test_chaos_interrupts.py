@@ -35,25 +35,27 @@ from tests.fakeguest import FakeGuest
 
 EXPERIMENT = """\
 title: kill rs2, stop rs1 a moment later, restart rs2 much later
-configuration:
-  load: false
-  timing: {warmup_s: 0, steady_s: 0, recover_s: 0}
+extensions:
+  - name: dnslab
+    load: false
+    timing: {warmup_s: 0, steady_s: 0, recover_s: 0}
 method:
-  - {type: action, name: kill rs2, at: 0,
-     provider: {type: python, module: chaos.actions, func: kill_resolver, arguments: {resolver: rs2}}}
-  - {type: action, name: stop rs1, at: 0.3,
-     provider: {type: python, module: chaos.actions, func: stop_resolver, arguments: {resolver: rs1}}}
-  - {type: action, name: restart rs2, at: 30,
-     provider: {type: python, module: chaos.actions, func: restart_resolver, arguments: {resolver: rs2}}}
+  - {type: action, name: kill rs2, pauses: {after: 0.3},
+     provider: {type: python, module: chaos.ctk.actions, func: kill_resolver, arguments: {resolver: rs2}}}
+  - {type: action, name: stop rs1, pauses: {after: 29.7},
+     provider: {type: python, module: chaos.ctk.actions, func: stop_resolver, arguments: {resolver: rs1}}}
+  - {type: action, name: restart rs2,
+     provider: {type: python, module: chaos.ctk.actions, func: restart_resolver, arguments: {resolver: rs2}}}
 rollbacks:
   - {type: action, name: ensure rs2,
-     provider: {type: python, module: chaos.actions, func: start_resolver, arguments: {resolver: rs2}}}
+     provider: {type: python, module: chaos.ctk.actions, func: start_resolver, arguments: {resolver: rs2}}}
 """
 QUIET = """\
 title: nothing happens
-configuration:
-  load: false
-  timing: {warmup_s: 0, steady_s: 0, recover_s: 0}
+extensions:
+  - name: dnslab
+    load: false
+    timing: {warmup_s: 0, steady_s: 0, recover_s: 0}
 method: []
 """
 

@@ -107,7 +107,7 @@ def test_standard_suite_measures_each_distinct_cell_once(raw_lab):
 
     todo = cells(load_suite("standard"))
     assert repeats(parse_lab(raw_lab), todo) == {}  # no cell repeats lab.toml's: each is its own run
-    assert len(todo) == 10
+    assert len(todo) == 8
     clients = cells(load_suite("clients"))
     same = repeats(parse_lab(raw_lab), clients)  # removal_on_exit false is lab.toml's own for raw
     assert len(clients) == 8 and not same

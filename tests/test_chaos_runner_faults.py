@@ -177,3 +177,26 @@ def test_the_lock_is_reentrant_in_one_process(env):
         pass
     with lab_lock("deploy"):  # released: taken again
         pass
+
+
+def test_a_stop_signal_during_the_cleanup_lets_it_finish_then_stops_what_follows(env, monkeypatch):
+    """Ctrl-C (or SIGTERM) while the run rolls back: the cleanup completes, then the run raises
+    Interrupted so a matrix or demo does not go on to its next cell."""
+    import os
+    import signal
+
+    from chaos.interrupts import Interrupted
+
+    monkeypatch.setattr(probes, "wait_healthy", _healthy(True))
+    finish = Run.finish
+
+    def finish_interrupted(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the cleanup runs
+        return finish(self)
+
+    monkeypatch.setattr(Run, "finish", finish_interrupted)
+    run = Run(env.lab, FakeGuest(), env.exp)
+    with pytest.raises(Interrupted) as err:
+        run.execute()
+    assert err.value.signame == "SIGTERM" and err.value.exit_code == 128 + signal.SIGTERM
+    assert (run.dir / "meta.json").is_file() and (run.dir / "events.jsonl").is_file()
