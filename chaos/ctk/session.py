@@ -91,6 +91,7 @@ def experiment_of(experiment: dict[str, Any], lab: Lab) -> tuple[Experiment, Lab
 def start(experiment: dict[str, Any], configuration: dict[str, Any] | None) -> Session:
     """Everything `fab chaos` does before the method, then lay the method out for Chaos Toolkit."""
     global ACTIVE
+    from chaos.recover import before_run, run_state
     from lab.providers import connect_lab
     from lab.runlock import lab_lock
 
@@ -100,6 +101,7 @@ def start(experiment: dict[str, Any], configuration: dict[str, Any] | None) -> S
     try:
         run = Run(run_lab, connect_lab(run_lab), exp, settings=settings_of(exp, None))
         console.print(f"[bold]{exp.title}[/] -> {run.dir}")
+        before_run(run.conn)  # finish what a dead run left behind, as Run._execute does
         run.deploy()
         before = probes.wait_healthy(run.conn, run.lab, HEALTH_TIMEOUT_S)
         if not before["ok"]:
@@ -110,6 +112,7 @@ def start(experiment: dict[str, Any], configuration: dict[str, Any] | None) -> S
                 break
             except FileExistsError:
                 run._name_dir(run.dir.name)
+        run.undo.open(run.dir, run_state(run))  # the pending undo on disk, for `fab recover`
     except BaseException:
         lock.close()
         raise
@@ -148,7 +151,7 @@ def finish(session: Session, journal: dict[str, Any] | None) -> Path:
     """Everything `fab chaos` does after the method: the rollbacks Chaos Toolkit did not play and every
     undo, stop the load and samplers, health, collect; then Chaos Toolkit's journal and the report."""
     global ACTIVE
-    from chaos.runner import _sigint_deferred
+    from chaos.interrupts import deferred
 
     run = session.run
     status = (journal or {}).get("status")
@@ -156,8 +159,7 @@ def finish(session: Session, journal: dict[str, Any] | None) -> Path:
         run.status = status
         run.errors.append(f"chaos run ended {status}")
     try:
-        with _sigint_deferred():
-            run.marks.setdefault("recover_end", run.guest_now())
+        with deferred(console):
 
             def key(func: str, arguments: dict[str, Any]) -> tuple[str, str]:
                 return func, json.dumps(arguments, sort_keys=True)
@@ -165,11 +167,8 @@ def finish(session: Session, journal: dict[str, Any] | None) -> Path:
             done = session.ctk_done
             run.exp = replace(run.exp, rollbacks=tuple(
                 a for a in run.exp.rollbacks if key(a.call.func, dict(a.call.arguments)) not in done))
-            run.undo = [u for u in run.undo if key(u.func, u.arguments) not in done]
-            run.rollback()
-            run.stop_probes()
-            after = probes.wait_healthy(run.conn, run.lab, HEALTH_TIMEOUT_S)
-            run.collect(after)
+            run.undo[:] = [u for u in run.undo if key(u.func, u.arguments) not in done]
+            after = run.finish()  # the rest of the rollback, probes stopped, health, collect, undo log closed
             if journal is not None:
                 write_json(run.dir / CTK_JOURNAL, journal)
             report = subprocess.run([sys.executable, "-m", "reports", str(run.dir)], capture_output=True,
@@ -249,6 +248,8 @@ def act(func: Any, arguments: dict[str, Any], configuration: dict[str, Any]) -> 
     activity = session.current or {"type": "action", "name": func.__name__}
     part = session.phase
     try:
+        if part != "rollbacks":  # the undo on disk before the fault, as Run.perform does
+            run.undo.expect(actions.planned_undo(run.target, func.__name__, arguments))
         outcome = func(run.target, **arguments)
     except LabError as err:
         run.journal.record(part, activity, start_t, "failed", error=str(err))
