@@ -17,11 +17,11 @@ def test_kill_one_repeats_five_crashes_rotating_the_resolver(raw_lab):
     steps = [(s.offset_s, s.activity.call.func, s.activity.call.arguments["resolver"], s.activity.name)
              for s in schedule(exp.method)]
     assert [s[:3] for s in steps] == [
-        (0.0, "kill_resolver", "rs2"), (2.5, "restart_resolver", "rs2"),
-        (4.5, "kill_resolver", "rs3"), (7.0, "restart_resolver", "rs3"),
-        (9.0, "kill_resolver", "rs1"), (11.5, "restart_resolver", "rs1"),
-        (13.5, "kill_resolver", "rs2"), (16.0, "restart_resolver", "rs2"),
-        (18.0, "kill_resolver", "rs3"), (20.5, "restart_resolver", "rs3")]
+        (0.0, "kill_resolver", "rs2"), (3.0, "restart_resolver", "rs2"),
+        (5.0, "kill_resolver", "rs3"), (8.0, "restart_resolver", "rs3"),
+        (10.0, "kill_resolver", "rs1"), (13.0, "restart_resolver", "rs1"),
+        (15.0, "kill_resolver", "rs2"), (18.0, "restart_resolver", "rs2"),
+        (20.0, "kill_resolver", "rs3"), (23.0, "restart_resolver", "rs3")]
     assert steps[0][3] == "kill_resolver rs2 #1" and steps[-1][3] == "restart_resolver rs3 #5"
     assert exp.repeat.times == 5
 

@@ -125,12 +125,14 @@ def test_vagrant_lab_up_deploy_chaos_report_down(tmp_path: Path, monkeypatch: py
         summary = json.loads(fab("report", "--run", str(run_dir)).stdout)
         assert (run_dir / "report.html").is_file()
         kill = next(f for f in summary["faults"] if f["action"] == "kill_resolver")
-        print(f"\nvagrant kill-one: failover window {kill['failover_window_ms']} ms, "
-              f"failed {kill['failed']}, detection {kill['detection_ms']} ms, {summary['queries']} queries")
-        assert kill["target"] == "rs2" and kill["detection_ms"] is not None
+        stats = summary["fault_stats"]["kill_resolver"]  # five crashes, rotating the resolver
+        print(f"\nvagrant kill-one: failover window {stats['failover_window_ms']} ms, "
+              f"failed {stats['failed']}, detection {stats['detection_ms']} ms, {summary['queries']} queries")
+        assert kill["target"] == "rs2" and stats["n"] == 5 and stats["detection_ms"]["n"] >= 3
         bound_s = load_lab().check.removal_bound_s + TCG_SLACK_S
-        assert kill["detection_ms"] <= bound_s * 1000, "Keepalived removes rs2 within its check bound"
-        assert 0 < kill["failed"] < summary["queries"] * 0.2
+        assert stats["detection_ms"]["median"] <= bound_s * 1000, "Keepalived removes them within the bound"
+        failed = sum(f["failed"] for f in summary["faults"])
+        assert stats["failed"]["median"] > 0 and failed < summary["queries"] * 0.2
         assert "rs2" in fab("status").stdout
 
         members = {pid: comm(pid) for pid in provider.netns.member_pids()}

@@ -13,7 +13,9 @@ import pytest
 
 from lab.config import REPO_ROOT, with_overrides
 from lab.errors import LabError
+from lab.hostkeys import HostKeyError
 from lab.image import cached_image
+from lab.providers import accept_host_key_of
 from lab.providers.qemu import QemuProvider
 from lab.providers.ssh import SSHProvider
 
@@ -101,7 +103,12 @@ def test_ssh_provider_reaches_an_existing_host(lab_vm):
     ssh_lab = with_overrides(lab, {"vm": {"provider": "ssh"}, "ssh": {
         "host": endpoint.host, "port": endpoint.port, "user": endpoint.user, "key": endpoint.key}})
     provider = SSHProvider(ssh_lab)
-    assert provider.up() == endpoint
+    # a host whose key nobody pinned is refused in one line until the user accepts it (lab.hostkeys)
+    with pytest.raises(HostKeyError, match=r"presents an unknown host key .*fab up --accept-host-key"):
+        provider.up()
+    accept_host_key_of(provider.endpoint())
+    up = provider.up()
+    assert (up.host, up.port, up.user, up.key) == (endpoint.host, endpoint.port, endpoint.user, endpoint.key)
     assert provider.info()["kernel"].endswith("-amd64")
     wrong = SSHProvider(with_overrides(ssh_lab, {"ssh": {"user": "nobody"}}))
     with pytest.raises(LabError, match=r"\[ssh\] nobody@127\.0\.0\.1:\d+ does not answer SSH"):
