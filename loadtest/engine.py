@@ -234,25 +234,13 @@ class Engine:
     def _start_raw(self, query: int, proto: int, lid: int) -> None:
         entry = [0, query, proto, None, 0, lid, 0, None, 0, self._new_id(), 0]
         if proto == UDP:
-            try:
-                if self._fresh:
-                    entry[SOCK], entry[PORT] = self._open_udp(self._targets[0], entry)
-                else:
-                    entry[SOCK], entry[PORT] = self._shared[0]
-            except OSError:
-                entry[SENT] = monotonic_ns()
-                self._finish(entry, ERROR, NO_RCODE, "")
-                return
-        self._transmit(entry)
+            self._send_udp(entry, 0)
+        else:
+            self._transmit(entry)
 
-    def _start_glibc(self, query: int, proto: int, lid: int) -> None:
-        """The first attempt goes to the rotate offset's nameserver. It carries no `Lookup` (LOOKUP is
-        FIRST) until it fails: most lookups end with their first answer, as cheaply as a raw query."""
-        server = 0
-        if self._rotate and self._nscount > 1:
-            server = clients.glibc_offset(self._lookup_counter, self._nscount, True)
-            self._lookup_counter += 1
-        entry = [0, query, UDP, None, 0, lid, 0, FIRST, server, self._new_id(), self._server_class[server]]
+    def _send_udp(self, entry: list, server: int) -> None:
+        """Send a first attempt over UDP to nameserver `server` (a fresh socket, or the shared one); a
+        socket that cannot be opened ends it as an error."""
         try:
             if self._fresh:
                 entry[SOCK], entry[PORT] = self._open_udp(self._targets[server], entry)
@@ -263,6 +251,16 @@ class Engine:
             self._finish(entry, ERROR, NO_RCODE, "")
             return
         self._transmit(entry)
+
+    def _start_glibc(self, query: int, proto: int, lid: int) -> None:
+        """The first attempt goes to the rotate offset's nameserver. It carries no `Lookup` (LOOKUP is
+        FIRST) until it fails: most lookups end with their first answer, as cheaply as a raw query."""
+        server = 0
+        if self._rotate and self._nscount > 1:
+            server = clients.glibc_offset(self._lookup_counter, self._nscount, True)
+            self._lookup_counter += 1
+        entry = [0, query, UDP, None, 0, lid, 0, FIRST, server, self._new_id(), self._server_class[server]]
+        self._send_udp(entry, server)
 
     def _glibc_lookup(self, entry: list) -> Lookup:
         """The retry state of a glibc lookup whose first attempt failed."""
