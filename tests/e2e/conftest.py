@@ -4,6 +4,8 @@
   .lab/cache), boots one qemu VM with its own state directory under pytest's tmp (exported as
   $DNSLAB_STATE for the session, so `fab` subprocesses and `get_provider(lab)` find the same VM) and
   yields `(lab, endpoint)`. At session end it stops the VM and asserts that no qemu of it is left.
+- `quick_demo` (session scope) runs `fab demo --suite quick` once on that VM, its runs in a temporary
+  directory: test_demo asserts on its answers page, test_chaos on its suite's cells.
 - `conn` (function scope) is a fabric Connection to that VM, closed after the test. It never reads
   local stdin (`in_stream=False`): under pytest's output capture, reading stdin raises in invoke's
   stdin thread and fails every command.
@@ -21,6 +23,7 @@ The VM is shared: leave it as you found it (tear down what you deploy, or deploy
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +33,7 @@ import pytest
 from lab.config import Lab, load_lab
 from lab.endpoint import Endpoint, connect
 from lab.providers.qemu import QemuProvider
+from tests.conftest import REPO
 
 
 def qemu_pids_using(path: Path) -> list[int]:
@@ -75,3 +79,14 @@ def conn(lab_vm: tuple[Lab, Endpoint]):
     with connect(endpoint) as connection:
         connection.config.run.in_stream = False
         yield connection
+
+
+@pytest.fixture(scope="session")
+def quick_demo(lab_vm, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """`fab demo --suite quick` on the session VM: (the finished process, its answers page)."""
+    runs = tmp_path_factory.mktemp("demo") / "runs"
+    env = {**os.environ, "DNSLAB_RUNS": str(runs)}
+    fab = str(Path(REPO) / ".venv" / "bin" / "fab")
+    proc = subprocess.run([fab, "demo", "--suite", "quick"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=1500)
+    return proc, runs.parent / "index.html"

@@ -19,7 +19,6 @@ import pandas as pd
 import pytest
 
 from chaos import probes
-from chaos.matrix import run_matrix
 from chaos.runner import run_experiment
 from lab.deploy import deploy
 from lab.endpoint import connect
@@ -45,14 +44,13 @@ def runs(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="module")
-def quick(lab_vm, deployed, tmp_path_factory) -> tuple[Path, list[dict]]:
-    """The `quick` suite (kill-one with fresh and reused source ports): (comparison report, cells)."""
-    _, endpoint = lab_vm
-    base = tmp_path_factory.mktemp("quick") / "runs"
-    with pytest.MonkeyPatch.context() as mp, connect(endpoint) as conn:
-        mp.setenv("DNSLAB_RUNS", str(base))
-        report = run_matrix(deployed, conn, "quick")
-    return report, json.loads((report.parent / "matrix.json").read_text())["cells"]
+def quick(quick_demo) -> tuple[Path, list[dict]]:
+    """The `quick` suite (kill-one with fresh and reused source ports) that the session's demo ran:
+    (comparison report, cells)."""
+    proc, page = quick_demo
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    matrix = next(page.parent.glob("matrix/*-quick/matrix.json"))
+    return matrix.parent / "comparison.html", json.loads(matrix.read_text())["cells"]
 
 
 def events_of(run_dir: Path) -> list[dict]:

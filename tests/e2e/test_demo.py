@@ -1,7 +1,7 @@
 """End to end: `fab demo` on the session VM with the short suite, asserted on the answers page.
 
-The demo reuses the session's VM ($DNSLAB_STATE is the fixture's) and writes its runs to a temporary
-runs directory. Every seed question must be on the page with a number taken from this run's data.
+The demo is the session fixture `quick_demo` (tests/e2e/conftest.py), shared with test_chaos. Every
+seed question must be on the page with a number taken from this run's data.
 Set DNSLAB_UPDATE_DOCS=1 to refresh the README's screenshot (docs/answers.png) from this run.
 """
 
@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,20 +21,10 @@ from tests.chromium import run as chromium
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e
-FAB = str(Path(REPO) / ".venv" / "bin" / "fab")
 
 
-@pytest.fixture(scope="module")
-def demo(lab_vm, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
-    runs = tmp_path_factory.mktemp("demo") / "runs"
-    env = {**os.environ, "DNSLAB_RUNS": str(runs)}
-    proc = subprocess.run([FAB, "demo", "--suite", "quick"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=1500)
-    return proc, runs.parent / "index.html"
-
-
-def test_demo_finishes_and_prints_its_stage_times(demo):
-    proc, page = demo
+def test_demo_finishes_and_prints_its_stage_times(quick_demo):
+    proc, page = quick_demo
     assert proc.returncode == 0, proc.stderr[-3000:]
     for stage in ("image", "up", "deploy", "sysctl probe", "checks probe", "experiments", "answers", "total"):
         assert re.search(rf"│ {stage}\s*│\s*\d+ │", proc.stderr), stage
@@ -49,8 +38,8 @@ def _section(html: str, question: str) -> str:
     return html[start:end]
 
 
-def test_every_question_is_answered_with_this_runs_numbers(demo):
-    _, page = demo
+def test_every_question_is_answered_with_this_runs_numbers(quick_demo):
+    _, page = quick_demo
     html = page.read_text()
     matrix = next(page.parent.glob("matrix/*-quick/matrix.json"))
     cells = json.loads(matrix.read_text())["cells"]
@@ -64,7 +53,9 @@ def test_every_question_is_answered_with_this_runs_numbers(demo):
         if key != "sysctl":
             assert any(run_id in text for run_id in run_ids), f"{key}: links no run of this demo"
     burp = _section(html, QUESTIONS["burp"])
-    windows = {f"{round(s['faults'][0]['failover_window_ms'])} ms" for s in summaries}
+    medians = [s["fault_stats"][s["faults"][0]["action"]]["failover_window_ms"]["median"]
+               for s in summaries]
+    windows = {f"<b>{m:.0f} ms</b>" for m in medians}
     assert any(w in burp for w in windows), (windows, burp[:500])
     check = _section(html, QUESTIONS["check"])
     cost = json.loads(next(page.parent.glob("runs/*-check-cost/probe_check_cost.json")).read_text())
@@ -76,8 +67,8 @@ def test_every_question_is_answered_with_this_runs_numbers(demo):
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (make setup)")
-def test_answers_page_renders_offline(demo, tmp_path):
-    _, page = demo
+def test_answers_page_renders_offline(quick_demo, tmp_path):
+    _, page = quick_demo
     shot = tmp_path / "answers.png"
     chromium(tmp_path, page.as_uri(), f"--screenshot={shot}", "--virtual-time-budget=3000",
              width=1100, height=1800)
