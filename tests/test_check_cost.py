@@ -162,7 +162,7 @@ def test_probe_refuses_bad_arguments_before_touching_the_guest():
 @pytest.fixture(scope="module")
 def unbound(tmp_path_factory):
     """A lab-zone Unbound on LIVE:53 (port 53: the MISC commands name no other)."""
-    from loadtest.bench import start_unbound
+    from bench.loadtest import start_unbound
 
     proc = start_unbound(tmp_path_factory.mktemp("unbound"), LIVE, 53, name="live")
     yield proc
