@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaos.check_cost import sentences
 from lab.config import Lab, flatten, with_overrides
 from lab.errors import LabError
 from lab.removal import EXIT_WATCHER
@@ -29,6 +28,7 @@ from lab.render import (
     render_sysctl,
     render_unbound,
 )
+from reports.check_cost import sentences
 from reports.html import environment
 from reports.index import Section, write_index
 from reports.stats import NO_DIFFERENCE, separated, verdict
