@@ -23,5 +23,5 @@ def compare(actual: str, expected_path: Path) -> None:
     expected = expected_path.read_text()
     if actual != expected:
         diff = difflib.unified_diff(expected.splitlines(keepends=True), actual.splitlines(keepends=True),
-                                    str(expected_path), "rendered now")
+                                    str(expected_path), "now")
         pytest.fail(f"{expected_path} differs ({HINT}):\n{''.join(diff)}", pytrace=False)

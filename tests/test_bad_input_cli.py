@@ -68,16 +68,6 @@ def test_fab_load_accepts_fractional_seconds(tmp_path):
 
 # --- python -m lab render --out ----------------------------------------------------------------------
 
-def test_render_out_is_a_file(tmp_path):
-    target = tmp_path / "file"
-    target.write_text("keep me")
-    result = _run([sys.executable, "-m", "lab", "render", "--out", str(target)])
-    assert result.returncode == 2
-    assert _one_line(result) == (f"dnslab: error: --out {target}: not a directory; give a directory "
-                                 "(created when missing)")
-    assert target.read_text() == "keep me"
-
-
 def test_render_out_is_not_writable(tmp_path):
     if not shutil.which("setpriv") or os.geteuid() != 0:
         pytest.skip("needs root and setpriv to run as nobody")
