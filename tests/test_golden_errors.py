@@ -25,6 +25,7 @@ from tests.golden_files import GOLDEN, compare
 
 ERRORS = GOLDEN / "errors"
 ARROW = " => "
+NO_ERROR = "(no error)"
 
 
 def cases(name: str) -> list[str]:
@@ -48,6 +49,7 @@ def check_golden(name: str, message_of: Callable[[str], str]) -> None:
             continue
         given = line.split(ARROW, 1)[0]
         message = message_of(given).replace(str(REPO), "REPO")  # no machine's path in a golden file
+        assert message != NO_ERROR, f"{name}: {given!r} is accepted: a case must be an error"
         assert message and "\n" not in message, f"{given!r}: not one line: {message!r}"
         lines.append(f"{given}{ARROW}{message}")
     compare("\n".join(lines) + "\n", ERRORS / name)
@@ -72,7 +74,7 @@ def lab_error(raw: dict, given: str) -> str:
         parse_lab(merge(raw, tomllib.loads(given)), "lab.toml")
     except LabError as err:
         return str(err)
-    return "(no error)"
+    return NO_ERROR
 
 
 def test_config_errors(raw_lab):
@@ -91,7 +93,7 @@ def test_experiment_errors(raw_lab, tmp_path, monkeypatch):
             load_experiment("exp.yaml", lab)
         except LabError as err:
             return str(err)
-        return "(no error)"
+        return NO_ERROR
 
     check_golden("experiments.txt", message)
 
@@ -108,7 +110,7 @@ def test_suite_errors(raw_lab, tmp_path, monkeypatch):
             check_cells(lab, cells(load_suite("good", Path("suites.yaml"))))
         except LabError as err:
             return str(err)
-        return "(no error)"
+        return NO_ERROR
 
     check_golden("suites.txt", message)
 
@@ -122,6 +124,8 @@ def cli_files(root: Path) -> None:
     exp = (ERRORS / "experiment.yaml").read_text()
     (root / "rs9.yaml").write_text(exp.replace("{resolver: rs2}", "{resolver: rs9}", 1))
     (root / "x y;id.yaml").write_text(exp)
+    suites = (ERRORS / "suites.yaml").read_text()
+    (root / "suites.yaml").write_text(suites.replace("[fresh, reuse]", "[fresh, pool]"))
 
 
 def test_command_line_errors(tmp_path):
