@@ -7,6 +7,7 @@ inputs and comments stay as written).
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from tests.golden_files import GOLDEN, compare
 
 ERRORS = GOLDEN / "errors"
 ARROW = " => "
+FAB = str(Path(sys.executable).with_name("fab"))
 NO_ERROR = "(no error)"
 
 
@@ -129,18 +131,22 @@ def cli_files(root: Path) -> None:
 
 
 def test_command_line_errors(tmp_path):
-    """`python -m MODULE ARGS` from a directory holding `cli_files`: exit status and the stderr line."""
+    """`python -m MODULE ARGS` or `fab TASK ARGS` from a directory holding `cli_files`: exit status and
+    the stderr line; nothing is written (no run directory, --out left alone)."""
     cli_files(tmp_path)
+    env = {**os.environ, "DNSLAB_STATE": str(tmp_path / "state"), "DNSLAB_RUNS": str(tmp_path / "runs")}
 
     def message(given: str) -> str:
-        result = subprocess.run([sys.executable, "-m", *shlex.split(given)], capture_output=True, text=True,
-                                cwd=tmp_path, timeout=60)
+        argv = shlex.split(given)
+        argv = [FAB, "-r", str(REPO), *argv[1:]] if argv[0] == "fab" else [sys.executable, *argv[1:]]
+        result = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
         assert "Traceback" not in result.stderr, result.stderr
         assert result.stderr.count("\n") == 1, result.stderr
         return f"[exit {result.returncode}] {result.stderr.strip()}"
 
     check_golden("cli.txt", message)
     assert (tmp_path / "a-file").read_text() == "keep me"
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("name", ["lab.txt", "experiments.txt", "suites.txt", "cli.txt"])
