@@ -12,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from lab.config import Lab, load_lab
-from lab.errors import EXIT_USAGE, LabError, cli_guard, error_line
+from lab.model.config import Lab
+from lab.model.errors import EXIT_USAGE, LabError, cli_guard, error_line
+from lab.model.parse import load_lab
 
 
 def check_file(name: str, lab: Lab) -> str:

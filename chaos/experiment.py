@@ -45,8 +45,9 @@ import yaml
 from chaos.repeat import KEYS as REPEAT_KEYS
 from chaos.repeat import Repeat, expand
 from chaos.values import argument_problems, route_tokens
-from lab.config import SYSCTL_RE, Lab, check_id, sysctl_value, with_overrides
-from lab.errors import LabError
+from lab.model.config import SYSCTL_RE, Lab
+from lab.model.errors import LabError
+from lab.model.parse import check_id, sysctl_value, with_overrides
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 TOP_KEYS = ("title", "description", "tags", "contributions", "configuration", "secrets", "extensions",
@@ -338,7 +339,7 @@ def _repeat(w: _Where, value: Any, at: tuple[Any, ...], lab: Lab) -> Repeat:
 
 
 def _load_keys() -> tuple[str, ...]:
-    from lab.config import Load
+    from lab.model.config import Load
 
     return tuple(Load.__dataclass_fields__)
 

@@ -37,8 +37,9 @@ from typing import Any
 
 from chaos import probes
 from chaos.runner import LOAD_START_TIMEOUT_S, locust_command
-from lab.config import Lab, load_lab, with_overrides
-from lab.errors import LabError, cli_guard
+from lab.model.config import Lab
+from lab.model.errors import LabError, cli_guard
+from lab.model.parse import load_lab, with_overrides
 
 SAMPLE_EVERY_S = 10.0
 LOST_BOUND_S = 1.0  # issue 14: a SIGKILL loses at most the last flush interval's records, <= 1 s of load

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from chaos.experiment import EXPERIMENTS_DIR, prepare, read_yaml
-from lab.atomic import write_json
-from lab.config import Lab, merge
-from lab.errors import LabError
-from lab.state import runs_dir
+from lab.local.atomic import write_json
+from lab.local.state import runs_dir
+from lab.model.config import Lab
+from lab.model.errors import LabError
+from lab.model.parse import merge
 
 SUITES = EXPERIMENTS_DIR.parent / "suites.yaml"
 
@@ -143,7 +144,7 @@ def run_matrix(lab: Lab, conn: Any, suite: str, *, out_dir: Path | None = None) 
 
     Given the `out_dir` of an interrupted run of the same suite, its completed cells are kept and
     only the others run."""
-    from lab.runlock import lab_lock
+    from lab.local.runlock import lab_lock
 
     with lab_lock(f"matrix {suite}"):
         return _run_matrix(lab, conn, suite, out_dir)
@@ -151,7 +152,7 @@ def run_matrix(lab: Lab, conn: Any, suite: str, *, out_dir: Path | None = None) 
 
 def _run_matrix(lab: Lab, conn: Any, suite: str, out_dir: Path | None) -> Path:
     from chaos.runner import console, run_experiment
-    from lab.deploy import deploy
+    from lab.ops.deploy import deploy
 
     todo = cells(load_suite(suite))
     check_cells(lab, todo)

@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 
 from chaos.ipvs_sampler import parse as parse_ip_vs
-from lab.config import Lab
-from lab.errors import LabError
-from lab.removal import LVS_NOTIFY_FIFO
+from lab.model.config import Lab
+from lab.model.errors import LabError
+from lab.model.layout import LVS_NOTIFY_FIFO
 
 SAMPLER = Path(__file__).resolve().parent / "ipvs_sampler.py"
 NOTIFY_READER = Path(__file__).resolve().parent / "notify_reader.py"
@@ -179,7 +179,7 @@ def health(conn: Any, lab: Lab) -> dict[str, Any]:
     One round trip: every resolver asked in parallel, then the checks and the director's /proc/net/ip_vs.
     `faults` names each check that failed.
     """
-    from lab.leftovers import health_checks
+    from lab.ops.leftovers import health_checks
 
     ns = lab.network.director_netns
     asks = "".join(f"(echo {r.name} $(ip netns exec {r.name} dig +time=1 +tries=2 +short "

@@ -34,11 +34,12 @@ from chaos.link import ConnectionLost, Link
 from chaos.probes import GUEST_RUNS
 from chaos.timeline import Phases, Step, phases, schedule
 from chaos.undo_log import UndoLog
-from lab.atomic import write_atomic, write_json
-from lab.config import Lab, check_id, flatten, merge
-from lab.errors import LabError
-from lab.runlock import lab_lock
-from lab.state import runs_dir
+from lab.local.atomic import write_atomic, write_json
+from lab.local.runlock import lab_lock
+from lab.local.state import runs_dir
+from lab.model.config import Lab
+from lab.model.errors import LabError
+from lab.model.parse import check_id, flatten, merge
 
 LOCUST = "/opt/dnslab/venv/bin/locust"
 LOCUSTFILE = "/opt/dnslab/loadtest/dns.py"
@@ -65,7 +66,7 @@ def run_load_only(lab: Lab, conn: Any, seconds: float, rate: float | None = None
     exp = Experiment(name="load", path=Path("<load>"), title=f"Load only, {seconds:g} s", description="",
                      overrides={}, load=load, timing=Timing(warmup_s=0.0, steady_s=seconds, recover_s=0.0),
                      window_s=seconds, hypothesis=(), method=(), rollbacks=())
-    from lab.config import with_overrides
+    from lab.model.parse import with_overrides
 
     return Run(with_overrides(lab, {"load": load}), conn, exp, settings=flatten({"load": load})).execute()
 
@@ -208,7 +209,7 @@ class Run:
         return after
 
     def deploy(self) -> None:
-        from lab.deploy import deploy
+        from lab.ops.deploy import deploy
 
         summary = deploy(self.lab, self.conn, console=console, verbose=False)
         if summary.failed:

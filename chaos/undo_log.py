@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from chaos.actions import Undo
-from lab.atomic import write_json
-from lab.errors import LabError
-from lab.state import RUN_INCOMPLETE, state_dir
+from lab.local.atomic import write_json
+from lab.local.state import RUN_INCOMPLETE, state_dir
+from lab.model.errors import ActionFailed, LabError
 
 MARKER = "active-run.json"
 
@@ -114,8 +114,8 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
-        raise LabError(f"{path}: unreadable ({err}); move the run directory away and run "
-                       "`fab deploy` to clear what it left in the lab", exit_code=1) from None
+        raise ActionFailed(f"{path}: unreadable ({err}); move the run directory away and run "
+                           "`fab deploy` to clear what it left in the lab") from None
     if not isinstance(data, dict):
         raise LabError(f"{path}: not a JSON object; move the run directory away and run `fab deploy`", 1)
     return data

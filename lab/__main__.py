@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lab.config import Lab, load_lab
-from lab.errors import LabError, cli_guard
+from lab.model.config import Lab
+from lab.model.errors import LabError, cli_guard
+from lab.model.parse import load_lab
 
 
 @cli_guard
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _render(lab: Lab, out: Path) -> list[Path]:
     """write_tree with one-line errors for an --out that is not a writable directory."""
-    from lab.render import write_tree
+    from lab.render.files import write_tree
 
     try:
         if out.exists() and not out.is_dir():

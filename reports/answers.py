@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from chaos.check_cost import sentences
-from lab.config import Lab, flatten, with_overrides
-from lab.errors import LabError
-from lab.removal import EXIT_WATCHER
-from lab.render import (
-    KEEPALIVED_UNIT,
-    RESOLVER_DROPIN,
+from lab.model.config import Lab
+from lab.model.errors import LabError
+from lab.model.layout import EXIT_WATCHER, KEEPALIVED_UNIT, RESOLVER_DROPIN
+from lab.model.parse import flatten, with_overrides
+from lab.render.files import (
     exit_watcher,
     render_keepalived,
     render_keepalived_unit,

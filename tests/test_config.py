@@ -8,8 +8,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from lab.config import load_lab, merge, parse_lab, with_overrides
-from lab.errors import LabError
+from lab.model.errors import LabError
+from lab.model.parse import load_lab, merge, parse_lab, with_overrides
 from tests.conftest import REPO
 
 

@@ -17,11 +17,11 @@ import pytest
 
 from chaos import actions
 from chaos.experiment import load_experiment
-from lab.config import load_lab, parse_lab
-from lab.errors import LabError
-from lab.netplan import sysctl_step
-from lab.removal import EXIT_WATCHER
-from lab.render import NETWORK_SCRIPT, render_files
+from lab.model.errors import LabError
+from lab.model.layout import EXIT_WATCHER, NETWORK_SCRIPT
+from lab.model.parse import load_lab, parse_lab
+from lab.render.files import render_files
+from lab.render.netplan import sysctl_step
 from tests.conftest import REPO
 
 PWN = "1'; touch pwned; echo '"

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab import remote
-from lab.errors import LabError
+from lab.model.errors import LabError
+from lab.ssh import remote
 
 
 class Sftp:

@@ -25,9 +25,9 @@ from chaos.experiment import Experiment, lab_for, load_experiment, parse_experim
 from chaos.journal import activity_dict, utc_iso
 from chaos.runner import HEALTH_TIMEOUT_S, Run, console, settings_of
 from chaos.timeline import Step, method_span_s, schedule
-from lab.atomic import write_json
-from lab.config import Lab
-from lab.errors import LabError
+from lab.local.atomic import write_json
+from lab.model.config import Lab
+from lab.model.errors import LabError
 
 CTK_JOURNAL = "ctk-journal.json"  # Chaos Toolkit's journal as the control saw it (reports/ctk_journal.py)
 
@@ -92,8 +92,8 @@ def start(experiment: dict[str, Any], configuration: dict[str, Any] | None) -> S
     """Everything `fab chaos` does before the method, then lay the method out for Chaos Toolkit."""
     global ACTIVE
     from chaos.recover import before_run, run_state
+    from lab.local.runlock import lab_lock
     from lab.providers import connect_lab
-    from lab.runlock import lab_lock
 
     exp, run_lab = experiment_of(experiment, lab_of(configuration))
     lock = ExitStack()

@@ -12,13 +12,12 @@ import time
 
 import pytest
 
-from lab import remote
-from lab.config import with_overrides
-from lab.deploy import RUNNER, deploy, teardown
-from lab.endpoint import connect
-from lab.render import KEEPALIVED_CONF
-from lab.services import STAGE
-from lab.status import read_status
+from lab.model.layout import KEEPALIVED_CONF, STAGE
+from lab.model.parse import with_overrides
+from lab.ops.deploy import RUNNER, deploy, teardown
+from lab.ops.status import read_status
+from lab.ssh import remote
+from lab.ssh.endpoint import connect
 
 pytestmark = pytest.mark.e2e
 

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import REPO_ROOT, with_overrides
-from lab.errors import LabError
-from lab.hostkeys import HostKeyError
-from lab.image import cached_image
+from lab.image.build import cached_image
+from lab.model.config import REPO_ROOT
+from lab.model.errors import LabError
+from lab.model.parse import with_overrides
 from lab.providers import accept_host_key_of
 from lab.providers.qemu import QemuProvider
 from lab.providers.ssh import SSHProvider
+from lab.ssh.hostkeys import HostKeyError
 
 from .conftest import qemu_pids_using
 
