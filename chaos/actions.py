@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.values import route_tokens
+from lab.model import layout
 from lab.model.config import SYSCTL_RE, Lab
 from lab.model.errors import ActionFailed, ExperimentError
 from lab.model.parse import sysctl_value, with_overrides
@@ -25,8 +26,8 @@ from lab.model.parse import sysctl_value, with_overrides
 class Layout:
     """How the lab is laid out on the target: unit names, how to find a process, namespaces."""
 
-    resolver_unit: str = "dnslab-resolver@{name}.service"
-    keepalived_unit: str = "dnslab-keepalived.service"
+    resolver_unit: str = layout.resolver_unit("{name}")
+    keepalived_unit: str = layout.KEEPALIVED
     main_pid: str = "systemctl show -p MainPID --value {unit}"
     resolver_netns: str = "{name}"
 
@@ -243,7 +244,7 @@ def _number(value: Any, name: str) -> float:
 
 def _director(t: Target, cmd: str) -> str:
     ns = t.lab.network.director_netns
-    return f"ip netns exec {_q(ns)} {cmd}" if ns else cmd
+    return layout.in_ns(ns, cmd)
 
 
 def kill_keepalived(t: Target) -> Outcome:

@@ -25,7 +25,7 @@ from chaos.experiment import EXPERIMENTS_DIR, prepare, read_yaml
 from lab.local.atomic import write_json
 from lab.local.state import runs_dir
 from lab.model.config import Lab
-from lab.model.errors import LabError
+from lab.model.errors import ActionFailed, LabError
 from lab.model.parse import merge
 
 SUITES = EXPERIMENTS_DIR.parent / "suites.yaml"
@@ -199,10 +199,11 @@ def _run_matrix(lab: Lab, conn: Any, suite: str, out_dir: Path | None) -> Path:
     if interrupted:
         raise KeyboardInterrupt
     if not runs:
-        raise LabError(f"no cell of suite {suite!r} completed; see {out_dir / 'matrix.json'}", 1)
+        raise ActionFailed(f"no cell of suite {suite!r} completed; see {out_dir / 'matrix.json'}")
     report = out_dir / "comparison.html"
     res = subprocess.run([sys.executable, "-m", "reports", "compare", *runs, "--out", str(report)],
                          capture_output=True, text=True)
     if res.returncode != 0:
-        raise LabError(f"comparison report failed: {' '.join(res.stderr.split())[-300:]}; runs: {out_dir}", 1)
+        raise ActionFailed(f"comparison report failed: {' '.join(res.stderr.split())[-300:]}; "
+                           f"runs: {out_dir}")
     return report

@@ -21,7 +21,7 @@ from typing import Any
 from chaos.actions import Undo
 from lab.local.atomic import write_json
 from lab.local.state import RUN_INCOMPLETE, state_dir
-from lab.model.errors import ActionFailed, LabError
+from lab.model.errors import ActionFailed
 
 MARKER = "active-run.json"
 
@@ -117,7 +117,7 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
         raise ActionFailed(f"{path}: unreadable ({err}); move the run directory away and run "
                            "`fab deploy` to clear what it left in the lab") from None
     if not isinstance(data, dict):
-        raise LabError(f"{path}: not a JSON object; move the run directory away and run `fab deploy`", 1)
+        raise ActionFailed(f"{path}: not a JSON object; move the run directory away and run `fab deploy`")
     return data
 
 

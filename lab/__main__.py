@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from lab.model.config import Lab
-from lab.model.errors import LabError, cli_guard
+from lab.model.errors import ConfigError, cli_guard
 from lab.model.parse import load_lab
 
 
@@ -35,11 +35,11 @@ def _render(lab: Lab, out: Path) -> list[Path]:
 
     try:
         if out.exists() and not out.is_dir():
-            raise LabError(f"--out {out}: not a directory; give a directory (created when missing)")
+            raise ConfigError(f"--out {out}: not a directory; give a directory (created when missing)")
         return write_tree(lab, out)
     except OSError as err:
-        raise LabError(f"--out {out}: cannot write {err.filename or out}: {err.strerror}; "
-                       "give a directory you can write to") from None
+        raise ConfigError(f"--out {out}: cannot write {err.filename or out}: {err.strerror}; "
+                          "give a directory you can write to") from None
 
 
 if __name__ == "__main__":

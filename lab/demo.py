@@ -20,7 +20,7 @@ from lab.local.atomic import write_json
 from lab.local.runlock import locked
 from lab.local.state import runs_dir, state_dir
 from lab.model.config import Lab
-from lab.model.errors import LabError
+from lab.model.errors import ActionFailed
 
 T = TypeVar("T")
 console = Console(stderr=True)
@@ -74,7 +74,7 @@ def probe(lab: Lab, conn: Any, experiment: str) -> Path:
     run_dir = run_experiment(lab, conn, experiment)
     found = sorted(run_dir.glob("probe_*.json"))
     if not found:
-        raise LabError(f"{run_dir}: the {experiment} probe wrote no probe_*.json", 1)
+        raise ActionFailed(f"{run_dir}: the {experiment} probe wrote no probe_*.json")
     _remember(**{f"probe_{experiment}": {"path": str(found[0]), "lab": lab.as_dict()}})
     return found[0]
 

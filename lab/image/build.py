@@ -37,7 +37,7 @@ from lab.image.recipe import (
 from lab.image.steps import console, require_tools, run_step
 from lab.local.state import cache_dir
 from lab.model.config import Lab
-from lab.model.errors import ActionFailed, LabError
+from lab.model.errors import ActionFailed, ConfigError
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -78,7 +78,7 @@ def check_tools() -> None:
     """A LabError naming the Debian package of the first missing build tool, or of missing root."""
     require_tools(TOOLS, "image build")
     if os.geteuid() != 0:
-        raise LabError("image build needs root (mmdebstrap chroot, loop device for GRUB); run it as root")
+        raise ConfigError("image build needs root (mmdebstrap chroot, loop device for GRUB); run it as root")
 
 
 def _artifacts(key: str, directory: Path, disk: str) -> ImageArtifacts | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from lab.model.errors import ActionFailed, LabError
+from lab.model.errors import ActionFailed, ConfigError
 
 console = Console(stderr=True)
 
@@ -22,7 +22,7 @@ def require_tools(tools: Mapping[str, str], purpose: str) -> None:
     """A LabError naming the Debian package of the first tool (name -> package) not on PATH."""
     for tool, package in tools.items():
         if not shutil.which(tool):
-            raise LabError(f"{purpose} needs {tool}; install it: apt-get install {package}")
+            raise ConfigError(f"{purpose} needs {tool}; install it: apt-get install {package}")
 
 
 def last_lines(path: Path, count: int = 1) -> list[str]:

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from lab.model.errors import LabError
+from lab.model.errors import ConfigError
 from loadtest.knobs import LAB_KNOBS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -153,7 +153,7 @@ class Lab:
             if r.name == name:
                 return r
         known = ", ".join(r.name for r in self.resolvers)
-        raise LabError(f"{self.source}: no resolver named {name!r}; known: {known}")
+        raise ConfigError(f"{self.source}: no resolver named {name!r}; known: {known}")
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able data, for meta.json."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from lab.model.config import Lab
-from lab.model.errors import LabError
+from lab.model.errors import ConfigError
 
 # track_file and FILE_CHECK for real servers came with Keepalived 2.1.0 (2020).
 MIN_KEEPALIVED = (2, 1, 0)
@@ -42,11 +42,11 @@ def require_support(lab: Lab, version_text: str) -> None:
     need = ".".join(map(str, MIN_KEEPALIVED))
     if version is None:
         found = " ".join(version_text.split())[:80] or "no output"
-        raise LabError(f"{lab.source}: [check] removal_on_exit: needs Keepalived {need} or later "
-                       f"(track_file, FILE_CHECK), but `keepalived --version` said: {found}; "
-                       "install Keepalived or set removal_on_exit = false")
+        raise ConfigError(f"{lab.source}: [check] removal_on_exit: needs Keepalived {need} or later "
+                          f"(track_file, FILE_CHECK), but `keepalived --version` said: {found}; "
+                          "install Keepalived or set removal_on_exit = false")
     if version < MIN_KEEPALIVED:
         have = ".".join(map(str, version))
-        raise LabError(f"{lab.source}: [check] removal_on_exit: needs Keepalived {need} or later "
-                       f"(track_file, FILE_CHECK); the lab host has {have}: upgrade it or set "
-                       "removal_on_exit = false")
+        raise ConfigError(f"{lab.source}: [check] removal_on_exit: needs Keepalived {need} or later "
+                          f"(track_file, FILE_CHECK); the lab host has {have}: upgrade it or set "
+                          "removal_on_exit = false")

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from lab.model.errors import LabError
+from lab.model.errors import ConfigError
 from lab.model.layout import (
     KEEPALIVED,
     KEEPALIVED_CONF,
@@ -26,7 +26,7 @@ TOOLS = {"unbound-checkconf": "unbound", "keepalived": "keepalived", "systemd-an
 def _tool(name: str) -> str:
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if not path:
-        raise LabError(f"{name} not found on this machine; install the {TOOLS[name]} package (make setup)")
+        raise ConfigError(f"{name} not found on this machine; install the {TOOLS[name]} package (make setup)")
     return path
 
 
@@ -42,8 +42,8 @@ def check_unbound(text: str, name: str, source: str) -> None:
         path.write_text(text)
         code, out = _run([_tool("unbound-checkconf"), str(path)])
     if code != 0:
-        raise LabError(f"{source}: unbound-checkconf rejects the config for resolver {name}: "
-                       f"{' | '.join(out.splitlines())}")
+        raise ConfigError(f"{source}: unbound-checkconf rejects the config for resolver {name}: "
+                          f"{' | '.join(out.splitlines())}")
 
 
 def check_keepalived(text: str, source: str) -> None:
@@ -53,8 +53,8 @@ def check_keepalived(text: str, source: str) -> None:
         path.write_text(text)
         code, out = _run([_tool("keepalived"), "--config-test", "--use-file", str(path)])
     if code != 0:
-        raise LabError(f"{source}: keepalived -t rejects keepalived.conf (exit {code}): "
-                       f"{' | '.join(out.replace(str(path), 'keepalived.conf').splitlines())}")
+        raise ConfigError(f"{source}: keepalived -t rejects keepalived.conf (exit {code}): "
+                          f"{' | '.join(out.replace(str(path), 'keepalived.conf').splitlines())}")
 
 
 def check_units(files: Mapping[str, GuestFile], instance: str, source: str) -> None:
@@ -72,7 +72,8 @@ def check_units(files: Mapping[str, GuestFile], instance: str, source: str) -> N
                                                                        "PATH": "/usr/bin:/bin"})
         out = (proc.stderr + proc.stdout).strip().replace(tmp, "/etc/systemd/system")
     if proc.returncode != 0 or out:
-        raise LabError(f"{source}: systemd-analyze verify rejects the units: {' | '.join(out.splitlines())}")
+        raise ConfigError(f"{source}: systemd-analyze verify rejects the units: "
+                          f"{' | '.join(out.splitlines())}")
 
 
 def validate(files: Mapping[str, GuestFile], source: str) -> None:

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab.model.errors import LabError
+from lab.model.errors import GuestUnreachable
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def connect(endpoint: Endpoint, timeout: float = 10.0, *, accept_new_host_key: b
     from lab.ssh.hostkeys import PinnedClient
 
     if endpoint.key and not Path(endpoint.key).exists():
-        raise LabError(f"SSH key {endpoint.key} does not exist; run `fab up` to create it")
+        raise GuestUnreachable(f"SSH key {endpoint.key} does not exist; run `fab up` to create it")
     run_defaults = {"hide": True, "warn": False, "in_stream": False}  # never read the caller's stdin
     config = Config(overrides={"load_ssh_configs": False, "run": run_defaults})
     kwargs = {"allow_agent": False, "look_for_keys": not endpoint.key,

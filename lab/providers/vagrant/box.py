@@ -27,7 +27,7 @@ from lab.image.build import ImageArtifacts
 from lab.image.steps import require_tools, run_step
 from lab.local.state import cache_dir
 from lab.model.config import REPO_ROOT
-from lab.model.errors import LabError
+from lab.model.errors import ActionFailed, ConfigError
 
 BOX_NAME = "dnslab/bookworm"
 BOX_FILE = "dnslab-libvirt.box"
@@ -67,12 +67,12 @@ def qcow2_info(path: Path) -> dict[str, Any]:
     """`qemu-img info` of a standalone qcow2, or a LabError saying what is wrong with it."""
     result = subprocess.run(["qemu-img", "info", "--output=json", str(path)], capture_output=True, text=True)
     if result.returncode != 0:
-        raise LabError(f"{path}: not a readable disk image ({result.stderr.strip()}); "
-                       "rebuild with `fab image --force`")
+        raise ActionFailed(f"{path}: not a readable disk image ({result.stderr.strip()}); "
+                           "rebuild with `fab image --force`")
     info = json.loads(result.stdout)
     if info.get("format") != "qcow2" or info.get("backing-filename"):
-        raise LabError(f"{path}: a box needs a standalone qcow2 (format {info.get('format')}, "
-                       f"backing {info.get('backing-filename')}); rebuild with `fab image --force`")
+        raise ActionFailed(f"{path}: a box needs a standalone qcow2 (format {info.get('format')}, "
+                           f"backing {info.get('backing-filename')}); rebuild with `fab image --force`")
     return info
 
 
@@ -80,8 +80,8 @@ def vagrant_public_key() -> bytes:
     """Vagrant's well-known insecure public key, from the host's vagrant package."""
     found = sorted(Path("/").glob(VAGRANT_KEY_GLOB.lstrip("/")))
     if not found:
-        raise LabError("the Vagrant box needs Vagrant's insecure public key (for its vagrant user); "
-                       "install it: apt-get install vagrant")
+        raise ConfigError("the Vagrant box needs Vagrant's insecure public key (for its vagrant user); "
+                          "install it: apt-get install vagrant")
     return found[-1].read_bytes()
 
 
@@ -97,7 +97,7 @@ def make_disk(image: Path, dest: Path, vagrant_pub: bytes, log: Path) -> Path:
     """The box's disk at `dest`: the image plus the vagrant user (packer/box/vagrant-disk.sh)."""
     require_tools(DISK_TOOLS, "the Vagrant box")
     if os.geteuid() != 0:
-        raise LabError("the Vagrant box needs root (it mounts a copy of the image); run it as root")
+        raise ConfigError("the Vagrant box needs root (it mounts a copy of the image); run it as root")
     pub = dest.with_name(f".{dest.name}.{os.getpid()}.pub")
     pub.write_bytes(vagrant_pub)
     try:
@@ -159,13 +159,14 @@ def add_box(box: Path, key: str, name: str = BOX_NAME) -> None:
     if added_hash(name) == key:
         return
     if shutil.which("vagrant") is None:
-        raise LabError("`vagrant` not found: apt-get install vagrant vagrant-libvirt libvirt-daemon-system")
+        raise ConfigError("`vagrant` not found: "
+                          "apt-get install vagrant vagrant-libvirt libvirt-daemon-system")
     argv = ["unshare", "--net", "vagrant", "box", "add", "--force", "--name", name, "--provider", "libvirt",
             str(box)]
     result = subprocess.run(argv, capture_output=True, text=True, env=vagrant_env())
     if result.returncode != 0 or added_hash(name) != key:
         tail = " ".join((result.stderr or result.stdout).strip().splitlines()[-2:])
-        raise LabError(f"`vagrant box add {box}` failed: {tail}")
+        raise ActionFailed(f"`vagrant box add {box}` failed: {tail}")
 
 
 def package(artifacts: Image) -> Path:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.model.errors import LabError
+from lab.model.errors import ActionFailed
 
 NETNS_DIR = Path("/run/netns")
 
@@ -75,7 +75,7 @@ class HostNetns:
             time.sleep(0.1)
         left = self.member_pids()
         if left:
-            raise LabError(f"network namespace {self.name}: processes {left} survived SIGKILL")
+            raise ActionFailed(f"network namespace {self.name}: processes {left} survived SIGKILL")
         return pids
 
     def delete(self) -> None:
@@ -94,4 +94,4 @@ def _ip(*args: str) -> None:
     result = subprocess.run(["ip", *args], capture_output=True, text=True)
     if result.returncode != 0:
         detail = result.stderr.strip() or f"exit {result.returncode}"
-        raise LabError(f"`ip {' '.join(args)}` failed: {detail} (needs root and iproute2)")
+        raise ActionFailed(f"`ip {' '.join(args)}` failed: {detail} (needs root and iproute2)")

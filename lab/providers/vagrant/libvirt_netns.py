@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab.model.errors import LabError
+from lab.model.errors import ActionFailed, ConfigError, LabBusy
 from lab.providers.vagrant.host_netns import HostNetns
 
 URI = "qemu:///system"
@@ -29,8 +29,8 @@ def require_tools(tools: tuple[str, ...] = TOOLS) -> None:
     path = f"{os.environ.get('PATH', '')}:{SBIN}"
     missing = [t for t in tools if shutil.which(t, path=path) is None]
     if missing:
-        raise LabError(f"the vagrant provider needs {', '.join(missing)}: "
-                       f"apt-get install {PACKAGES}")
+        raise ConfigError(f"the vagrant provider needs {', '.join(missing)}: "
+                          f"apt-get install {PACKAGES}")
 
 
 def _running_elsewhere(name: str, netns: HostNetns) -> int | None:
@@ -48,7 +48,7 @@ def start_daemons(netns: HostNetns, log_dir: Path, timeout_s: float = 60.0) -> d
     for name in ("virtlogd", "libvirtd"):
         other = _running_elsewhere(name, netns)
         if other is not None:
-            raise LabError(f"{name} (PID {other}) already runs outside dnslab's namespace {netns.name}; "
+            raise LabBusy(f"{name} (PID {other}) already runs outside dnslab's namespace {netns.name}; "
                            f"stop it (dnslab runs its own {name} inside the namespace)")
         ours = [pid for pid in netns.member_pids() if _comm(pid) == name]
         if ours:
@@ -82,11 +82,11 @@ def _wait_for_libvirt(netns: HostNetns, pid: int, log: Path, timeout_s: float) -
     while time.monotonic() < deadline:
         if not _alive(pid):
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-            raise LabError(f"libvirtd exited at start; see {log}: {' '.join(tail)}")
+            raise ActionFailed(f"libvirtd exited at start; see {log}: {' '.join(tail)}")
         if virsh(netns, "version", check=False).returncode == 0:
             return
         time.sleep(0.5)
-    raise LabError(f"libvirtd did not answer on {URI} within {timeout_s:.0f} s; see {log}")
+    raise ActionFailed(f"libvirtd did not answer on {URI} within {timeout_s:.0f} s; see {log}")
 
 
 def virsh(netns: HostNetns, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -94,7 +94,7 @@ def virsh(netns: HostNetns, *args: str, check: bool = True) -> subprocess.Comple
     result = subprocess.run(netns.wrap(["virsh", "-q", "-c", URI, *args]), capture_output=True,
                             text=True, timeout=120)
     if check and result.returncode != 0:
-        raise LabError(f"`virsh {' '.join(args)}` failed: {result.stderr.strip()}")
+        raise ActionFailed(f"`virsh {' '.join(args)}` failed: {result.stderr.strip()}")
     return result
 
 

@@ -33,7 +33,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from lab.local import state
 from lab.local.state import ensure_key, lab_key
 from lab.model.config import REPO_ROOT, Lab
-from lab.model.errors import ActionFailed, LabError
+from lab.model.errors import ActionFailed, GuestUnreachable, LabBusy
 from lab.providers.base import not_up
 from lab.providers.vagrant import box, libvirt_netns
 from lab.providers.vagrant import repo as vagrant_repo
@@ -80,12 +80,12 @@ class VagrantProvider:
         libvirt_netns.require_tools()
         with self._lock():
             if self.netns.exists():  # one vagrant lab per host: the namespace, domain and network are global
-                raise LabError(f"the lab is already up (vagrant, namespace {NETNS}); "
+                raise LabBusy(f"the lab is already up (vagrant, namespace {NETNS}); "
                                "`fab down --provider vagrant` stops it")
             machine = vagrant_repo.find()
             if machine is not None:
                 machine.check_box()
-                raise LabError(f"{machine.where()} exists (made by `vagrant up`): the tasks use it as it "
+                raise LabBusy(f"{machine.where()} exists (made by `vagrant up`): the tasks use it as it "
                                "is; `vagrant destroy` removes it")
             self.state_file.unlink(missing_ok=True)
             ensure_key()
@@ -132,8 +132,8 @@ class VagrantProvider:
         machine = vagrant_repo.find()
         if machine is not None:
             return machine.endpoint()
-        raise LabError(not_up(self.name, f"no machine of `fab up` in {self.dir}, none of `vagrant up` in "
-                                         f"{REPO_ROOT}"))
+        raise GuestUnreachable(not_up(self.name, f"no machine of `fab up` in {self.dir}, "
+                                                 f"none of `vagrant up` in {REPO_ROOT}"))
 
     def info(self) -> dict[str, Any]:
         """Provider, endpoint, image, kernel (`uname -r` at up), accel (the Vagrantfile's libvirt driver)."""
@@ -215,7 +215,7 @@ class VagrantProvider:
                                     start_new_session=True, text=True)
         port = proc.stdout.readline().strip() if proc.stdout else ""
         if not port.isdigit():
-            raise LabError(f"the SSH forwarder did not start; see {self.dir / 'forwarder.log'}")
+            raise ActionFailed(f"the SSH forwarder did not start; see {self.dir / 'forwarder.log'}")
         return pinned_endpoint("127.0.0.1", int(port)), proc.pid
 
     def _teardown(self) -> None:
@@ -253,7 +253,7 @@ class VagrantProvider:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise LabError("another `fab up` or `fab down` of the vagrant lab is running; "
+                raise LabBusy("another `fab up` or `fab down` of the vagrant lab is running; "
                                "wait for it") from None
             yield
 
@@ -299,5 +299,5 @@ def _wait_for_ssh(endpoint: Endpoint, timeout_s: float) -> str:
         except Exception as err:  # noqa: BLE001 - paramiko raises many kinds while sshd starts
             last = err
             time.sleep(1)
-    raise LabError(f"the lab VM did not answer SSH through 127.0.0.1:{endpoint.port} "
-                   f"within {timeout_s:.0f} s: {last}")
+    raise GuestUnreachable(f"the lab VM did not answer SSH through 127.0.0.1:{endpoint.port} "
+                           f"within {timeout_s:.0f} s: {last}")

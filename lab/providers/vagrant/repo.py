@@ -19,7 +19,7 @@ import vagrant
 from lab.image.steps import last_lines
 from lab.local.state import lab_key, sub
 from lab.model.config import REPO_ROOT
-from lab.model.errors import GuestUnreachable, LabError
+from lab.model.errors import ConfigError, GuestUnreachable
 from lab.providers.vagrant import box
 from lab.ssh.endpoint import Endpoint
 from lab.ssh.hostkeys import ALIAS, host_key_path, known_hosts_path, pin_public_key
@@ -50,9 +50,9 @@ class RepoMachine:
     def check_box(self) -> None:
         made_from = self.box()
         if made_from != box.BOX_NAME:
-            raise LabError(f"{self.where()} was made from box {made_from or '(unknown)'}, not the lab's "
-                           f"{box.BOX_NAME}; `vagrant destroy` it, then `fab image --provider vagrant` "
-                           "and `vagrant up`")
+            raise ConfigError(f"{self.where()} was made from box {made_from or '(unknown)'}, not the lab's "
+                              f"{box.BOX_NAME}; `vagrant destroy` it, then `fab image --provider vagrant` "
+                              "and `vagrant up`")
 
     def _vagrant(self, log: Path) -> vagrant.Vagrant:
         env = {**box.vagrant_env(), "DNSLAB_SSH_KEY": str(lab_key())}
@@ -73,8 +73,8 @@ class RepoMachine:
         self.check_box()
         key = lab_key()
         if not key.exists():
-            raise LabError(f"{self.where()}: the lab's key {key} is missing; `vagrant provision` makes it "
-                           "and lets root log in with it")
+            raise GuestUnreachable(f"{self.where()}: the lab's key {key} is missing; "
+                                   "`vagrant provision` makes it and lets root log in with it")
         conf = self._run("ssh-config", lambda v: v.conf(vm_name=self.name))
         return pinned_endpoint(conf["HostName"], int(conf.get("Port", 22)))
 
@@ -88,8 +88,9 @@ def pinned_endpoint(host: str, port: int) -> Endpoint:
     its provisioner installed (lab.hostkeys.host_key_path), pinned in the lab's known_hosts."""
     pub = Path(f"{host_key_path()}.pub")
     if not pub.exists():
-        raise LabError(f"the vagrant lab's host key {pub} is missing; `vagrant provision` (or `fab down` "
-                       "and `fab up --provider vagrant`) makes and installs it")
+        raise GuestUnreachable(f"the vagrant lab's host key {pub} is missing; "
+                               "`vagrant provision` (or `fab down` and `fab up --provider vagrant`) "
+                               "makes and installs it")
     pin_public_key(pub)
     return Endpoint(host=host, port=port, user="root", key=str(lab_key()),
                     known_hosts=(str(known_hosts_path()),), host_key_alias=ALIAS)
