@@ -170,7 +170,7 @@ def ipvs_table(conn: Any, lab: Lab) -> list[tuple[str, str, str, int, int, int]]
 
 def health(conn: Any, lab: Lab) -> dict[str, Any]:
     """Does every resolver answer `who.lab.test TXT` with its name, is the IPVS table whole, and is the
-    lab in the state it should be (lab.leftovers.health_checks: no netem qdisc, no stopped or dead
+    lab in the state it should be (lab.ops.leftovers.health_checks: no netem qdisc, no stopped or dead
     resolver, no link down, Keepalived active, the lab's sysctls and IPVS timeouts), with no guest
     probe of a run still running?
 

@@ -1,6 +1,6 @@
 """A run's pending undo on disk: what `fab recover` (or the next run's start) needs after the runner died.
 
-- `RUN_DIR/running.json` (`lab.state.RUN_INCOMPLETE`) is written atomically when the run starts and
+- `RUN_DIR/running.json` (`lab.local.state.RUN_INCOMPLETE`) is written atomically when the run starts and
   again before and after each fault: who the run is (chaos.recover.run_state) and every undo call
   of its faults so far, the one about to run included. It is removed once the run rolled back and
   saved its data; while it exists the run directory is incomplete, and `python -m reports` says so.

@@ -1,4 +1,4 @@
-"""lab.atomic: a file is replaced whole or not at all, and nothing of the attempt is left behind."""
+"""lab.local.atomic: a file is replaced whole or not at all, and nothing of the attempt is left behind."""
 
 from __future__ import annotations
 

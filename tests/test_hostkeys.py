@@ -1,4 +1,4 @@
-"""Host keys are checked on every connection (lab.hostkeys), against a real SSH server on loopback
+"""Host keys are checked on every connection (lab.ssh.hostkeys), against a real SSH server on loopback
 (paramiko's server side, with an ed25519 host key from ssh-keygen) and with OpenSSH's own client
 for the command line `fab up` prints."""
 

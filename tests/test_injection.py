@@ -116,7 +116,7 @@ def test_the_lab_files_path_stays_on_one_comment_line(tmp_path):
             continue
         text = file.content.decode()
         assert "\nid > pwned" not in text, guest
-        comment = next(line for line in text.splitlines() if "Rendered by lab/render.py" in line)
+        comment = next(line for line in text.splitlines() if "Rendered by lab/render/files.py" in line)
         assert "x\\nid > pwned; echo $(id) \\\\ \\xe9" in comment, guest
     script = tmp_path / "net.sh"
     script.write_bytes(files[NETWORK_SCRIPT].content)

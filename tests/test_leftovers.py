@@ -20,7 +20,7 @@ from lab.ops.services import deploy_steps
 from lab.render.files import render_files
 from lab.render.netplan import network_plan
 
-NS = "lftest1"  # a resolver name: its netns is NS and its ipvlan slave dl-NS (lab.netplan.link_name)
+NS = "lftest1"  # a resolver name: its netns is NS and its ipvlan slave dl-NS (lab.render.netplan.link_name)
 
 
 @pytest.fixture

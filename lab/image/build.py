@@ -1,6 +1,6 @@
 """The lab image: an mmdebstrap rootfs, a bootable qcow2, then `packer build` of the lab layer.
 
-Two cache levels under cache_dir(), each keyed by a sha256 of its inputs (lab/image_recipe.py):
+Two cache levels under cache_dir(), each keyed by a sha256 of its inputs (lab/image/recipe.py):
   base/<key>/    base.qcow2, vmlinuz, initrd.img     (packer/base/*, the pip pins, the recipe)
   images/<key>/  dnslab.qcow2, vmlinuz, initrd.img   (the base key, packer/dnslab.pkr.hcl, scripts)
 Each is built in a temporary directory beside its final place and renamed into place when complete,

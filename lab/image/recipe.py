@@ -1,7 +1,7 @@
 """What the lab image is made of: the recipe that decides its bytes, and the cache keys over it.
 
 Pure apart from reading the input files. Changing anything here, in packer/base/ or in the packer
-template and scripts changes a key and so rebuilds the image; lab/image.py (how the build runs and
+template and scripts changes a key and so rebuilds the image; lab/image/build.py (how the build runs and
 shows progress) is not part of the keys.
 """
 

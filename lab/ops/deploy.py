@@ -144,7 +144,7 @@ def deploy(lab: Lab, conn, *, console: Console | None = None, verbose: bool = Tr
            clear_faults: bool = True) -> Summary:
     """Build or update the stack in the guest; idempotent. Returns the summary (never raises on a
     failed step: `summary.failed` says so; raises LabError for bad config or an unreachable host).
-    It first clears what an experiment may have left (lab.leftovers), unless `clear_faults` is off
+    It first clears what an experiment may have left (lab.ops.leftovers), unless `clear_faults` is off
     (a deploy within an experiment, which must not end the experiment's other faults)."""
     console = console or Console(stderr=True)
     start = time.monotonic()

@@ -94,7 +94,7 @@ def _running(lab: Lab, provider: str) -> bool:
 def bring_up(lab: Lab, *, accept_host_key: bool = False) -> Endpoint:
     """Start the lab with lab.vm.provider and remember that provider for every later task. Refused
     while a lab of another provider runs (`fab down` first). `accept_host_key` (the ssh provider
-    only) pins the key the host presents when none is pinned yet (lab.hostkeys)."""
+    only) pins the key the host presents when none is pinned yet (lab.ssh.hostkeys)."""
     if accept_host_key:
         if lab.vm.provider != "ssh":
             raise ConfigError("--accept-host-key is for the ssh provider: a qemu or vagrant lab pins its "

@@ -20,7 +20,7 @@ class SSHProvider:
         self.lab = lab
 
     def endpoint(self) -> Endpoint:
-        """The [ssh] host; its key must be in the lab's known_hosts or the user's (lab.hostkeys)."""
+        """The [ssh] host; its key must be in the lab's known_hosts or the user's (lab.ssh.hostkeys)."""
         s = self.lab.ssh
         return Endpoint(host=s.host, port=s.port, user=s.user, key=s.key,
                         known_hosts=(str(known_hosts_path()), "~/.ssh/known_hosts"))

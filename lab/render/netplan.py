@@ -152,7 +152,7 @@ def snat_step(lab: Lab) -> Step:
 
 def sysctl_step(lab: Lab, key: str, value: str) -> Step:
     """One sysctl in the director's namespace; in the root namespace the boot value is kept.
-    `key` and `value` are validated by lab.config and quoted here as well: this runs as root."""
+    `key` and `value` are validated by lab.model.parse and quoted here as well: this runs as root."""
     ns = lab.network.director_netns
     proc = shlex.quote("/proc/sys/" + key.replace(".", "/"))
     read = f"read -r -a v < {proc}" if ns is None else f"v=($({in_ns(ns, f'cat {proc}')}))"

@@ -1,5 +1,5 @@
 """The one SSH endpoint type every provider yields, and a Fabric connection to it that checks the
-host key (lab.hostkeys)."""
+host key (lab.ssh.hostkeys)."""
 
 from __future__ import annotations
 

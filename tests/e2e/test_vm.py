@@ -104,7 +104,7 @@ def test_ssh_provider_reaches_an_existing_host(lab_vm):
     ssh_lab = with_overrides(lab, {"vm": {"provider": "ssh"}, "ssh": {
         "host": endpoint.host, "port": endpoint.port, "user": endpoint.user, "key": endpoint.key}})
     provider = SSHProvider(ssh_lab)
-    # a host whose key nobody pinned is refused in one line until the user accepts it (lab.hostkeys)
+    # a host whose key nobody pinned is refused in one line until the user accepts it (lab.ssh.hostkeys)
     with pytest.raises(HostKeyError, match=r"presents an unknown host key .*fab up --accept-host-key"):
         provider.up()
     accept_host_key_of(provider.endpoint())

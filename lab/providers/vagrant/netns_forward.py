@@ -1,8 +1,8 @@
 """A TCP forwarder from a host loopback port into a network namespace.
 
-`python -m lab.netns_forward NETNS_PATH TARGET_HOST TARGET_PORT` binds 127.0.0.1 on a free port in
-the host namespace, prints that port on stdout, then moves itself into NETNS_PATH: every accepted
-connection is relayed to TARGET_HOST:TARGET_PORT from inside the namespace. The target address
+`python -m lab.providers.vagrant.netns_forward NETNS_PATH TARGET_HOST TARGET_PORT` binds 127.0.0.1 on a
+free port in the host namespace, prints that port on stdout, then moves itself into NETNS_PATH: every
+accepted connection is relayed to TARGET_HOST:TARGET_PORT from inside the namespace. The target address
 (libvirt's private network) thus never appears on the host; the host only talks to loopback.
 """
 

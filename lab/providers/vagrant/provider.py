@@ -2,12 +2,13 @@
 
 Here libvirtd, virtlogd, libvirt's dnsmasq, qemu and every `vagrant` command run in the namespace
 `dnslab-vagrant`; the VM's private address exists only there. The host reaches the VM's SSH through
-a forwarder (lab.netns_forward) listening on 127.0.0.1, so the Endpoint is an ordinary loopback one.
+a forwarder (lab.providers.vagrant.netns_forward) listening on 127.0.0.1, so the Endpoint is an
+ordinary loopback one.
 Every task logs in as root with the lab's own key (the Vagrantfile's provisioner authorises it).
 `down()` destroys the VM, stops every process of the namespace by PID and deletes the namespace.
 
 Where libvirt or VirtualBox can be used directly, a plain `vagrant up` in the repo root works too:
-the same provider then finds that machine (lab.providers.vagrant_repo) when it has none of its own.
+the same provider then finds that machine (lab.providers.vagrant.repo) when it has none of its own.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ class RepoMachine:
 
 def pinned_endpoint(host: str, port: int) -> Endpoint:
     """A vagrant lab's endpoint: root with the lab's key, its host key the one the Vagrantfile made and
-    its provisioner installed (lab.hostkeys.host_key_path), pinned in the lab's known_hosts."""
+    its provisioner installed (lab.ssh.hostkeys.host_key_path), pinned in the lab's known_hosts."""
     pub = Path(f"{host_key_path()}.pub")
     if not pub.exists():
         raise GuestUnreachable(f"the vagrant lab's host key {pub} is missing; "
