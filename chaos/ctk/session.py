@@ -27,7 +27,7 @@ from chaos.runner import HEALTH_TIMEOUT_S, Run, console, settings_of
 from chaos.timeline import Step, method_span_s, schedule
 from lab.local.atomic import write_json
 from lab.model.config import Lab
-from lab.model.errors import ActionFailed, LabError
+from lab.model.errors import ActionFailed, ExperimentError, LabError
 
 CTK_JOURNAL = "ctk-journal.json"  # Chaos Toolkit's journal as the control saw it (reports/ctk_journal.py)
 
@@ -61,7 +61,7 @@ def lab_of(configuration: dict[str, Any] | None) -> Lab:
 
     path = (configuration or {}).get("dnslab_lab")
     if path is not None and not isinstance(path, str):
-        raise LabError(f"configuration.dnslab_lab: must be a lab file path, got {path!r}")
+        raise ExperimentError(f"configuration.dnslab_lab: must be a lab file path, got {path!r}")
     return running_lab(path)
 
 
