@@ -1,7 +1,6 @@
-"""The lab description: lab.toml parsed into a typed, immutable, validated model.
+"""The lab description: the typed, immutable model lab.toml is parsed into, and its allowed values.
 
-Pure: `parse_lab` takes plain data and returns a `Lab` or raises `LabError` with a
-one-line message naming the file, the key and what is wrong.
+Pure. lab/model/parse.py builds a `Lab` from lab.toml's tables, checking every key against these.
 """
 
 from __future__ import annotations
