@@ -85,7 +85,7 @@ def resume(state: dict[str, Any], conn: Any) -> Run:
     """The dead run again, from its running.json, with its events and pending undo."""
     if state.get("version") != VERSION:
         raise ActionFailed(f"{state.get('dir')}/{RUN_INCOMPLETE}: written by another version of dnslab "
-                       f"({state.get('version')!r}); run `fab deploy` to clear what it left")
+                           f"({state.get('version')!r}); run `fab deploy` to clear what it left")
     lab = parse_lab(state["lab"]["raw"], state["lab"]["source"])
     e = state["experiment"]
     exp = Experiment(name=e["name"], path=Path(e["path"]), title=e["title"], description=e["description"],

@@ -186,7 +186,7 @@ class Run:
             raise unexpected
         if not after["ok"]:
             raise ActionFailed(f"the lab is not healthy after rollback: {probes.describe_health(after)}; "
-                           f"data in {self.dir}; `fab deploy` puts it back")
+                               f"data in {self.dir}; `fab deploy` puts it back")
         if self.status == "failed":
             raise ActionFailed(f"experiment failed: {self.errors[0]}; rolled back, data in {self.dir}")
         return self.dir

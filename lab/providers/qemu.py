@@ -106,7 +106,7 @@ class QemuProvider:
         if pid is not None:
             port = json.loads(self.vm_file.read_text())["port"]
             raise LabBusy(f"lab is already up (qemu pid {pid}, ssh on 127.0.0.1:{port}); "
-                           "`fab down` stops it")
+                          "`fab down` stops it")
         from lab.image.build import build
 
         require_tools(TOOLS, "the qemu provider")

@@ -49,7 +49,7 @@ def start_daemons(netns: HostNetns, log_dir: Path, timeout_s: float = 60.0) -> d
         other = _running_elsewhere(name, netns)
         if other is not None:
             raise LabBusy(f"{name} (PID {other}) already runs outside dnslab's namespace {netns.name}; "
-                           f"stop it (dnslab runs its own {name} inside the namespace)")
+                          f"stop it (dnslab runs its own {name} inside the namespace)")
         ours = [pid for pid in netns.member_pids() if _comm(pid) == name]
         if ours:
             pids[name] = ours[0]

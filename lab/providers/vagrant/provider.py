@@ -82,12 +82,12 @@ class VagrantProvider:
         with self._lock():
             if self.netns.exists():  # one vagrant lab per host: the namespace, domain and network are global
                 raise LabBusy(f"the lab is already up (vagrant, namespace {NETNS}); "
-                               "`fab down --provider vagrant` stops it")
+                              "`fab down --provider vagrant` stops it")
             machine = vagrant_repo.find()
             if machine is not None:
                 machine.check_box()
                 raise LabBusy(f"{machine.where()} exists (made by `vagrant up`): the tasks use it as it "
-                               "is; `vagrant destroy` removes it")
+                              "is; `vagrant destroy` removes it")
             self.state_file.unlink(missing_ok=True)
             ensure_key()
             artifacts = _image(self.lab)
@@ -255,7 +255,7 @@ class VagrantProvider:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise LabBusy("another `fab up` or `fab down` of the vagrant lab is running; "
-                               "wait for it") from None
+                              "wait for it") from None
             yield
 
 
