@@ -19,7 +19,16 @@ from rich.console import Console
 
 from lab.local.runlock import locked
 from lab.model.config import Lab
-from lab.model.layout import DEPLOY_SCRIPT, HOME, LOADTEST_DIR, NETWORK_SCRIPT, STAGE, STATE, UNBOUND_DIR
+from lab.model.layout import (
+    DEPLOY_SCRIPT,
+    HOME,
+    LOADTEST_DIR,
+    NETWORK_SCRIPT,
+    RESOLVER_DROPIN,
+    STAGE,
+    STATE,
+    UNBOUND_DIR,
+)
 from lab.model.removal import require_support
 from lab.ops.services import deploy_steps, preamble
 from lab.ops.validate import validate
@@ -172,5 +181,5 @@ def teardown(lab: Lab, conn, *, console: Console | None = None, verbose: bool = 
     run_steps(conn, lab, files, "down", summary, console, verbose)
     remote.run(conn, f"systemctl daemon-reload; systemctl reset-failed 'dnslab*' 2>/dev/null; "
                      f"rm -rf {STATE} {LOADTEST_DIR}; "
-                     f"rmdir {UNBOUND_DIR} {HOME} 2>/dev/null; true")
+                     f"rmdir {UNBOUND_DIR} {HOME} {PurePosixPath(RESOLVER_DROPIN).parent} 2>/dev/null; true")
     return _finish(summary, start, console)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab.model.config import Lab
-from lab.model.errors import ConfigError, LabBusy, LabError
+from lab.model.errors import ConfigError, LabError
 from lab.model.parse import with_overrides
 from lab.providers.base import Provider
 from lab.ssh.endpoint import Endpoint, connect
@@ -102,7 +102,7 @@ def bring_up(lab: Lab, *, accept_host_key: bool = False) -> Endpoint:
         accept_host_key_of(get_provider(lab).endpoint())
     before = _recorded()
     if before in BOOTED and before != lab.vm.provider and _running(lab, before):
-        raise LabBusy(f"a {before} lab is up; `fab down` stops it before a {lab.vm.provider} lab can start")
+        raise LabError(f"a {before} lab is up; `fab down` stops it before a {lab.vm.provider} lab can start")
     remember_provider(lab.vm.provider)  # before booting: tasks run meanwhile look for this lab
     try:
         return get_provider(lab).up()

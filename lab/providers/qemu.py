@@ -25,7 +25,7 @@ from lab.image.recipe import KERNEL_CMDLINE
 from lab.image.steps import console, last_lines, require_tools
 from lab.local.state import ensure_key, state_dir
 from lab.model.config import Lab
-from lab.model.errors import ActionFailed, GuestUnreachable, LabBusy
+from lab.model.errors import ActionFailed, GuestUnreachable, LabError
 from lab.providers.base import not_up, ssh_problem
 from lab.ssh import hostkeys
 from lab.ssh.endpoint import Endpoint, connect
@@ -97,7 +97,7 @@ class QemuProvider:
         if pid is None:
             raise GuestUnreachable(not_up(self.name, f"no qemu of {self.overlay}"))
         if not self.endpoint_file.exists():
-            raise LabBusy(f"lab is still booting (qemu pid {pid}); wait for `fab up` to finish")
+            raise LabError(f"lab is still booting (qemu pid {pid}); wait for `fab up` to finish")
         return Endpoint.from_json(self.endpoint_file.read_text())
 
     # -- up / down -----------------------------------------------------------------------------
@@ -105,8 +105,8 @@ class QemuProvider:
         pid = self.pid()
         if pid is not None:
             port = json.loads(self.vm_file.read_text())["port"]
-            raise LabBusy(f"lab is already up (qemu pid {pid}, ssh on 127.0.0.1:{port}); "
-                          "`fab down` stops it")
+            raise LabError(f"lab is already up (qemu pid {pid}, ssh on 127.0.0.1:{port}); "
+                           "`fab down` stops it")
         from lab.image.build import build
 
         require_tools(TOOLS, "the qemu provider")

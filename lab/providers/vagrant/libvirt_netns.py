@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab.model.errors import ActionFailed, ConfigError, LabBusy
+from lab.model.errors import ActionFailed, ConfigError, LabError
 from lab.providers.vagrant.host_netns import HostNetns
 
 URI = "qemu:///system"
@@ -48,8 +48,8 @@ def start_daemons(netns: HostNetns, log_dir: Path, timeout_s: float = 60.0) -> d
     for name in ("virtlogd", "libvirtd"):
         other = _running_elsewhere(name, netns)
         if other is not None:
-            raise LabBusy(f"{name} (PID {other}) already runs outside dnslab's namespace {netns.name}; "
-                          f"stop it (dnslab runs its own {name} inside the namespace)")
+            raise LabError(f"{name} (PID {other}) already runs outside dnslab's namespace {netns.name}; "
+                           f"stop it (dnslab runs its own {name} inside the namespace)")
         ours = [pid for pid in netns.member_pids() if _comm(pid) == name]
         if ours:
             pids[name] = ours[0]

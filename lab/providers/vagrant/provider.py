@@ -34,7 +34,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from lab.local import state
 from lab.local.state import ensure_key, lab_key
 from lab.model.config import REPO_ROOT, Lab
-from lab.model.errors import ActionFailed, GuestUnreachable, LabBusy
+from lab.model.errors import ActionFailed, GuestUnreachable, LabError
 from lab.providers.base import not_up
 from lab.providers.vagrant import box, libvirt_netns
 from lab.providers.vagrant import repo as vagrant_repo
@@ -81,13 +81,13 @@ class VagrantProvider:
         libvirt_netns.require_tools()
         with self._lock():
             if self.netns.exists():  # one vagrant lab per host: the namespace, domain and network are global
-                raise LabBusy(f"the lab is already up (vagrant, namespace {NETNS}); "
-                              "`fab down --provider vagrant` stops it")
+                raise LabError(f"the lab is already up (vagrant, namespace {NETNS}); "
+                               "`fab down --provider vagrant` stops it")
             machine = vagrant_repo.find()
             if machine is not None:
                 machine.check_box()
-                raise LabBusy(f"{machine.where()} exists (made by `vagrant up`): the tasks use it as it "
-                              "is; `vagrant destroy` removes it")
+                raise LabError(f"{machine.where()} exists (made by `vagrant up`): the tasks use it as it "
+                               "is; `vagrant destroy` removes it")
             self.state_file.unlink(missing_ok=True)
             ensure_key()
             artifacts = _image(self.lab)
@@ -254,8 +254,8 @@ class VagrantProvider:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise LabBusy("another `fab up` or `fab down` of the vagrant lab is running; "
-                              "wait for it") from None
+                raise LabError("another `fab up` or `fab down` of the vagrant lab is running; "
+                               "wait for it") from None
             yield
 
 
