@@ -1,6 +1,6 @@
 """What each Fabric task does (fabfile.py parses the options and prints what these return).
 
-The imports below lab.errors are made inside each function so that `fab --list` stays quick.
+The imports other than the model's are made inside each function so that `fab --list` stays quick.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from lab.config import Lab, lab_path
-from lab.errors import LabError, cli_guard
+from lab.model.config import Lab
+from lab.model.errors import LabError, cli_guard
+from lab.model.parse import lab_path
 
 __all__ = ["cli_guard", "LabError", "lab_model", "connection", "image", "up", "down", "ssh", "info",
            "deploy", "status", "teardown", "load", "chaos", "recover", "matrix", "report", "demo"]
@@ -33,17 +34,16 @@ def connection(model: Lab) -> Any:
 
 def image(lab: str | None, provider: str | None, force: bool) -> str:
     """Build (or reuse) the lab image; what was built, in words."""
-    from lab.image import build
+    from lab.providers import lab_image
 
-    model = lab_model(lab, provider)
-    return build(model, force=force, box=model.vm.provider == "vagrant").describe()
+    return lab_image(lab_model(lab, provider), force=force).describe()
 
 
 def up(lab: str | None, provider: str | None, accept_host_key: bool) -> str:
     """Bring the lab up; the line that tells how to reach it over SSH."""
-    from lab.hostkeys import ssh_options
+    from lab.local.runlock import lab_lock
     from lab.providers import bring_up
-    from lab.runlock import lab_lock
+    from lab.ssh.hostkeys import ssh_options
 
     with lab_lock("up"):
         endpoint = bring_up(lab_model(lab, provider), accept_host_key=accept_host_key)
@@ -55,8 +55,8 @@ def up(lab: str | None, provider: str | None, accept_host_key: bool) -> str:
 
 def down(lab: str | None, provider: str | None) -> None:
     """Stop the lab VM and everything the provider started for it."""
+    from lab.local.runlock import lab_lock
     from lab.providers import take_down
-    from lab.runlock import lab_lock
 
     with lab_lock("down"):
         take_down(lab_model(lab, provider))
@@ -79,7 +79,7 @@ def info(lab: str | None, as_json: bool) -> str:
 
 def deploy(lab: str | None) -> bool:
     """Deploy the stack; True when a step failed."""
-    from lab.deploy import deploy as run_deploy
+    from lab.ops.deploy import deploy as run_deploy
 
     model = lab_model(lab)
     return bool(run_deploy(model, connection(model)).failed)
@@ -87,7 +87,7 @@ def deploy(lab: str | None) -> bool:
 
 def status(lab: str | None, as_json: bool) -> str:
     """The stack's state in the guest, as text or JSON."""
-    from lab.status import format_status, read_status
+    from lab.ops.status import format_status, read_status
 
     model = lab_model(lab)
     data = read_status(model, connection(model))
@@ -96,7 +96,7 @@ def status(lab: str | None, as_json: bool) -> str:
 
 def teardown(lab: str | None) -> bool:
     """Remove what deploy made; True when a step failed."""
-    from lab.deploy import teardown as run_teardown
+    from lab.ops.deploy import teardown as run_teardown
 
     model = lab_model(lab)
     return bool(run_teardown(model, connection(model)).failed)
@@ -105,7 +105,7 @@ def teardown(lab: str | None) -> bool:
 def load(lab: str | None, seconds: Any, rate: Any) -> Path:
     """Load the VIP for `seconds` (default 30) at `rate` (default: the lab's); the run directory."""
     from chaos.runner import run_load_only
-    from lab.config import option_number
+    from lab.model.parse import option_number
 
     length = option_number("fab load --seconds", 30 if seconds is None else seconds)
     qps = None if rate is None else option_number("fab load --rate", rate, zero=True)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from bench.synthetic import write_planted_run
-from lab.errors import LabError
+from lab.model.errors import LabError
 from reports.build import build_report
 from reports.ctk_journal import JOURNAL_FILE, journal_context, read_journal
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.loadtest import free_port, start_unbound
-from lab.config import load_lab
+from lab.model.parse import load_lab
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration

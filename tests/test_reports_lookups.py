@@ -20,7 +20,7 @@ from bench.synthetic import (
     write_lookup_run,
     write_planted_run,
 )
-from lab.errors import LabError
+from lab.model.errors import LabError
 from reports.analysis import analyse
 from reports.load import load_run
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.interrupt import interrupt_once, leftovers
-from lab.deploy import deploy
+from lab.ops.deploy import deploy
 
 pytestmark = pytest.mark.e2e
 
