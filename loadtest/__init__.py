@@ -4,7 +4,7 @@ Run: `locust -f loadtest/dns.py --host SERVER[:PORT] [--headless -u N -r N -t 30
 (`locust -f loadtest/dns.py --help` lists the --dns-* knobs). Modules: knobs (the one table of
 load settings), options (--dns-* -> Settings), clients (the raw, glibc and musl client models),
 wire (DNS bytes), engine (the hot path), records (binary per-worker records), stats (bulk Locust
-stats), merge (records -> queries.csv), dns (the locustfile), bench (`python -m loadtest.bench`).
+stats), merge (records -> queries.csv), dns (the locustfile); its benchmark is `python -m bench.loadtest`.
 Imports only stdlib, locust, gevent and dnspython, so the lab VM can run it from /opt/dnslab.
 
 Contract with the chaos runner (and anyone driving a recorded run):

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from chaos.check_cost import sentences
 from lab.model.config import Lab
 from lab.model.errors import LabError
 from lab.model.layout import EXIT_WATCHER, KEEPALIVED_CONF, KEEPALIVED_UNIT, RESOLVER_DROPIN
@@ -41,6 +40,7 @@ from reports.cells import (
     row_of,
     varying,
 )
+from reports.check_cost import sentences
 from reports.headlines import headlines
 from reports.html import environment
 from reports.index import Section, write_index

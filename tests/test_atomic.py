@@ -39,7 +39,7 @@ def test_bytes_and_mode(tmp_path):
 
 
 def test_demo_state_is_written_with_it(tmp_path, monkeypatch):
-    from lab import demo
+    from dnslab import demo
     from lab.local import atomic
 
     monkeypatch.setenv("DNSLAB_STATE", str(tmp_path))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.bench import free_port, realtime_prefix, start_unbound
+from bench.loadtest import free_port, realtime_prefix, start_unbound
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.synthetic import PLANTED, meta_for, planted_queries, write_planted_run, write_run
 from reports.cli import latest_run, report_latest
 from reports.index import Section, write_index
-from reports.synthetic import PLANTED, meta_for, planted_queries, write_planted_run, write_run
 from tests.conftest import REPO
 
 SUMMARY_KEYS = {"queries", "ok", "dropped", "drop_rate", "max_stall_ms", "faults"}

@@ -1,6 +1,6 @@
 """Benchmark: the Locust DNS user against dnsperf, its glibc client, recording overhead, fixed-rate accuracy.
 
-`python -m loadtest.bench [--seconds S] [--runs N] [--rate-seconds S] [--realtime] [--json]`
+`python -m bench.loadtest [--seconds S] [--runs N] [--rate-seconds S] [--realtime] [--json]`
 (host only, as root: it starts its own Unbound on 127.0.0.x at a high port, serving the lab zone
 only, pinned to CPU 1; the generators run on CPU 0). Each round runs dnsperf, the Locust user
 (raw client) without records and with records, and the glibc client model without records, so all
@@ -308,23 +308,23 @@ def _positive(kind: type) -> Callable[[str], Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; any failure is one line `loadtest.bench: error: ...` (exit 1, 130 on Ctrl-C)."""
+    """Run the benchmark; any failure is one line `bench.loadtest: error: ...` (exit 1, 130 on Ctrl-C)."""
     try:
         return _main(argv)
     except KeyboardInterrupt:
-        print("loadtest.bench: error: interrupted", file=sys.stderr)
+        print("bench.loadtest: error: interrupted", file=sys.stderr)
         return 130
     except subprocess.CalledProcessError as err:
         detail = " ".join(str(err.stderr or err.output or "").split())[-300:]
-        print(f"loadtest.bench: error: {err.cmd[0] if err.cmd else 'a tool'} failed (exit {err.returncode})"
+        print(f"bench.loadtest: error: {err.cmd[0] if err.cmd else 'a tool'} failed (exit {err.returncode})"
               f"{': ' + detail if detail else ''}", file=sys.stderr)
     except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as err:
-        print(f"loadtest.bench: error: {' '.join(str(err).split())[:400]}", file=sys.stderr)
+        print(f"bench.loadtest: error: {' '.join(str(err).split())[:400]}", file=sys.stderr)
     return 1
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage block): `python -m loadtest.bench: error: ...`."""
+    """argparse with one-line errors (no usage block): `python -m bench.loadtest: error: ...`."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"{self.prog}: error: {message}", file=sys.stderr)
@@ -332,7 +332,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = _Parser(prog="python -m loadtest.bench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m bench.loadtest", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=_positive(float), default=5.0,
                         help="measured seconds per run (default 5)")
     parser.add_argument("--runs", type=_positive(int), default=3,
@@ -344,7 +344,7 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
     if not shutil.which("dnsperf") or not shutil.which("unbound"):
-        print("loadtest.bench: error: needs dnsperf and unbound on PATH", file=sys.stderr)
+        print("bench.loadtest: error: needs dnsperf and unbound on PATH", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="dnslab-bench-"))
     port = free_port(ADDRESS)

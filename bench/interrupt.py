@@ -1,6 +1,6 @@
 """Benchmark: interrupted runs leave no fault behind, and every run directory stays readable.
 
-`python -m chaos.interrupt_bench [--runs 20] [--seed N] [--max-at S] [--lab FILE] [--out DIR] [--json]`
+`python -m bench.interrupt [--runs 20] [--seed N] [--max-at S] [--lab FILE] [--out DIR] [--json]`
 against a lab that is up and deployed (`fab up`, `fab deploy`). Each run starts `fab chaos` on one of
 the fault experiments (netem, SIGSTOP, SIGKILL, link down) as its own process and interrupts it at a
 random moment (uniform in 2 s .. --max-at s after its start) in one of four ways, in turn:
@@ -209,7 +209,7 @@ def summary(outcomes: list[Outcome]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chaos.interrupt_bench",
+    parser = argparse.ArgumentParser(prog="python -m bench.interrupt",
                                      description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="interrupted runs (default 20)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")

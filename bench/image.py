@@ -2,7 +2,7 @@
 the same image (the reference), both started at once so they share whatever else loads the host.
 Prints each time, the ratio, and the host's load average.
 
-    .venv/bin/python -m lab.image_bench [--rounds N]
+    .venv/bin/python -m bench.image [--rounds N]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Benchmarks of the load generator in the lab: records lost to a SIGKILL, and a long soak.
 
-    python -m chaos.load_bench kill [--runs 5] [--rate 1000] [--seed N] [--lab FILE] [--json]
-    python -m chaos.load_bench soak [--minutes 30] [--rate 1000] [--lab FILE] [--json]
+    python -m bench.load kill [--runs 5] [--rate 1000] [--seed N] [--lab FILE] [--json]
+    python -m bench.load soak [--minutes 30] [--rate 1000] [--lab FILE] [--json]
 
 Both run Locust as the chaos runner does (the lab's [load] settings, the client namespace, records
 on), against a lab that is up and deployed, and count the queries the VIP received independently of
@@ -208,7 +208,7 @@ def format_soak(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chaos.load_bench",
+    parser = argparse.ArgumentParser(prog="python -m bench.load",
                                      description="the load generator in the lab: SIGKILL losses, soak")
     sub = parser.add_subparsers(dest="command", required=True)
     kill = sub.add_parser("kill", help="SIGKILL the generator: records lost vs the flush interval")

@@ -1,6 +1,6 @@
 """Benchmark: analyse a synthetic run of N query rows (default 10 million); print wall time and peak RSS.
 
-    python -m reports.bench [--rows N] [--figures] [--keep DIR]
+    python -m bench.reports [--rows N] [--figures] [--keep DIR]
 
 The analysis runs in a child process so its peak RSS is its own. The reference measured in the same
 run is a bare pyarrow read of the same queries.csv (the I/O floor); the ratio says what the
@@ -63,7 +63,7 @@ def analyse_once(run_dir: Path, figures: bool) -> dict[str, float]:
 
 def run_child(run_dir: Path, flags: list[str]) -> tuple[dict[str, float], float]:
     """Run this module as a child on `run_dir`: (its JSON result, wall seconds)."""
-    cmd = [sys.executable, "-m", "reports.bench", "--child", str(run_dir), *flags]
+    cmd = [sys.executable, "-m", "bench.reports", "--child", str(run_dir), *flags]
     t = time.perf_counter()
     child = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -73,7 +73,7 @@ def run_child(run_dir: Path, flags: list[str]) -> tuple[dict[str, float], float]
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m reports.bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.reports", description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=10_000_000)
     p.add_argument("--figures", action="store_true", help="also render the figures and report.html")
     p.add_argument("--keep", type=Path, default=None, help="write (or reuse) the synthetic run here")
@@ -84,7 +84,7 @@ def main() -> int:
         result = reference_read(opts.child) if opts.reference else analyse_once(opts.child, opts.figures)
         print(json.dumps(result | {"peak_rss_gib": peak_rss_gib()}))
         return 0
-    from reports.synthetic import write_bulk_run
+    from bench.synthetic import write_bulk_run
 
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="dnslab-bench-") as tmp:

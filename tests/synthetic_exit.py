@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reports.synthetic import MS, RESOLVERS, SERVERS, T0_NS, VIP, meta_for, write_run
+from bench.synthetic import MS, RESOLVERS, SERVERS, T0_NS, VIP, meta_for, write_run
 
 KILL = "kill_resolver"
 RESTART = "restart_resolver"
