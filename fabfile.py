@@ -30,7 +30,7 @@ def _connection(model: Lab):
             "lab": "lab file (default: lab.toml)"})
 @cli_guard
 def image(c, provider=None, force=False, lab=None):
-    """Build (or reuse) the Debian 12 lab image: mmdebstrap base, packer layer, Vagrant box."""
+    """Build (or reuse) the lab image of [vm] release: mmdebstrap base, packer layer, Vagrant box."""
     from lab.image import build
 
     model = _lab(lab, provider)

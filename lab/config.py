@@ -26,6 +26,7 @@ DEFAULT_LAB = REPO_ROOT / "lab.toml"
 
 PROVIDERS = ("qemu", "vagrant", "ssh")
 ACCELS = ("auto", "kvm", "tcg")
+RELEASES = ("bookworm", "trixie")  # guest Debian releases the image pipeline builds
 IPVLAN_MODES = ("l2", "l3", "l3s")
 KEEPALIVED_NETNS = ("root", "lb")
 CHECK_TYPES = ("DNS_CHECK", "MISC_CHECK", "UDP_CHECK", "TCP_CHECK")
@@ -48,6 +49,7 @@ class VM:
     memory_mib: int = 2048
     accel: str = "auto"
     boot_timeout_s: int = 300
+    release: str = "bookworm"
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,7 @@ def parse_lab(raw: Mapping[str, Any], source: str = "lab.toml") -> Lab:
         memory_mib=v.positive("memory_mib", int, VM.memory_mib),
         accel=v.choice("accel", ACCELS, VM.accel),
         boot_timeout_s=v.positive("boot_timeout_s", int, VM.boot_timeout_s),
+        release=v.choice("release", RELEASES, VM.release),
     )
     if vm.memory_mib < 512:
         v.error("memory_mib", f"must be at least 512, got {vm.memory_mib}")

@@ -1,8 +1,8 @@
 """`fab deploy` / `fab teardown`: build or remove the lab stack in the guest over one Fabric connection.
 
-Everything is rendered and validated locally first. Then, in three SSH round trips: read the
-guest's file hashes, stage the files that differ (SFTP), and run one generated step script in
-the guest that checks each step and acts only where the state differs, streaming one
+Everything is rendered and validated first (lab.validate, before any change). Then, in three SSH
+round trips: read the guest's file hashes, stage the files that differ (SFTP), and run one generated
+step script in the guest that checks each step and acts only where the state differs, streaming one
 `@@ STATUS NAME` line per step, which is shown live.
 """
 
@@ -24,7 +24,7 @@ from lab.removal import require_support
 from lab.render import LOADTEST_DIR, NETWORK_SCRIPT, GuestFile, render_files, render_script
 from lab.runlock import locked
 from lab.services import STAGE, deploy_steps, preamble
-from lab.validate import validate
+from lab.validate import validate_for
 
 RUNNER = f"{STATE}/deploy.sh"
 LINE_RE = re.compile(r"^@@ (ok|changed|failed|absent) (.*)$")
@@ -149,7 +149,7 @@ def deploy(lab: Lab, conn, *, console: Console | None = None, verbose: bool = Tr
     console = console or Console(stderr=True)
     start = time.monotonic()
     files = render_files(lab)
-    validate(files, lab.source)
+    validate_for(lab, files, conn)
     if lab.check.removal_on_exit:  # the guest's Keepalived must provide it; checked before any change
         require_support(lab, remote.run(conn, "keepalived --version 2>&1 | head -1").stdout)
     current = guest_hashes(conn, list(files))

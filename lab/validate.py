@@ -1,16 +1,22 @@
-"""Validate rendered configs with the real tools on this machine, before anything touches the VM."""
+"""Validate rendered configs with the real tools, before anything of the lab changes: this machine's
+tools when the guest runs the same Debian release, else the guest release's own tools in the guest."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from lab import remote
+from lab.config import Lab
 from lab.errors import LabError
 from lab.render import KEEPALIVED_CONF, KEEPALIVED_UNIT, RESOLVER_DROPIN, RESOLVER_UNIT, GuestFile
 
+GUEST_CHECK_DIR = "/run/dnslab-check"
+OS_RELEASE = Path("/etc/os-release")
 TOOLS = {"unbound-checkconf": "unbound", "keepalived": "keepalived", "systemd-analyze": "systemd"}
 
 
@@ -26,6 +32,16 @@ def _run(argv: list[str]) -> tuple[int, str]:
     return proc.returncode, (proc.stderr + proc.stdout).strip()
 
 
+def _unbound_rejects(source: str, name: str, code: int, out: str) -> LabError:
+    return LabError(f"{source}: unbound-checkconf rejects the config for resolver {name}: "
+                    f"{' | '.join(out.splitlines()) or f'exit {code}'}")
+
+
+def _keepalived_rejects(source: str, code: int, out: str, path: str) -> LabError:
+    return LabError(f"{source}: keepalived -t rejects keepalived.conf (exit {code}): "
+                    f"{' | '.join(out.replace(path, 'keepalived.conf').splitlines())}")
+
+
 def check_unbound(text: str, name: str, source: str) -> None:
     """`unbound-checkconf` on one resolver's config; LabError with the tool's message on rejection."""
     with tempfile.TemporaryDirectory(prefix="dnslab-check-") as tmp:
@@ -33,8 +49,7 @@ def check_unbound(text: str, name: str, source: str) -> None:
         path.write_text(text)
         code, out = _run([_tool("unbound-checkconf"), str(path)])
     if code != 0:
-        raise LabError(f"{source}: unbound-checkconf rejects the config for resolver {name}: "
-                       f"{' | '.join(out.splitlines())}")
+        raise _unbound_rejects(source, name, code, out)
 
 
 def check_keepalived(text: str, source: str) -> None:
@@ -44,8 +59,7 @@ def check_keepalived(text: str, source: str) -> None:
         path.write_text(text)
         code, out = _run([_tool("keepalived"), "--config-test", "--use-file", str(path)])
     if code != 0:
-        raise LabError(f"{source}: keepalived -t rejects keepalived.conf (exit {code}): "
-                       f"{' | '.join(out.replace(str(path), 'keepalived.conf').splitlines())}")
+        raise _keepalived_rejects(source, code, out, str(path))
 
 
 def check_units(files: Mapping[str, GuestFile], instance: str, source: str) -> None:
@@ -76,3 +90,54 @@ def validate(files: Mapping[str, GuestFile], source: str) -> None:
     if shutil.which("systemd-analyze"):
         check_units(files, Path(next(p for p in files if p.startswith("/etc/unbound/dnslab/"))).stem,
                     source)
+
+
+def host_release(os_release: Path = OS_RELEASE) -> str:
+    """This machine's Debian codename (VERSION_CODENAME in os-release), '' when unknown."""
+    try:
+        text = os_release.read_text()
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "VERSION_CODENAME":
+            return value.strip().strip('"')
+    return ""
+
+
+def check_in_guest(conn, files: Mapping[str, GuestFile], source: str) -> None:
+    """The guest's own unbound-checkconf and keepalived -t on copies of the rendered configs in a
+    scratch directory (nothing of the lab changes); LabError with the tool's message on rejection."""
+    configs = {path: file for path, file in files.items()
+               if path.startswith("/etc/unbound/dnslab/") or path == KEEPALIVED_CONF}
+    remote.run(conn, f"rm -rf {GUEST_CHECK_DIR} && mkdir -m 0700 -p {GUEST_CHECK_DIR}")
+    copies = {f"{GUEST_CHECK_DIR}/{Path(path).name}": file.content for path, file in configs.items()}
+    try:
+        remote.upload(conn, copies)
+        for path in configs:
+            copy = shlex.quote(f"{GUEST_CHECK_DIR}/{Path(path).name}")
+            if path == KEEPALIVED_CONF:
+                res = remote.run(conn, f"keepalived --config-test --use-file {copy}")
+                if res.exited != 0:
+                    raise _keepalived_rejects(source, res.exited, (res.stderr + res.stdout).strip(),
+                                              f"{GUEST_CHECK_DIR}/keepalived.conf")
+            else:
+                res = remote.run(conn, f"unbound-checkconf {copy}")
+                if res.exited != 0:
+                    raise _unbound_rejects(source, Path(path).stem, res.exited,
+                                           (res.stderr + res.stdout).strip())
+    finally:
+        remote.run(conn, f"rm -rf {GUEST_CHECK_DIR}")
+
+
+def validate_for(lab: Lab, files: Mapping[str, GuestFile], conn) -> None:
+    """`validate` with this machine's tools when the lab's guest runs this machine's Debian release
+    (or is a real host, the ssh provider), else with the guest release's own tools in the guest
+    (units are still checked here: systemd-analyze takes the same unit syntax)."""
+    if lab.vm.provider == "ssh" or lab.vm.release == host_release():
+        validate(files, lab.source)
+        return
+    check_in_guest(conn, files, lab.source)
+    if shutil.which("systemd-analyze"):
+        check_units(files, Path(next(p for p in files if p.startswith("/etc/unbound/dnslab/"))).stem,
+                    lab.source)

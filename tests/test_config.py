@@ -77,6 +77,7 @@ BAD = [
     (("check", "colour", "red"), r"\[check\] colour: unknown key; known keys: type"),
     (("vm", "provider", "docker"), r"\[vm\] provider: must be one of qemu, vagrant, ssh"),
     (("vm", "memory_mib", 128), r"\[vm\] memory_mib: must be at least 512"),
+    (("vm", "release", "sid"), r"\[vm\] release: must be one of bookworm, trixie, got 'sid'"),
     (("ipvs", "lb_algo", "random"), r"\[ipvs\] lb_algo: must be one of"),
     (("ipvs", "protocols", ["udp", "sctp"]), r"\[ipvs\] protocols: must be a non-empty list"),
     (("load", "tcp_share", 1.5), r"\[load\] tcp_share: must be between 0 and 1"),
