@@ -25,6 +25,7 @@ from lab.render import LOADTEST_DIR, NETWORK_SCRIPT, GuestFile, render_files, re
 from lab.runlock import locked
 from lab.services import STAGE, deploy_steps, preamble
 from lab.validate import validate_for
+from lab.versions import require_release
 
 RUNNER = f"{STATE}/deploy.sh"
 LINE_RE = re.compile(r"^@@ (ok|changed|failed|absent) (.*)$")
@@ -149,6 +150,7 @@ def deploy(lab: Lab, conn, *, console: Console | None = None, verbose: bool = Tr
     console = console or Console(stderr=True)
     start = time.monotonic()
     files = render_files(lab)
+    require_release(conn, lab)
     validate_for(lab, files, conn)
     if lab.check.removal_on_exit:  # the guest's Keepalived must provide it; checked before any change
         require_support(lab, remote.run(conn, "keepalived --version 2>&1 | head -1").stdout)

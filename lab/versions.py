@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 
 from lab import remote
+from lab.config import Lab
+from lab.errors import LabError
 
 # One `key=first line of the tool's output` per line; a tool that is missing gives an empty value.
 PROBE = (
@@ -55,3 +57,14 @@ def describe(versions: dict[str, str] | None) -> str:
               ("ipvsadm", "ipvsadm"))
     parts += [f"{label} {versions[key]}" for key, label in labels if versions.get(key)]
     return " · ".join(p for p in parts if p)
+
+
+def require_release(conn, lab: Lab) -> None:
+    """A one-line LabError when the lab VM runs another Debian release than the lab file's [vm]
+    release (a VM booted from another lab file); a real host (the ssh provider) runs what it runs."""
+    if lab.vm.provider == "ssh":
+        return
+    running = remote.run(conn, ". /etc/os-release 2>/dev/null; echo \"$VERSION_CODENAME\"").stdout.strip()
+    if running and running != lab.vm.release:
+        raise LabError(f"{lab.source}: [vm] release: the lab VM runs {running}, not {lab.vm.release}; "
+                       f"bring it down (`fab down`) and up with this lab file (`fab up --lab {lab.source}`)")

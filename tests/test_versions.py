@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from lab.versions import describe, parse_versions, version_of
+from types import SimpleNamespace
+
+import pytest
+
+from lab.config import parse_lab
+from lab.errors import LabError
+from lab.versions import describe, parse_versions, require_release, version_of
 
 TRIXIE = """release=trixie
 kernel=6.12.57+deb13-amd64
@@ -34,3 +40,28 @@ def test_describe_names_the_release_and_each_version():
     assert line == ("Debian trixie · kernel 6.12.57+deb13-amd64 · Keepalived 2.3.3 · Unbound 1.26.2 · "
                     "ipvsadm 1.31")
     assert describe(None) == "" and describe({}) == ""
+
+
+class Guest:
+    """A connection whose guest says it runs `codename`."""
+
+    user, host, port = "root", "fake", 22
+
+    def __init__(self, codename: str) -> None:
+        self.codename = codename
+
+    def run(self, command: str, **_: object) -> SimpleNamespace:
+        assert "VERSION_CODENAME" in command
+        return SimpleNamespace(exited=0, stdout=f"{self.codename}\n", stderr="")
+
+
+def test_a_vm_of_another_release_is_refused_in_one_line(raw_lab):
+    raw_lab["vm"]["release"] = "trixie"
+    lab = parse_lab(raw_lab, "labs/trixie.toml")
+    with pytest.raises(LabError, match=r"^labs/trixie.toml: \[vm\] release: the lab VM runs bookworm, not "
+                                       r"trixie; .*fab up --lab labs/trixie.toml"):
+        require_release(Guest("bookworm"), lab)
+    require_release(Guest("trixie"), lab)
+    raw_lab["vm"].update(provider="ssh")
+    raw_lab.setdefault("ssh", {})["host"] = "real-host"
+    require_release(Guest("bookworm"), parse_lab(raw_lab, "labs/trixie.toml"))  # a real host: its own
