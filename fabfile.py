@@ -157,13 +157,19 @@ def recover(c, lab=None):
     print(recover_lab(_lab(lab)))
 
 
-@task(help={"suite": "suite name (chaos/suites.yaml)", "lab": "lab file"})
+@task(help={"suite": "suite name (chaos/suites.yaml)", "lab": "lab file",
+            "releases": "the suite on each guest release in turn (up, suite, down): bookworm,trixie"})
 @cli_guard
-def matrix(c, suite="standard", lab=None):
+def matrix(c, suite="standard", lab=None, releases=None):
     """Run a suite of experiments over a grid of settings, then the comparison report."""
     from chaos.matrix import run_matrix
 
     model = _lab(lab)
+    if releases:
+        from chaos.releases import parse_releases, run_releases
+
+        print(run_releases(model, suite, parse_releases(releases)))
+        return
     print(run_matrix(model, _connection(model), suite))
 
 
