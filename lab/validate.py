@@ -87,6 +87,11 @@ def validate(files: Mapping[str, GuestFile], source: str) -> None:
         if path.startswith("/etc/unbound/dnslab/"):
             check_unbound(file.content.decode(), Path(path).stem, source)
     check_keepalived(files[KEEPALIVED_CONF].content.decode(), source)
+    _check_units_here(files, source)
+
+
+def _check_units_here(files: Mapping[str, GuestFile], source: str) -> None:
+    """check_units with the first resolver as the instance, when systemd-analyze is there."""
     if shutil.which("systemd-analyze"):
         check_units(files, Path(next(p for p in files if p.startswith("/etc/unbound/dnslab/"))).stem,
                     source)
@@ -138,6 +143,4 @@ def validate_for(lab: Lab, files: Mapping[str, GuestFile], conn) -> None:
         validate(files, lab.source)
         return
     check_in_guest(conn, files, lab.source)
-    if shutil.which("systemd-analyze"):
-        check_units(files, Path(next(p for p in files if p.startswith("/etc/unbound/dnslab/"))).stem,
-                    lab.source)
+    _check_units_here(files, lab.source)
