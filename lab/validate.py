@@ -13,6 +13,7 @@ from pathlib import Path
 from lab import remote
 from lab.config import Lab
 from lab.errors import LabError
+from lab.removal import EXIT_DIR, exit_file
 from lab.render import KEEPALIVED_CONF, KEEPALIVED_UNIT, RESOLVER_DROPIN, RESOLVER_UNIT, GuestFile
 
 GUEST_CHECK_DIR = "/run/dnslab-check"
@@ -90,11 +91,15 @@ def validate(files: Mapping[str, GuestFile], source: str) -> None:
     _check_units_here(files, source)
 
 
+def resolver_names(files: Mapping[str, GuestFile]) -> list[str]:
+    """The resolvers whose Unbound configs are among the rendered files."""
+    return [Path(p).stem for p in files if p.startswith("/etc/unbound/dnslab/")]
+
+
 def _check_units_here(files: Mapping[str, GuestFile], source: str) -> None:
     """check_units with the first resolver as the instance, when systemd-analyze is there."""
     if shutil.which("systemd-analyze"):
-        check_units(files, Path(next(p for p in files if p.startswith("/etc/unbound/dnslab/"))).stem,
-                    source)
+        check_units(files, resolver_names(files)[0], source)
 
 
 def host_release(os_release: Path = OS_RELEASE) -> str:
@@ -113,10 +118,16 @@ def host_release(os_release: Path = OS_RELEASE) -> str:
 def check_in_guest(conn, files: Mapping[str, GuestFile], source: str) -> None:
     """The guest's own unbound-checkconf and keepalived -t on copies of the rendered configs in a
     scratch directory (nothing of the lab changes); LabError with the tool's message on rejection."""
-    configs = {path: file for path, file in files.items()
+    configs = {path: file.content for path, file in files.items()
                if path.startswith("/etc/unbound/dnslab/") or path == KEEPALIVED_CONF}
-    remote.run(conn, f"rm -rf {GUEST_CHECK_DIR} && mkdir -m 0700 -p {GUEST_CHECK_DIR}")
-    copies = {f"{GUEST_CHECK_DIR}/{Path(path).name}": file.content for path, file in configs.items()}
+    # Keepalived 2.3 wants each track_file's file to exist: the copy watches files of its own.
+    exit_dir = f"{GUEST_CHECK_DIR}/exit"
+    configs[KEEPALIVED_CONF] = configs[KEEPALIVED_CONF].replace(EXIT_DIR.encode(), exit_dir.encode())
+    downs = " ".join(shlex.quote(f"{exit_dir}/{Path(exit_file(name)).name}")
+                     for name in resolver_names(files))
+    remote.run(conn, f"rm -rf {GUEST_CHECK_DIR} && mkdir -m 0700 -p {exit_dir} && "
+                     f"for f in {downs}; do echo 1 > \"$f\"; done")
+    copies = {f"{GUEST_CHECK_DIR}/{Path(path).name}": content for path, content in configs.items()}
     try:
         remote.upload(conn, copies)
         for path in configs:
@@ -124,8 +135,8 @@ def check_in_guest(conn, files: Mapping[str, GuestFile], source: str) -> None:
             if path == KEEPALIVED_CONF:
                 res = remote.run(conn, f"keepalived --config-test --use-file {copy}")
                 if res.exited != 0:
-                    raise _keepalived_rejects(source, res.exited, (res.stderr + res.stdout).strip(),
-                                              f"{GUEST_CHECK_DIR}/keepalived.conf")
+                    out = (res.stderr + res.stdout).strip().replace(exit_dir, EXIT_DIR)
+                    raise _keepalived_rejects(source, res.exited, out, f"{GUEST_CHECK_DIR}/keepalived.conf")
             else:
                 res = remote.run(conn, f"unbound-checkconf {copy}")
                 if res.exited != 0:

@@ -14,7 +14,10 @@ import pytest
 from lab import validate
 from lab.config import Lab, load_lab, with_overrides
 from lab.errors import LabError
+from lab.netplan import network_plan
+from lab.removal import EXIT_DIR
 from lab.render import KEEPALIVED_CONF, render_files
+from lab.services import deploy_steps
 
 
 class LocalGuest:
@@ -77,3 +80,35 @@ def test_the_hosts_own_release_is_checked_here_without_the_guest(lab, monkeypatc
     monkeypatch.setattr(validate, "host_release", lambda: lab.vm.release)
     guest = SimpleNamespace(run=None)  # any use of the guest would fail
     validate.validate_for(lab, render_files(lab), guest)
+
+
+def test_keepalived_23_finds_every_track_file_in_the_guests_check(lab, guest, tmp_path, monkeypatch):
+    """Keepalived 2.3 rejects a track_file whose file is missing: the copy watches files of its own,
+    made in the scratch directory, and the live ones under /run are not touched."""
+    monkeypatch.setattr(validate, "host_release", lambda: "bookworm")
+    seen = {}
+    real_run = guest.run
+
+    def run(command: str, **kw: object) -> SimpleNamespace:
+        if "keepalived --config-test" in command:
+            exit_dir = tmp_path / "check" / "exit"
+            seen["downs"] = sorted(p.name for p in exit_dir.iterdir())
+            seen["conf"] = (tmp_path / "check" / "keepalived.conf").read_text()
+        return real_run(command, **kw)
+
+    guest.run = run
+    on = with_overrides(lab, {"vm": {"release": "trixie"}, "check": {"removal_on_exit": True}})
+    validate.validate_for(on, render_files(on), guest)
+    assert seen["downs"] == [f"{r.name}.down" for r in lab.resolvers]
+    assert f'file "{tmp_path}/check/exit/rs1.down"' in seen["conf"] and EXIT_DIR not in seen["conf"]
+
+
+def test_deploy_makes_missing_exit_files_before_keepalived_tests_its_config(lab):
+    on = with_overrides(lab, {"check": {"removal_on_exit": True}})
+    files = render_files(on)
+    (step,) = [s for s in deploy_steps(on, files, network_plan(on)) if s.name == f"file {KEEPALIVED_CONF}"]
+    made = step.apply.index(f"[ -e {EXIT_DIR}/rs1.down ] || echo 1 > {EXIT_DIR}/rs1.down")
+    assert made < step.apply.index("keepalived --config-test")
+    (off,) = [s for s in deploy_steps(lab, render_files(lab), network_plan(lab))
+              if s.name == f"file {KEEPALIVED_CONF}"]
+    assert EXIT_DIR not in off.apply
