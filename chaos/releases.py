@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from chaos.matrix import compare, completed_runs, matrix_dir, run_matrix
-from lab.config import RELEASES, Lab, with_overrides
-from lab.endpoint import connect
-from lab.errors import LabError
+from lab.model.config import RELEASES, Lab
+from lab.model.errors import ActionFailed, ConfigError
+from lab.model.parse import with_overrides
 from lab.providers.qemu import QemuProvider
+from lab.ssh.endpoint import connect
 
 
 def parse_releases(text: str) -> tuple[str, ...]:
@@ -21,20 +22,20 @@ def parse_releases(text: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in str(text).split(","))
     for name in names:
         if name not in RELEASES:
-            raise LabError(f"--releases: {name!r} is not a guest release; allowed: {', '.join(RELEASES)} "
+            raise ConfigError(f"--releases: {name!r} is not a guest release; allowed: {', '.join(RELEASES)} "
                            "(comma-separated, e.g. --releases bookworm,trixie)")
     if len(set(names)) != len(names):
-        raise LabError(f"--releases: {text!r} names a release twice")
+        raise ConfigError(f"--releases: {text!r} names a release twice")
     return names
 
 
 def run_releases(lab: Lab, suite: str, releases: tuple[str, ...]) -> Path:
     """Run `suite` on each release's lab in turn (up, suite, down); the comparison's path."""
     if lab.vm.provider != "qemu":
-        raise LabError(f"{lab.source}: [vm] provider: --releases brings each release's VM up and down "
+        raise ConfigError(f"{lab.source}: [vm] provider: --releases brings each release's VM up and down "
                        f"with the qemu provider, not {lab.vm.provider}")
     if QemuProvider(lab).pid() is not None:
-        raise LabError("a lab VM is up: --releases brings each release's VM up in turn; `fab down` first")
+        raise ActionFailed("a lab VM is up: --releases brings each release's VM up in turn; `fab down` first")
     out_dir = matrix_dir(f"{suite}-releases")
     runs: list[str] = []
     for release in releases:
@@ -48,5 +49,5 @@ def run_releases(lab: Lab, suite: str, releases: tuple[str, ...]) -> Path:
             provider.down()
         runs += completed_runs(out_dir / release)
     if not runs:
-        raise LabError(f"no cell of suite {suite!r} completed on any release; see {out_dir}", 1)
+        raise ActionFailed(f"no cell of suite {suite!r} completed on any release; see {out_dir}")
     return compare(runs, out_dir)

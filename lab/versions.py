@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 
-from lab import remote
-from lab.config import Lab
-from lab.errors import LabError
+from lab.model.config import Lab
+from lab.model.errors import ConfigError
+from lab.ssh import remote
 
 # One `key=first line of the tool's output` per line; a tool that is missing gives an empty value.
 PROBE = (
@@ -66,5 +66,5 @@ def require_release(conn, lab: Lab) -> None:
         return
     running = remote.run(conn, ". /etc/os-release 2>/dev/null; echo \"$VERSION_CODENAME\"").stdout.strip()
     if running and running != lab.vm.release:
-        raise LabError(f"{lab.source}: [vm] release: the lab VM runs {running}, not {lab.vm.release}; "
+        raise ConfigError(f"{lab.source}: [vm] release: the lab VM runs {running}, not {lab.vm.release}; "
                        f"bring it down (`fab down`) and up with this lab file (`fab up --lab {lab.source}`)")

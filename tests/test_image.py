@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from lab import image, image_recipe
-from lab.config import RELEASES, load_lab
-from lab.errors import LabError
-from lab.image_steps import run_step
+from lab.image import build as image
+from lab.image import recipe as image_recipe
+from lab.image.steps import run_step
+from lab.model.config import RELEASES
+from lab.model.errors import LabError
+from lab.model.parse import load_lab
 
 DATA = Path(__file__).parent / "data"
 
@@ -99,6 +101,7 @@ def test_a_release_the_package_source_lacks_is_one_line_naming_it(tmp_path, monk
     text = str(err.value)
     assert text.startswith("image build: release forky: the package source lacks the suite 'forky'")
     assert "\n" not in text and str(log) in text
+
 
 
 def test_staging_renames_on_success_and_leaves_nothing_on_failure(tmp_path):

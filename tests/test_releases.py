@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from chaos.releases import parse_releases, run_releases
-from lab.config import parse_lab
-from lab.errors import LabError
+from lab.model.errors import LabError
+from lab.model.parse import parse_lab
 
 
 def test_releases_are_parsed_in_order():

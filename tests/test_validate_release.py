@@ -11,13 +11,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab import validate
-from lab.config import Lab, load_lab, with_overrides
-from lab.errors import LabError
-from lab.netplan import network_plan
-from lab.removal import EXIT_DIR
-from lab.render import KEEPALIVED_CONF, render_files
-from lab.services import deploy_steps
+from lab.model.config import Lab
+from lab.model.errors import LabError
+from lab.model.layout import EXIT_DIR, KEEPALIVED_CONF
+from lab.model.parse import load_lab, with_overrides
+from lab.ops import validate
+from lab.ops.services import deploy_steps
+from lab.render.files import render_files
+from lab.render.netplan import network_plan
 
 
 class LocalGuest:

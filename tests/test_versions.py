@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab.config import parse_lab
-from lab.errors import LabError
+from lab.model.errors import LabError
+from lab.model.parse import parse_lab
 from lab.versions import describe, parse_versions, require_release, version_of
 
 TRIXIE = """release=trixie

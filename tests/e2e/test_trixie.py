@@ -22,10 +22,10 @@ import yaml
 
 from chaos.experiment import EXPERIMENTS_DIR
 from chaos.runner import run_experiment
-from lab.config import load_lab
-from lab.deploy import deploy
-from lab.endpoint import connect
+from lab.model.parse import load_lab
+from lab.ops.deploy import deploy
 from lab.providers.qemu import QemuProvider
+from lab.ssh.endpoint import connect
 from tests.conftest import REPO
 from tests.e2e.conftest import qemu_pids_using
 
