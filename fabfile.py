@@ -14,7 +14,7 @@ from dnslab.tasks import cli_guard
             "lab": "lab file (default: lab.toml)"})
 @cli_guard
 def image(c, provider=None, force=False, lab=None):
-    """Build (or reuse) the Debian 12 lab image: mmdebstrap base, packer layer, Vagrant box."""
+    """Build (or reuse) the lab image of [vm] release: mmdebstrap base, packer layer, Vagrant box."""
     print(app.image(lab, provider, force))
 
 
@@ -93,11 +93,12 @@ def recover(c, lab=None):
     print(app.recover(lab))
 
 
-@task(help={"suite": "suite name (chaos/suites.yaml)", "lab": "lab file"})
+@task(help={"suite": "suite name (chaos/suites.yaml)", "lab": "lab file",
+            "releases": "the suite on each guest release in turn (up, suite, down): bookworm,trixie"})
 @cli_guard
-def matrix(c, suite="standard", lab=None):
+def matrix(c, suite="standard", lab=None, releases=None):
     """Run a suite of experiments over a grid of settings, then the comparison report."""
-    print(app.matrix(lab, suite))
+    print(app.matrix(lab, suite, releases))
 
 
 @task(help={"run": "run directory (default: the latest under reports/runs/)"})

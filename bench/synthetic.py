@@ -107,6 +107,8 @@ def meta_for(
         "settings": dict(settings or {}),
         "tools": {"unbound": "1.17.1", "keepalived": "2.2.7", "locust": "2.x"},
         "kernel": "6.1.0-synthetic",
+        "guest": {"release": "bookworm", "kernel": "6.1.0-synthetic", "keepalived": "2.2.7",
+                  "unbound": "1.17.1", "ipvsadm": "1.31"},
         "start": iso(start_ns),
         "end": iso(end_ns),
         "steady_state": {

@@ -201,6 +201,21 @@ def _run_matrix(lab: Lab, conn: Any, suite: str, out_dir: Path | None) -> Path:
         raise KeyboardInterrupt
     if not runs:
         raise ActionFailed(f"no cell of suite {suite!r} completed; see {out_dir / 'matrix.json'}")
+    return compare(runs, out_dir)
+
+
+def completed_runs(out_dir: Path) -> list[str]:
+    """The run directories of a matrix's cells that recorded queries, in cell order, each once."""
+    try:
+        done = json.loads((out_dir / "matrix.json").read_text()).get("cells") or []
+    except (OSError, ValueError):
+        return []
+    return list(dict.fromkeys(c["run_dir"] for c in done
+                              if c.get("run_dir") and (Path(c["run_dir"]) / "queries.csv").is_file()))
+
+
+def compare(runs: list[str], out_dir: Path) -> Path:
+    """`python -m reports compare` over the runs into out_dir/comparison.html; its path."""
     report = out_dir / "comparison.html"
     res = subprocess.run([sys.executable, "-m", "reports", "compare", *runs, "--out", str(report)],
                          capture_output=True, text=True)

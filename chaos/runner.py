@@ -41,6 +41,7 @@ from lab.model.config import Lab
 from lab.model.errors import ActionFailed, LabError
 from lab.model.layout import HOME, LOCUST, LOCUSTFILE, VENV
 from lab.model.parse import check_id, flatten, merge
+from lab.versions import guest_versions
 
 LOAD_START_TIMEOUT_S = 90.0
 HEALTH_TIMEOUT_S = 60.0
@@ -423,6 +424,7 @@ class Run:
             "run_id": self.run_id, "experiment": self.exp.name, "title": self.exp.title,
             "description": self.exp.description, "lab": self.lab.as_dict(), "settings": self.settings,
             "tools": {"unbound": lines[1], "keepalived": lines[2], "ipvsadm": lines[3], "locust": lines[4]},
+            "guest": guest_versions(self.conn),
             "kernel": lines[0], "start": utc_iso(first_t), "end": utc_iso(last_t), "status": self.status,
             "steady_state": steady, "steady_state_windows_ns": self.windows,
             "healthy_after": after["ok"], "errors": self.errors, "queries_rows": self.query_rows,

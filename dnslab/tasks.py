@@ -130,11 +130,16 @@ def recover(lab: str | None) -> str:
     return recover_lab(lab_model(lab))
 
 
-def matrix(lab: str | None, suite: str) -> Path:
-    """Run a suite over its grid of settings; the comparison report's path."""
+def matrix(lab: str | None, suite: str, releases: str | None = None) -> Path:
+    """Run a suite over its grid of settings (on each guest release in `releases` in turn: up,
+    suite, down); the comparison report's path."""
     from chaos.matrix import run_matrix
 
     model = lab_model(lab)
+    if releases:
+        from chaos.releases import parse_releases, run_releases
+
+        return run_releases(model, suite, parse_releases(releases))
     return run_matrix(model, connection(model), suite)
 
 

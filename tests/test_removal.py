@@ -169,7 +169,9 @@ def test_deploy_refuses_an_old_keepalived_before_changing_anything(on):
     conn = RecordingConnection("Keepalived v2.0.20 (01/22,2020)\n")
     with pytest.raises(LabError, match=r"\[check\] removal_on_exit: needs Keepalived 2.1.0"):
         deploy(on, conn)
-    assert conn.commands == ["keepalived --version 2>&1 | head -1"]
+    # only reads: the guest's release (deploy's first check), then Keepalived's version
+    assert conn.commands == ['. /etc/os-release 2>/dev/null; echo "$VERSION_CODENAME"',
+                             "keepalived --version 2>&1 | head -1"]
 
 
 # --- the exit watcher, on real processes --------------------------------------------------------------

@@ -30,13 +30,14 @@ from lab.image.recipe import (
     PIP_PACKAGES,
     base_key,
     image_key,
+    missing_from_log,
     mmdebstrap_argv,
     packer_argv,
     parse_packages,
 )
 from lab.image.steps import console, require_tools, run_step
 from lab.local.state import cache_dir
-from lab.model.config import Lab
+from lab.model.config import VM, Lab
 from lab.model.errors import ActionFailed, ConfigError
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -87,9 +88,9 @@ def _artifacts(key: str, directory: Path, disk: str) -> ImageArtifacts | None:
     return paths if complete else None
 
 
-def cached_image() -> ImageArtifacts | None:
-    """The image for the current inputs when it is already built, else None (never builds)."""
-    key = image_key(base_key())
+def cached_image(release: str = VM.release) -> ImageArtifacts | None:
+    """The release's image for the current inputs when it is already built, else None (never builds)."""
+    key = image_key(base_key(release))
     return _artifacts(key, cache_dir() / "images" / key, "dnslab.qcow2")
 
 
@@ -206,7 +207,25 @@ def _log(name: str, key: str) -> Path:
     return log
 
 
-def _build_base(key: str) -> ImageArtifacts:
+def _rootfs(release: str, rootfs: Path, log: Path, env: dict[str, str]) -> None:
+    """Stage 1, with a failure caused by the package source (no such suite or package) told in one
+    line naming the release and what is missing."""
+    packages = parse_packages((BASE_DIR / "packages.txt").read_text())
+    offset = log.stat().st_size
+    try:
+        run_step(f"stage 1/3: {release} rootfs (mmdebstrap)",
+                 mmdebstrap_argv(release, packages, BASE_DIR / "customize.sh", rootfs), log, env=env)
+    except ActionFailed:
+        with log.open("rb") as fh:
+            fh.seek(offset)
+            missing = missing_from_log(fh.read().decode(errors="replace"), release)
+        if missing is None:
+            raise
+        raise ActionFailed(f"image build: release {release}: the package source lacks {missing}; "
+                           f"log: {log}") from None
+
+
+def _build_base(key: str, release: str) -> ImageArtifacts:
     final = cache_dir() / "base" / key
     log = _log("base", key)
     with _staging(final) as tmp:
@@ -214,10 +233,8 @@ def _build_base(key: str) -> ImageArtifacts:
         if HOST_CA_BUNDLE.is_file():
             env["DNSLAB_PIP_CERT"] = str(HOST_CA_BUNDLE)
         rootfs = tmp / "rootfs"
-        packages = parse_packages((BASE_DIR / "packages.txt").read_text())
         try:
-            run_step("stage 1/3: rootfs (mmdebstrap)", mmdebstrap_argv(packages, BASE_DIR / "customize.sh",
-                                                                       rootfs), log, env=env)
+            _rootfs(release, rootfs, log, env)
             run_step("stage 2/3: bootable disk (sfdisk, ext4, GRUB, qcow2)",
                      ["sh", str(BASE_DIR / "mkdisk.sh"), str(rootfs), str(tmp), str(DISK_MIB)], log)
         finally:
@@ -250,7 +267,8 @@ def _build_layer(key: str, base: ImageArtifacts, lab: Lab) -> ImageArtifacts:
         (tmp / "packer" / "dnslab.qcow2").rename(tmp / "dnslab.qcow2")
         os.link(base.kernel, tmp / "vmlinuz")
         os.link(base.initrd, tmp / "initrd.img")
-        manifest = {"hash": key, "base": base.hash, "kernel_cmdline": KERNEL_CMDLINE,
+        manifest = {"hash": key, "base": base.hash, "release": lab.vm.release,
+                    "kernel_cmdline": KERNEL_CMDLINE,
                     "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         for leftover in ("packer", "packer_cache", "build_key", "build_key.pub"):
@@ -263,8 +281,8 @@ def _build_layer(key: str, base: ImageArtifacts, lab: Lab) -> ImageArtifacts:
 
 
 def build(lab: Lab, force: bool = False) -> ImageArtifacts:
-    """The lab image for the current inputs: from the cache, or built (stages 1-3)."""
-    base = base_key()
+    """The lab image of the lab's release for the current inputs: from the cache, or built (stages 1-3)."""
+    base = base_key(lab.vm.release)
     key = image_key(base)
     with _locked("image"):
         image = None if force else _artifacts(key, cache_dir() / "images" / key, "dnslab.qcow2")
@@ -276,7 +294,7 @@ def build(lab: Lab, force: bool = False) -> ImageArtifacts:
             start = time.monotonic()
             base_image = None if force else _artifacts(base, cache_dir() / "base" / base, "base.qcow2")
             if base_image is None:
-                base_image = _build_base(base)
+                base_image = _build_base(base, lab.vm.release)
             else:
                 console.print(f"[green]✓[/] stages 1-2: base image cached [dim]({base[:16]})[/]")
             image = _build_layer(key, base_image, lab)

@@ -8,6 +8,7 @@ shows progress) is not part of the keys.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -16,7 +17,6 @@ from lab.model.config import REPO_ROOT
 PACKER_DIR = REPO_ROOT / "packer"
 BASE_DIR = PACKER_DIR / "base"
 TEMPLATE = PACKER_DIR / "dnslab.pkr.hcl"
-SUITE = "bookworm"
 DISK_MIB = 4096
 PIP_PACKAGES = ("locust==2.47.0", "dnspython==2.9.2")
 KERNEL_CMDLINE = "root=LABEL=dnslab-root ro console=ttyS0,115200 net.ifnames=0 biosdevname=0"
@@ -43,9 +43,9 @@ def _tree(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
 
 
-def base_key() -> str:
-    """The key of the base image: packer/base/*, the pip pins and this recipe."""
-    extra = {"suite": SUITE, "disk_mib": str(DISK_MIB), "pip": " ".join(PIP_PACKAGES)}
+def base_key(release: str) -> str:
+    """The key of the base image: the Debian release, packer/base/*, the pip pins and this recipe."""
+    extra = {"suite": release, "disk_mib": str(DISK_MIB), "pip": " ".join(PIP_PACKAGES)}
     return hash_inputs([*_tree(BASE_DIR), Path(__file__)], extra)
 
 
@@ -54,10 +54,29 @@ def image_key(base: str) -> str:
     return hash_inputs([TEMPLATE, *_tree(PACKER_DIR / "scripts")], {"base": base})
 
 
-def mmdebstrap_argv(packages: Iterable[str], hook: Path, target: Path) -> list[str]:
+def mmdebstrap_argv(release: str, packages: Iterable[str], hook: Path, target: Path) -> list[str]:
     """mmdebstrap for the base rootfs. No mirror argument: Debian's default, plus updates/security."""
     return ["mmdebstrap", "--variant=minbase", f"--include={','.join(packages)}",
-            f"--customize-hook={hook}", SUITE, str(target)]
+            f"--customize-hook={hook}", release, str(target)]
+
+
+# What apt (inside mmdebstrap) says when the package source lacks a suite or a package.
+_NO_SUITE_RE = re.compile(r"does not have a Release file")
+_NO_PACKAGE_RE = re.compile(r"(?:Unable to locate package |Package ')([A-Za-z0-9.+-]+)'?"
+                            r"(?: has no installation candidate)?")
+
+
+def missing_from_log(text: str, release: str) -> str | None:
+    """What the package source lacks, from a failed mmdebstrap's output: the suite, or the packages
+    apt could not find; None when the failure was something else."""
+    if _NO_SUITE_RE.search(text):
+        return f"the suite {release!r} (no Release file for it at the package source)"
+    names = sorted({m.group(1) for line in text.splitlines()
+                    if "Unable to locate package" in line or "has no installation candidate" in line
+                    for m in [_NO_PACKAGE_RE.search(line)] if m})
+    if names:
+        return f"the package{'s' if len(names) > 1 else ''} {', '.join(names)} (not in {release})"
+    return None
 
 
 def packer_argv(variables: Mapping[str, str | int]) -> list[str]:

@@ -20,6 +20,7 @@ DEFAULT_LAB = REPO_ROOT / "lab.toml"
 
 PROVIDERS = ("qemu", "vagrant", "ssh")
 ACCELS = ("auto", "kvm", "tcg")
+RELEASES = ("bookworm", "trixie")  # guest Debian releases the image pipeline builds
 IPVLAN_MODES = ("l2", "l3", "l3s")
 KEEPALIVED_NETNS = ("root", "lb")
 CHECK_TYPES = ("DNS_CHECK", "MISC_CHECK", "UDP_CHECK", "TCP_CHECK")
@@ -42,6 +43,7 @@ class VM:
     memory_mib: int = 2048
     accel: str = "auto"
     boot_timeout_s: int = 300
+    release: str = "bookworm"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from lab.model.config import (
     NAME_RE,
     PROTOCOLS,
     PROVIDERS,
+    RELEASES,
     SYSCTL_RE,
     SYSCTL_VALUE_RE,
     VM,
@@ -118,6 +119,7 @@ def parse_lab(raw: Mapping[str, Any], source: str = "lab.toml") -> Lab:
         memory_mib=v.positive("memory_mib", int, VM.memory_mib),
         accel=v.choice("accel", ACCELS, VM.accel),
         boot_timeout_s=v.positive("boot_timeout_s", int, VM.boot_timeout_s),
+        release=v.choice("release", RELEASES, VM.release),
     )
     if vm.memory_mib < 512:
         v.error("memory_mib", f"must be at least 512, got {vm.memory_mib}")

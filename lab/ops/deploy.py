@@ -1,8 +1,8 @@
 """`fab deploy` / `fab teardown`: build or remove the lab stack in the guest over one Fabric connection.
 
-Everything is rendered and validated locally first. Then, in three SSH round trips: read the
-guest's file hashes, stage the files that differ (SFTP), and run one generated step script in
-the guest that checks each step and acts only where the state differs, streaming one
+Everything is rendered and validated first (lab.ops.validate, before any change). Then, in three SSH
+round trips: read the guest's file hashes, stage the files that differ (SFTP), and run one generated
+step script in the guest that checks each step and acts only where the state differs, streaming one
 `@@ STATUS NAME` line per step, which is shown live.
 """
 
@@ -31,10 +31,11 @@ from lab.model.layout import (
 )
 from lab.model.removal import require_support
 from lab.ops.services import deploy_steps, preamble
-from lab.ops.validate import validate
+from lab.ops.validate import validate_for
 from lab.render.files import GuestFile, render_files, render_script
 from lab.render.netplan import network_plan
 from lab.ssh import remote
+from lab.versions import require_release
 
 LINE_RE = re.compile(r"^@@ (ok|changed|failed|absent) (.*)$")
 STYLE = {"ok": "dim green", "changed": "yellow", "failed": "bold red", "absent": "dim"}
@@ -158,7 +159,8 @@ def deploy(lab: Lab, conn, *, console: Console | None = None, verbose: bool = Tr
     console = console or Console(stderr=True)
     start = time.monotonic()
     files = render_files(lab)
-    validate(files, lab.source)
+    require_release(conn, lab)
+    validate_for(lab, files, conn)
     if lab.check.removal_on_exit:  # the guest's Keepalived must provide it; checked before any change
         require_support(lab, remote.run(conn, "keepalived --version 2>&1 | head -1").stdout)
     current = guest_hashes(conn, list(files))

@@ -53,12 +53,23 @@ def retire_step(lab: Lab) -> Step:
     )
 
 
-def file_step(path: str, file: GuestFile) -> Step:
-    """Install a staged file when the guest's copy has another sha256."""
+def exit_files_exist(lab: Lab) -> str:
+    """Shell: create each resolver's missing status file as 1 (not known to run). Keepalived 2.3
+    rejects a track_file whose file does not exist yet (2.2 accepts it); exit_files_step makes them
+    match the units once the resolvers run."""
+    if not lab.check.removal_on_exit:
+        return ""
+    made = "; ".join(f"[ -e {exit_file(r.name)} ] || echo 1 > {exit_file(r.name)}" for r in lab.resolvers)
+    return f"mkdir -p {EXIT_DIR}; {made}; "
+
+
+def file_step(path: str, file: GuestFile, before: str = "") -> Step:
+    """Install a staged file when the guest's copy has another sha256 (`before`: shell run first,
+    e.g. exit_files_exist for keepalived.conf's config test)."""
     staged = f"{STAGE}{path}"
     validate = ""
     if path == KEEPALIVED_CONF:
-        validate = (f"out=$(keepalived --config-test --use-file {staged} 2>&1) || "
+        validate = (f"{before}out=$(keepalived --config-test --use-file {staged} 2>&1) || "
                     f"{{ printf 'keepalived -t rejected the new config; the running Keepalived keeps "
                     f"the old one:\\n%s\\n' \"$out\" >&2; exit 1; }}; ")
     return Step(
@@ -197,6 +208,7 @@ def deploy_steps(lab: Lab, files: Mapping[str, GuestFile], network: list[Step], 
     `clear_faults` is off: a deploy within an experiment), install files, network, services."""
     from lab.ops.leftovers import leftover_steps
 
-    installs = [file_step(path, file) for path, file in files.items()]
+    installs = [file_step(path, file, exit_files_exist(lab) if path == KEEPALIVED_CONF else "")
+                for path, file in files.items()]
     leftovers = leftover_steps(lab) if clear_faults else []
     return [retire_step(lab), *leftovers, *installs, *network, *service_steps(lab, files)]

@@ -1,25 +1,33 @@
-"""Validate rendered configs with the real tools on this machine, before anything touches the VM."""
+"""Validate rendered configs with the real tools, before anything of the lab changes: this machine's
+tools when the guest runs the same Debian release, else the guest release's own tools in the guest."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from lab.model.config import Lab
 from lab.model.errors import ConfigError
 from lab.model.layout import (
+    EXIT_DIR,
     KEEPALIVED,
     KEEPALIVED_CONF,
     KEEPALIVED_UNIT,
     RESOLVER_DROPIN,
     RESOLVER_UNIT,
     UNBOUND_DIR,
+    exit_file,
     resolver_unit,
 )
 from lab.render.files import GuestFile
+from lab.ssh import remote
 
+GUEST_CHECK_DIR = "/run/dnslab-check"
+OS_RELEASE = Path("/etc/os-release")
 TOOLS = {"unbound-checkconf": "unbound", "keepalived": "keepalived", "systemd-analyze": "systemd"}
 
 
@@ -83,6 +91,74 @@ def validate(files: Mapping[str, GuestFile], source: str) -> None:
         if path.startswith(f"{UNBOUND_DIR}/"):
             check_unbound(file.content.decode(), Path(path).stem, source)
     check_keepalived(files[KEEPALIVED_CONF].content.decode(), source)
+    _check_units_here(files, source)
+
+
+def resolver_names(files: Mapping[str, GuestFile]) -> list[str]:
+    """The resolvers whose Unbound configs are among the rendered files."""
+    return [Path(p).stem for p in files if p.startswith(f"{UNBOUND_DIR}/")]
+
+
+def _check_units_here(files: Mapping[str, GuestFile], source: str) -> None:
+    """check_units with the first resolver as the instance, when systemd-analyze is there."""
     if shutil.which("systemd-analyze"):
-        check_units(files, Path(next(p for p in files if p.startswith(f"{UNBOUND_DIR}/"))).stem,
-                    source)
+        check_units(files, resolver_names(files)[0], source)
+
+
+def host_release(os_release: Path = OS_RELEASE) -> str:
+    """This machine's Debian codename (VERSION_CODENAME in os-release), '' when unknown."""
+    try:
+        text = os_release.read_text()
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "VERSION_CODENAME":
+            return value.strip().strip('"')
+    return ""
+
+
+def check_in_guest(conn, files: Mapping[str, GuestFile], source: str) -> None:
+    """The guest's own unbound-checkconf and keepalived -t on copies of the rendered configs in a
+    scratch directory (nothing of the lab changes); ConfigError with the tool's message on rejection."""
+    configs = {path: file.content for path, file in files.items()
+               if path.startswith(f"{UNBOUND_DIR}/") or path == KEEPALIVED_CONF}
+    # Keepalived 2.3 wants each track_file's file to exist: the copy watches files of its own.
+    exit_dir = f"{GUEST_CHECK_DIR}/exit"
+    configs[KEEPALIVED_CONF] = configs[KEEPALIVED_CONF].replace(EXIT_DIR.encode(), exit_dir.encode())
+    downs = " ".join(shlex.quote(f"{exit_dir}/{Path(exit_file(name)).name}")
+                     for name in resolver_names(files))
+    remote.run(conn, f"rm -rf {GUEST_CHECK_DIR} && mkdir -m 0700 -p {exit_dir} && "
+                     f"for f in {downs}; do echo 1 > \"$f\"; done")
+    copies = {f"{GUEST_CHECK_DIR}/{Path(path).name}": content for path, content in configs.items()}
+    try:
+        remote.upload(conn, copies)
+        for path in configs:
+            copy = shlex.quote(f"{GUEST_CHECK_DIR}/{Path(path).name}")
+            if path == KEEPALIVED_CONF:
+                res = remote.run(conn, f"keepalived --config-test --use-file {copy}")
+                if res.exited != 0:
+                    out = (res.stderr + res.stdout).strip().replace(exit_dir, EXIT_DIR)
+                    out = " | ".join(out.replace(f"{GUEST_CHECK_DIR}/keepalived.conf", "keepalived.conf")
+                                     .splitlines())
+                    raise ConfigError(f"{source}: keepalived -t rejects keepalived.conf (exit {res.exited}): "
+                                      f"{out}")
+            else:
+                res = remote.run(conn, f"unbound-checkconf {copy}")
+                if res.exited != 0:
+                    out = " | ".join((res.stderr + res.stdout).strip().splitlines()) or f"exit {res.exited}"
+                    raise ConfigError(f"{source}: unbound-checkconf rejects the config for resolver "
+                                      f"{Path(path).stem}: {out}")
+    finally:
+        remote.run(conn, f"rm -rf {GUEST_CHECK_DIR}")
+
+
+def validate_for(lab: Lab, files: Mapping[str, GuestFile], conn) -> None:
+    """`validate` with this machine's tools when the lab's guest runs this machine's Debian release
+    (or is a real host, the ssh provider), else with the guest release's own tools in the guest
+    (units are still checked here: systemd-analyze takes the same unit syntax)."""
+    if lab.vm.provider == "ssh" or lab.vm.release == host_release():
+        validate(files, lab.source)
+        return
+    check_in_guest(conn, files, lab.source)
+    _check_units_here(files, lab.source)

@@ -149,6 +149,8 @@ class QemuProvider:
                 if self.pid() is None:
                     self._fail(f"qemu exited while booting ({accel})")
                 tail = (last_lines(self.serial) or [""])[0][:80]
+                if "end Kernel panic" in tail:  # a panicked guest never answers: say so at once
+                    self._fail(f"the guest kernel panicked while booting ({accel})")
                 status.update(f"[bold]booting the lab VM[/] ({accel}) {time.monotonic() - start:4.0f} s  "
                               f"[dim]{escape(tail)}[/]")
                 # The first key the guest presents is pinned, only through the port our qemu holds.
