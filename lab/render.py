@@ -12,8 +12,9 @@ from pathlib import Path
 import jinja2
 
 from lab.config import REPO_ROOT, Lab, Resolver
-from lab.netplan import Step, network_plan, topology_signature
+from lab.netplan import LB_NS, Step, link_name, network_plan, topology_signature
 from lab.removal import DRAIN_S, EXIT_DIR, EXIT_WATCHER, LVS_NOTIFY_FIFO, exit_file, track_file_name
+from lab.stackconf import expand_misc
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("lab", "templates"),
@@ -63,7 +64,7 @@ def render_unbound(
     resolver: Resolver,
     *,
     port: int = 53,
-    threads: int = 1,
+    threads: int | None = None,
     username: str = "unbound",
     extra_allow: Sequence[str] = (),
 ) -> str:
@@ -72,7 +73,9 @@ def render_unbound(
         name=resolver.name,
         address=str(resolver.address),
         port=port,
-        threads=threads,
+        threads=lab.unbound.num_threads if threads is None else threads,
+        cache_min_ttl=lab.unbound.cache_min_ttl,
+        cache_max_ttl=lab.unbound.cache_max_ttl,
         username=username,
         allow=[str(lab.network.subnet), *extra_allow],
         source=lab.source,
@@ -84,8 +87,11 @@ def _netns_label(lab: Lab) -> str:
 
 
 def misc_command(lab: Lab, resolver: Resolver, protocol: str) -> str:
-    """The MISC_CHECK command: the seed's nslookup or dig, bounded by connect_timeout."""
+    """The MISC_CHECK command: [check] misc_command with its placeholders filled in, else the seed's
+    nslookup or dig bounded by connect_timeout."""
     check = lab.check
+    if check.misc_command:
+        return expand_misc(check.misc_command, str(resolver.address), check.misc_name)
     tcp = protocol == "TCP"
     if check.misc_tool == "dig":
         probe = (f"/usr/bin/dig +time=1 +tries=1 +norecurse{' +tcp' if tcp else ''} "
@@ -111,7 +117,10 @@ def render_keepalived(lab: Lab) -> str:
         check=lab.check,
         resolvers=lab.resolvers,
         misc_command=lambda rs, proto: misc_command(lab, rs, proto),
-        misc_timeout=math.ceil(lab.check.connect_timeout) + 1,
+        misc_timeout=lab.check.misc_timeout or math.ceil(lab.check.connect_timeout) + 1,
+        lvs_timeouts=lab.ipvs if lab.ipvs.lvs_timeouts else None,
+        vrrp=lab.vrrp if lab.vrrp.enabled else None,
+        vrrp_link=link_name(LB_NS),
         notify_fifo=LVS_NOTIFY_FIFO,
         track_file=lambda rs: track_file_name(rs.name),
         exit_file=lambda rs: exit_file(rs.name),
@@ -143,6 +152,7 @@ def render_keepalived_unit(lab: Lab) -> str:
         vip=str(lab.network.vip),
         netns=lab.network.director_netns,
         netns_label=_netns_label(lab),
+        vrrp=lab.vrrp.enabled,
         exit_dir=EXIT_DIR,
         notify_fifo=LVS_NOTIFY_FIFO,
     )

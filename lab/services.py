@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Mapping
 
 from lab.config import Lab
-from lab.netplan import STATE, Step, in_ns, topology_signature
+from lab.netplan import LB_NS, STATE, Step, in_ns, link_name, topology_signature
 from lab.removal import EXIT_DIR, EXIT_WATCHER, exit_file
 from lab.render import (
     KEEPALIVED_CONF,
@@ -146,6 +146,9 @@ def ready_step(lab: Lab) -> Step:
     ns = lab.network.director_netns
     table = in_ns(ns, "ipvsadm -Ln")
     rows = " && ".join(ipvs_expected(lab))
+    if lab.vrrp.enabled:  # Keepalived's VRRP instance holds the VIP once it is MASTER
+        addrs = in_ns(ns, f"ip -o -4 addr show dev {link_name(LB_NS)}")
+        rows += f" && [[ $({addrs}) == *' inet {lab.network.vip}/32 '* ]]"
     digs = "; ".join(f"answers {r.address} {r.name} & p{i}=$!" for i, r in enumerate(lab.resolvers))
     waits = " && ".join(f"wait $p{i}" for i in range(len(lab.resolvers)))
     answers = f"{{ [ -z \"${{DNSLAB_CHANGED:-}}\" ] || {{ {digs}; {waits}; }}; }}"
