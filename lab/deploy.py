@@ -19,6 +19,7 @@ from rich.console import Console
 
 from lab import remote
 from lab.config import Lab
+from lab.errors import LabError
 from lab.netplan import STATE, network_plan
 from lab.removal import require_support
 from lab.render import LOADTEST_DIR, NETWORK_SCRIPT, GuestFile, render_files, render_script
@@ -146,6 +147,10 @@ def deploy(lab: Lab, conn, *, console: Console | None = None, verbose: bool = Tr
     failed step: `summary.failed` says so; raises LabError for bad config or an unreachable host).
     It first clears what an experiment may have left (lab.leftovers), unless `clear_faults` is off
     (a deploy within an experiment, which must not end the experiment's other faults)."""
+    if lab.stack.runtime != "systemd":
+        raise LabError(f'{lab.source}: [stack] runtime: "{lab.stack.runtime}" renders only so far '
+                       f"(python -m lab render --lab {lab.source} --out DIR); deploy it with "
+                       'runtime = "systemd" until the compose deploy lands')
     console = console or Console(stderr=True)
     start = time.monotonic()
     files = render_files(lab)

@@ -102,6 +102,12 @@ def misc_command(lab: Lab, resolver: Resolver, protocol: str) -> str:
     return f"/usr/bin/timeout {check.connect_timeout:g} {probe}"
 
 
+def vip_link(lab: Lab) -> str:
+    """Where a VRRP instance holds the VIP: the director's link, or under compose (Keepalived on the
+    host network, as in the seed) the VLAN link."""
+    return lab.network.lower_link if lab.stack.runtime == "compose" else link_name(LB_NS)
+
+
 def render_keepalived(lab: Lab) -> str:
     """keepalived.conf: one NAT virtual server per protocol on VIP:53, every resolver checked."""
     virtual_servers = [
@@ -118,9 +124,10 @@ def render_keepalived(lab: Lab) -> str:
         resolvers=lab.resolvers,
         misc_command=lambda rs, proto: misc_command(lab, rs, proto),
         misc_timeout=lab.check.misc_timeout or math.ceil(lab.check.connect_timeout) + 1,
-        lvs_timeouts=lab.ipvs if lab.ipvs.lvs_timeouts else None,
+        # Under compose nothing but Keepalived manages the host's IPVS: it sets the timeouts.
+        lvs_timeouts=lab.ipvs if lab.ipvs.lvs_timeouts or lab.stack.runtime == "compose" else None,
         vrrp=lab.vrrp if lab.vrrp.enabled else None,
-        vrrp_link=link_name(LB_NS),
+        vrrp_link=vip_link(lab),
         notify_fifo=LVS_NOTIFY_FIFO,
         track_file=lambda rs: track_file_name(rs.name),
         exit_file=lambda rs: exit_file(rs.name),
@@ -211,10 +218,17 @@ def render_files(lab: Lab, root: Path = REPO_ROOT) -> dict[str, GuestFile]:
 
 
 def write_tree(lab: Lab, out: str | Path) -> list[Path]:
-    """Write every file deploy installs under `out`, at its guest path; return the paths."""
+    """Write every file deploy installs under `out`, at its guest path (for the compose runtime: the
+    compose project's files); return the paths."""
     base = Path(out)
     written = []
-    for guest_path, file in render_files(lab).items():
+    if lab.stack.runtime == "compose":
+        from lab.compose import compose_files
+
+        files = compose_files(lab)
+    else:
+        files = render_files(lab)
+    for guest_path, file in files.items():
         target = base / guest_path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(file.content)

@@ -78,6 +78,9 @@ def check_runtime(stack: Stack, check: Any, network: Any, error: Any) -> None:
     if check.removal_on_exit:
         error("check", "removal_on_exit", 'needs the systemd runtime (the resolver unit reports its exit); '
                                           'set it to false or [stack] runtime = "systemd"')
+    if not network.vlan:
+        error("network", "vlan", "the compose runtime's dnsnet sits on the VLAN link (Docker's ipvlan driver "
+                                 'makes it); set it to true or [stack] runtime = "systemd"')
     if network.keepalived_netns != "root":
         error("network", "keepalived_netns", 'the compose runtime runs Keepalived on the host network; '
                                              'set it to "root" or [stack] runtime = "systemd"')
