@@ -12,11 +12,11 @@ import sys
 import pytest
 import yaml
 
-from lab.compose import COMPOSE_DIR, IMAGES, INIT_SCRIPT, compose_files
-from lab.config import load_lab, with_overrides
-from lab.deploy import deploy
-from lab.errors import LabError
-from lab.validate import check_keepalived, check_unbound
+from lab.model.errors import LabError
+from lab.model.parse import load_lab, with_overrides
+from lab.ops.deploy import deploy
+from lab.ops.validate import check_keepalived, check_unbound
+from lab.render.compose import COMPOSE_DIR, IMAGES, INIT_SCRIPT, compose_files
 from tests.conftest import REPO
 
 COMPOSE = {"stack": {"runtime": "compose", "restart": "unless-stopped", "client_dns": "docker"}}
@@ -132,7 +132,7 @@ BAD = [
 
 @pytest.mark.parametrize(("overrides", "message"), BAD)
 def test_bad_runtime_settings_get_one_line_before_anything_is_written(raw_lab, tmp_path, overrides, message):
-    from lab.config import merge
+    from lab.model.parse import merge
 
     lab_file = tmp_path / "bad.toml"
     lab_file.write_text(_toml(merge(raw_lab, overrides)))

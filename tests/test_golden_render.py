@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from lab.__main__ import main as lab_main
-from lab.config import CHECK_TYPES, IPVLAN_MODES, KEEPALIVED_NETNS, MISC_TOOLS
-from lab.stackconf import RUNTIMES
+from lab.model.config import CHECK_TYPES, IPVLAN_MODES, KEEPALIVED_NETNS, MISC_TOOLS
+from lab.model.stackconf import RUNTIMES
 from tests.conftest import REPO
 from tests.golden_files import GOLDEN, compare
 

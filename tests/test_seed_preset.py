@@ -11,9 +11,10 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from lab.config import load_lab
-from lab.render import KEEPALIVED_CONF, render_files, unbound_path
-from lab.validate import validate
+from lab.model.layout import KEEPALIVED_CONF, unbound_path
+from lab.model.parse import load_lab
+from lab.ops.validate import validate
+from lab.render.files import render_files
 from tests.conftest import REPO
 
 SEED = REPO / "labs" / "seed.toml"

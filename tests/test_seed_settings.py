@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from lab.config import parse_lab, with_overrides
-from lab.errors import LabError
-from lab.netplan import network_plan
-from lab.render import (
-    KEEPALIVED_UNIT,
+from lab.model.errors import LabError
+from lab.model.layout import KEEPALIVED_UNIT
+from lab.model.parse import parse_lab, with_overrides
+from lab.ops.services import ready_step
+from lab.ops.validate import check_keepalived, check_unbound, validate
+from lab.render.files import (
     render_files,
     render_keepalived,
     render_unbound,
 )
-from lab.services import ready_step
-from lab.validate import check_keepalived, check_unbound, validate
+from lab.render.netplan import network_plan
 
 SEED_CHECK = {"type": "MISC_CHECK", "misc_command": "/usr/bin/nslookup -type=a {name} {rs}",
               "misc_timeout": 1, "retry": 0, "delay_loop": 1, "delay_before_retry": 1}

@@ -1,7 +1,7 @@
 #!/bin/sh
 # dnslab compose runtime: the host-network setup of the seed's fix-network.sh, run by the privileged
 # init container on the host network before Keepalived starts. Idempotent: every step checks first.
-# Its values come from the environment compose.yaml sets (rendered by lab/compose.py from a
+# Its values come from the environment compose.yaml sets (rendered by lab/render/compose.py from a
 # validated lab file); the sysctls come from the mounted sysctl file.
 set -eu
 : "${DNSLAB_PARENT:?}" "${DNSLAB_VLAN_LINK:?}" "${DNSLAB_VLAN_ID:?}" "${DNSLAB_HOST_LINK:?}"
