@@ -4,10 +4,12 @@ VENV ?= .venv
 STAMP := .lab/setup.stamp
 
 # Host packages: the VM (qemu), the image (mmdebstrap, packer, fdisk), real tools the tests run
-# (unbound, keepalived, dnsperf), Vagrant + libvirt, and Chromium for the report screenshots.
+# (unbound, keepalived, dnsperf; docker-compose validates the rendered compose.yaml offline),
+# Vagrant + libvirt, and Chromium for the report screenshots.
 APT_PACKAGES := python3 python3-venv python3-pip qemu-system-x86 qemu-utils mmdebstrap fdisk \
 	e2fsprogs packer unbound keepalived ipvsadm dnsperf dnsutils iproute2 iptables \
-	openssh-client vagrant vagrant-libvirt libvirt-daemon-system dnsmasq-base chromium make git
+	openssh-client vagrant vagrant-libvirt libvirt-daemon-system dnsmasq-base chromium make git \
+	docker-compose
 
 .PHONY: setup demo test lint clean
 

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _render(lab: Lab, out: Path) -> list[Path]:
     """write_tree with one-line errors for an --out that is not a writable directory."""
-    from lab.render.files import write_tree
+    from lab.render.tree import write_tree
 
     try:
         if out.exists() and not out.is_dir():

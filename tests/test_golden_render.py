@@ -23,6 +23,7 @@ import pytest
 
 from lab.__main__ import main as lab_main
 from lab.model.config import CHECK_TYPES, IPVLAN_MODES, KEEPALIVED_NETNS, MISC_TOOLS
+from lab.model.stackconf import RUNTIMES
 from tests.conftest import REPO
 from tests.golden_files import GOLDEN, compare
 
@@ -126,7 +127,7 @@ def test_the_command_line_renders_the_same(tmp_path):
 
 
 def test_the_variants_cover_every_mode_the_config_accepts():
-    """A new ipvlan mode, check type, namespace or MISC_CHECK tool needs its golden variant."""
+    """A new ipvlan mode, check type, namespace, MISC_CHECK tool or stack runtime needs its golden variant."""
     seen: dict[str, set[str]] = defaultdict(set)
     for variant in VARIANTS:
         raw = tomllib.loads((RENDER / variant / "lab.toml").read_text())
@@ -136,10 +137,14 @@ def test_the_variants_cover_every_mode_the_config_accepts():
         seen["vlan"].add(network.get("vlan", True))
         seen["type"].add(check.get("type", "DNS_CHECK"))
         seen["removal_on_exit"].add(check.get("removal_on_exit", False))
+        seen["runtime"].add(raw.get("stack", {}).get("runtime", "systemd"))
+        seen["vrrp"].add(raw.get("vrrp", {}).get("enabled", False))
+        seen["misc_command"].add(bool(check.get("misc_command")))
         if check.get("type") == "MISC_CHECK":
             seen["misc_tool"].add(check.get("misc_tool", "dig"))
     assert seen["ipvlan_mode"] == set(IPVLAN_MODES)
     assert seen["keepalived_netns"] == set(KEEPALIVED_NETNS)
     assert seen["type"] == set(CHECK_TYPES)
     assert seen["misc_tool"] == set(MISC_TOOLS)
-    assert seen["vlan"] == seen["removal_on_exit"] == {True, False}
+    assert seen["vlan"] == seen["removal_on_exit"] == seen["vrrp"] == seen["misc_command"] == {True, False}
+    assert seen["runtime"] == set(RUNTIMES)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.model.errors import ConfigError
+from lab.model.stackconf import Stack, Unbound, Vrrp
 from loadtest.knobs import LAB_KNOBS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +100,9 @@ class Check:
     inhibit_on_failure: bool = False
     removal_on_exit: bool = False  # the resolver's supervisor tells Keepalived at once (track_file)
     quorum: int = 1
+    misc_command: str = ""  # MISC_CHECK: a command template with {rs} and {name}; "" = misc_tool's
+    misc_name: str = "www.lab.test"  # the name {name} stands for: in the lab zone
+    misc_timeout: int = 0  # MISC_CHECK: seconds Keepalived lets it run; 0 = connect_timeout rounded up + 1
 
     @property
     def removal_bound_s(self) -> float:
@@ -118,6 +122,7 @@ class Ipvs:
     udp_timeout: int = 300
     tcp_timeout: int = 900
     tcpfin_timeout: int = 120
+    lvs_timeouts: bool = False  # Keepalived sets the timeouts too (global_defs lvs_timeouts), as the seed
 
 
 _PYTYPES = {"float": float, "int": int, "bool": bool, "choice": str, "text": str, "list": tuple}
@@ -141,6 +146,9 @@ class Lab:
     ipvs: Ipvs
     sysctl: tuple[tuple[str, str], ...]
     load: Load
+    vrrp: Vrrp = Vrrp()
+    unbound: Unbound = Unbound()
+    stack: Stack = Stack()
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def nameserver_addresses(self) -> tuple[str, ...]:

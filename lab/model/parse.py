@@ -42,6 +42,14 @@ from lab.model.config import (
     SSHHost,
 )
 from lab.model.errors import ConfigError
+from lab.model.stackconf import (
+    check_runtime,
+    lab_name_problem,
+    misc_template_problem,
+    parse_stack,
+    parse_unbound,
+    parse_vrrp,
+)
 from loadtest.knobs import LAB_KNOBS, KnobError, check_combination
 
 
@@ -109,7 +117,8 @@ def _fields(cls: type) -> tuple[str, ...]:
 def parse_lab(raw: Mapping[str, Any], source: str = "lab.toml") -> Lab:
     """Validate plain data (as read from lab.toml) into a `Lab`."""
     top = _Reader(source, "", dict(raw))
-    top.check_keys(("vm", "ssh", "network", "resolvers", "check", "ipvs", "sysctl", "load"))
+    top.check_keys(("vm", "ssh", "network", "resolvers", "check", "ipvs", "sysctl", "load", "vrrp",
+                    "unbound", "stack"))
 
     v = _Reader(source, "vm", raw.get("vm", {}))
     v.check_keys(_fields(VM))
@@ -150,7 +159,14 @@ def parse_lab(raw: Mapping[str, Any], source: str = "lab.toml") -> Lab:
         inhibit_on_failure=c.get("inhibit_on_failure", bool, False),
         removal_on_exit=c.get("removal_on_exit", bool, False),
         quorum=c.get("quorum", int, Check.quorum),
+        misc_command=c.get("misc_command", str, Check.misc_command),
+        misc_name=c.get("misc_name", str, Check.misc_name),
+        misc_timeout=c.positive("misc_timeout", int, Check.misc_timeout, zero=True),
     )
+    if check.misc_command and (problem := misc_template_problem(check.misc_command)):
+        c.error("misc_command", problem)
+    if problem := lab_name_problem(check.misc_name):
+        c.error("misc_name", problem)
     if check.quorum < 1:
         c.error("quorum", f"Keepalived accepts 1 or more, got {check.quorum} (it rejects quorum 0 and "
                           "runs with 1); without a sorry_server quorum only drives notifications: use 1")
@@ -169,12 +185,22 @@ def parse_lab(raw: Mapping[str, Any], source: str = "lab.toml") -> Lab:
         udp_timeout=i.positive("udp_timeout", int, Ipvs.udp_timeout),
         tcp_timeout=i.positive("tcp_timeout", int, Ipvs.tcp_timeout),
         tcpfin_timeout=i.positive("tcpfin_timeout", int, Ipvs.tcpfin_timeout),
+        lvs_timeouts=i.get("lvs_timeouts", bool, False),
     )
 
     sysctl = _parse_sysctl(_Reader(source, "sysctl", raw.get("sysctl", {})))
 
     load = _parse_load(_Reader(source, "load", raw.get("load", {})), network, resolvers)
-    return Lab(source, vm, ssh, network, resolvers, check, ipvs, sysctl, load, raw=dict(raw))
+    vrrp = parse_vrrp(_Reader(source, "vrrp", raw.get("vrrp", {})))
+    unbound = parse_unbound(_Reader(source, "unbound", raw.get("unbound", {})))
+    stack = parse_stack(_Reader(source, "stack", raw.get("stack", {})))
+
+    def runtime_error(table: str, key: str, problem: str) -> None:
+        _Reader(source, table, {}).error(key, problem)
+
+    check_runtime(stack, check, network, runtime_error)
+    return Lab(source, vm, ssh, network, resolvers, check, ipvs, sysctl, load, vrrp=vrrp, unbound=unbound,
+               stack=stack, raw=dict(raw))
 
 
 def _parse_load(ld: _Reader, network: Network, resolvers: tuple[Resolver, ...]) -> Any:

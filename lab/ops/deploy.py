@@ -19,6 +19,7 @@ from rich.console import Console
 
 from lab.local.runlock import locked
 from lab.model.config import Lab
+from lab.model.errors import LabError
 from lab.model.layout import (
     DEPLOY_SCRIPT,
     HOME,
@@ -156,6 +157,10 @@ def deploy(lab: Lab, conn, *, console: Console | None = None, verbose: bool = Tr
     failed step: `summary.failed` says so; raises LabError for bad config or an unreachable host).
     It first clears what an experiment may have left (lab.ops.leftovers), unless `clear_faults` is off
     (a deploy within an experiment, which must not end the experiment's other faults)."""
+    if lab.stack.runtime != "systemd":
+        raise LabError(f'{lab.source}: [stack] runtime: "{lab.stack.runtime}" renders only so far '
+                       f"(python -m lab render --lab {lab.source} --out DIR); deploy it with "
+                       'runtime = "systemd" until the compose deploy lands')
     console = console or Console(stderr=True)
     start = time.monotonic()
     files = render_files(lab)

@@ -19,6 +19,7 @@ from lab.model.layout import (
     KEEPALIVED,
     KEEPALIVED_CONF,
     KEEPALIVED_UNIT,
+    LB_NS,
     NETWORK_SCRIPT,
     RESOLVER_DROPIN,
     RESOLVER_UNIT,
@@ -30,7 +31,7 @@ from lab.model.layout import (
     unbound_path,
 )
 from lab.render.files import GuestFile
-from lab.render.netplan import Step, topology_signature
+from lab.render.netplan import Step, link_name, topology_signature
 
 READY_TIMEOUT_S = 30
 
@@ -158,6 +159,9 @@ def ready_step(lab: Lab) -> Step:
     ns = lab.network.director_netns
     table = in_ns(ns, "ipvsadm -Ln")
     rows = " && ".join(ipvs_expected(lab))
+    if lab.vrrp.enabled:  # Keepalived's VRRP instance holds the VIP once it is MASTER
+        addrs = in_ns(ns, f"ip -o -4 addr show dev {link_name(LB_NS)}")
+        rows += f" && [[ $({addrs}) == *' inet {lab.network.vip}/32 '* ]]"
     digs = "; ".join(f"answers {r.address} {r.name} & p{i}=$!" for i, r in enumerate(lab.resolvers))
     waits = " && ".join(f"wait $p{i}" for i in range(len(lab.resolvers)))
     answers = f"{{ [ -z \"${{DNSLAB_CHANGED:-}}\" ] || {{ {digs}; {waits}; }}; }}"

@@ -3,6 +3,7 @@ tools when the guest runs the same Debian release, else the guest release's own 
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -54,12 +55,33 @@ def check_unbound(text: str, name: str, source: str) -> None:
                           f"{' | '.join(out.splitlines())}")
 
 
+# The links a VRRP instance names (`interface X`, `... dev X`): keepalived -t wants them to exist.
+_LINK_RE = re.compile(r"^\s*(?:interface\s+(\S+)|\S+\s+dev\s+(\S+))\s*$", re.M)
+_IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+# Run by sh in a throwaway user and network namespace: a veth per link named, then the config test.
+_IN_NETNS = ('k=$1 f=$2; shift 2; i=0; for l in "$@"; do ip link add "$l" type veth peer name "p$i" '
+             '&& ip link set "$l" up || exit 97; i=$((i + 1)); done; exec "$k" --config-test --use-file "$f"')
+
+
+def config_links(text: str) -> list[str]:
+    """The network links keepalived.conf names, in order, once each."""
+    links = [a or b for a, b in _LINK_RE.findall(text)]
+    return list(dict.fromkeys(link for link in links if _IFNAME_RE.fullmatch(link)))
+
+
 def check_keepalived(text: str, source: str) -> None:
-    """`keepalived --config-test` on keepalived.conf; LabError with the tool's message on rejection."""
+    """`keepalived --config-test` on keepalived.conf; LabError with the tool's message on rejection.
+    A config naming links (a VRRP instance) is tested in a throwaway user and network namespace
+    holding links of those names, as the guest does: the host has none of the lab's links."""
     with tempfile.TemporaryDirectory(prefix="dnslab-check-") as tmp:
         path = Path(tmp) / "keepalived.conf"
         path.write_text(text)
-        code, out = _run([_tool("keepalived"), "--config-test", "--use-file", str(path)])
+        argv = [_tool("keepalived"), "--config-test", "--use-file", str(path)]
+        links = config_links(text)
+        if links:
+            argv = ["unshare", "--user", "--map-root-user", "--net", "sh", "-c", _IN_NETNS, "sh",
+                    argv[0], str(path), *links]
+        code, out = _run(argv)
     if code != 0:
         raise ConfigError(f"{source}: keepalived -t rejects keepalived.conf (exit {code}): "
                           f"{' | '.join(out.replace(str(path), 'keepalived.conf').splitlines())}")

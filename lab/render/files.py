@@ -18,6 +18,7 @@ from lab.model.layout import (
     EXIT_WATCHER,
     KEEPALIVED_CONF,
     KEEPALIVED_UNIT,
+    LB_NS,
     LOADTEST_DIR,
     LVS_NOTIFY_FIFO,
     NETWORK_SCRIPT,
@@ -28,7 +29,8 @@ from lab.model.layout import (
     unbound_path,
 )
 from lab.model.removal import DRAIN_S, track_file_name
-from lab.render.netplan import Step, network_plan, topology_signature
+from lab.model.stackconf import expand_misc
+from lab.render.netplan import Step, link_name, network_plan, topology_signature
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("lab.render", "templates"),
@@ -67,7 +69,7 @@ def render_unbound(
     resolver: Resolver,
     *,
     port: int = 53,
-    threads: int = 1,
+    threads: int | None = None,
     username: str = "unbound",
     extra_allow: Sequence[str] = (),
 ) -> str:
@@ -76,7 +78,9 @@ def render_unbound(
         name=resolver.name,
         address=str(resolver.address),
         port=port,
-        threads=threads,
+        threads=lab.unbound.num_threads if threads is None else threads,
+        cache_min_ttl=lab.unbound.cache_min_ttl,
+        cache_max_ttl=lab.unbound.cache_max_ttl,
         username=username,
         allow=[str(lab.network.subnet), *extra_allow],
         source=lab.source,
@@ -88,8 +92,11 @@ def _netns_label(lab: Lab) -> str:
 
 
 def misc_command(lab: Lab, resolver: Resolver, protocol: str) -> str:
-    """The MISC_CHECK command: the seed's nslookup or dig, bounded by connect_timeout."""
+    """The MISC_CHECK command: [check] misc_command with its placeholders filled in, else the seed's
+    nslookup or dig bounded by connect_timeout."""
     check = lab.check
+    if check.misc_command:
+        return expand_misc(check.misc_command, str(resolver.address), check.misc_name)
     tcp = protocol == "TCP"
     if check.misc_tool == "dig":
         probe = (f"/usr/bin/dig +time=1 +tries=1 +norecurse{' +tcp' if tcp else ''} "
@@ -98,6 +105,12 @@ def misc_command(lab: Lab, resolver: Resolver, protocol: str) -> str:
         probe = (f"/usr/bin/nslookup -timeout=1 -retry=0{' -vc' if tcp else ''} "
                  f"-type=TXT who.lab.test {resolver.address}")
     return f"/usr/bin/timeout {check.connect_timeout:g} {probe}"
+
+
+def vip_link(lab: Lab) -> str:
+    """Where a VRRP instance holds the VIP: the director's link, or under compose (Keepalived on the
+    host network, as in the seed) the VLAN link."""
+    return lab.network.lower_link if lab.stack.runtime == "compose" else link_name(LB_NS)
 
 
 def render_keepalived(lab: Lab) -> str:
@@ -115,7 +128,11 @@ def render_keepalived(lab: Lab) -> str:
         check=lab.check,
         resolvers=lab.resolvers,
         misc_command=lambda rs, proto: misc_command(lab, rs, proto),
-        misc_timeout=math.ceil(lab.check.connect_timeout) + 1,
+        misc_timeout=lab.check.misc_timeout or math.ceil(lab.check.connect_timeout) + 1,
+        # Under compose nothing but Keepalived manages the host's IPVS: it sets the timeouts.
+        lvs_timeouts=lab.ipvs if lab.ipvs.lvs_timeouts or lab.stack.runtime == "compose" else None,
+        vrrp=lab.vrrp if lab.vrrp.enabled else None,
+        vrrp_link=vip_link(lab),
         notify_fifo=LVS_NOTIFY_FIFO,
         track_file=lambda rs: track_file_name(rs.name),
         exit_file=lambda rs: exit_file(rs.name),
@@ -147,6 +164,7 @@ def render_keepalived_unit(lab: Lab) -> str:
         vip=str(lab.network.vip),
         netns=lab.network.director_netns,
         netns_label=_netns_label(lab),
+        vrrp=lab.vrrp.enabled,
         exit_dir=EXIT_DIR,
         notify_fifo=LVS_NOTIFY_FIFO,
     )
@@ -202,16 +220,3 @@ def render_files(lab: Lab, root: Path = REPO_ROOT) -> dict[str, GuestFile]:
     files[NETWORK_SCRIPT] = GuestFile(render_network_script(lab).encode(), 0o755)
     files.update(loadtest_files(root))
     return files
-
-
-def write_tree(lab: Lab, out: str | Path) -> list[Path]:
-    """Write every file deploy installs under `out`, at its guest path; return the paths."""
-    base = Path(out)
-    written = []
-    for guest_path, file in render_files(lab).items():
-        target = base / guest_path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(file.content)
-        target.chmod(file.mode)
-        written.append(target)
-    return written

@@ -206,7 +206,8 @@ def topology_steps(lab: Lab) -> list[Step]:
     director_ns = net.director_netns
     steps.append(ipvlan_step(lab, director_ns, LB_NS))
     steps.append(address_step(director_ns, LB_NS, f"{net.director}/{prefix}", "director"))
-    steps.append(address_step(director_ns, LB_NS, f"{net.vip}/32", "VIP"))
+    if not lab.vrrp.enabled:  # else Keepalived's VRRP instance holds it
+        steps.append(address_step(director_ns, LB_NS, f"{net.vip}/32", "VIP"))
     steps.append(snat_step(lab))
     return steps
 
