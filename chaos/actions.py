@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.values import route_tokens
+from lab import remote
 from lab.config import SYSCTL_RE, Lab, sysctl_value, with_overrides
 from lab.errors import LabError
 
@@ -71,7 +72,7 @@ class ActionError(LabError):
 
 def _run(t: Target, script: str) -> tuple[int, str]:
     """Run a shell script that prints `date +%s%N` first; return (t_ns, the rest of stdout)."""
-    res = t.conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True)
+    res = remote.run(t.conn, f"bash -c {shlex.quote(script)}")
     lines = res.stdout.splitlines()
     if res.exited != 0 or not lines or not lines[0].strip().isdigit():
         err = " ".join((res.stderr or res.stdout).split())[:300]
@@ -165,7 +166,7 @@ def _iface(t: Target, resolver: str) -> tuple[str, str]:
     """(netns, interface) holding the resolver's address."""
     ns = t.layout.resolver_netns.format(name=resolver)
     addr = str(t.lab.resolver(resolver).address)
-    res = t.conn.run(f"ip -n {_q(ns)} -o -4 addr show", warn=True, hide=True)
+    res = remote.run(t.conn, f"ip -n {_q(ns)} -o -4 addr show")
     for line in res.stdout.splitlines():
         fields = line.split()
         if len(fields) > 3 and fields[3].split("/")[0] == addr:
@@ -177,7 +178,7 @@ def _iface(t: Target, resolver: str) -> tuple[str, str]:
 def link_down(t: Target, resolver: str) -> Outcome:
     """Take the resolver's interface down in its namespace (network loss). Keeps its routes for undo."""
     ns, dev = _iface(t, resolver)
-    listed = t.conn.run(f"ip -n {_q(ns)} -4 route show dev {_q(dev)}", warn=True, hide=True).stdout
+    listed = remote.run(t.conn, f"ip -n {_q(ns)} -4 route show dev {_q(dev)}").stdout
     routes = [" ".join(route_tokens(r)) for r in listed.splitlines() if r.strip() and _is_route(r)]
     _, detail = _resolver(t, resolver)
     t_ns, _ = _run(t, f"date +%s%N; ip -n {_q(ns)} link set {_q(dev)} down")
@@ -368,7 +369,7 @@ def planned_undo(t: Target, func: str, arguments: Mapping[str, Any]) -> tuple[Un
         name = str(a["name"])
         value = dict(t.lab.sysctl).get(name)
         if value is None and SYSCTL_RE.fullmatch(name):
-            res = t.conn.run(_director(t, f"sysctl -n {_q(name)}"), warn=True, hide=True)
+            res = remote.run(t.conn, _director(t, f"sysctl -n {_q(name)}"))
             value = " ".join(res.stdout.split()) if res.exited == 0 else None
         return (Undo("set_sysctl", {"name": name, "value": value}),) if value else ()
     return ()

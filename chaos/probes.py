@@ -14,7 +14,9 @@ from typing import Any
 
 import pandas as pd
 
+from chaos import guest
 from chaos.ipvs_sampler import parse as parse_ip_vs
+from lab import remote
 from lab.config import Lab
 from lab.errors import LabError
 from lab.removal import LVS_NOTIFY_FIFO
@@ -26,6 +28,7 @@ GUEST_PYTHON = "python3"
 GUEST_RUNS = "/var/tmp/dnslab/runs"  # each run's working directory in the guest: records, samples, pidfiles
 # Every guest probe a run starts (the load generator, the IPVS sampler, the notify reader), by pidfile.
 PROBE_PIDFILES = " ".join(f"{GUEST_RUNS}/*/{name}" for name in ("load.pid", "sampler.pid", "notify.pid"))
+SIGNALS = frozenset({"INT", "TERM", "KILL", "HUP"})  # what stop_all may send
 
 
 # --- steady-state probes over query records ---------------------------------------------------------
@@ -59,11 +62,12 @@ def window(records: pd.DataFrame, start_ns: int, end_ns: int) -> pd.DataFrame:
 
 def run_guest_script(conn: Any, script: str, args: str = "", netns: str | None = None,
                      what: str = "probe") -> Any:
-    """Upload a stdlib-only Python file, run it as root in the guest (in `netns`), return its JSON output."""
-    remote = f"/var/tmp/dnslab-{Path(script).stem}.py"
-    conn.put(script, remote)
+    """Upload a stdlib-only Python file, run it as root in the guest (in `netns`), return its JSON output.
+    `args` is a command-line tail whose every value the caller quoted."""
+    path = f"/var/tmp/dnslab-{Path(script).stem}.py"
+    remote.put(conn, script, path)
     prefix = f"ip netns exec {shlex.quote(netns)} " if netns else ""
-    res = conn.run(f"{prefix}python3 {shlex.quote(remote)} {args}".rstrip(), hide=True, warn=True)
+    res = remote.run(conn, f"{prefix}python3 {shlex.quote(path)} {args}".rstrip())
     if res.exited != 0:
         raise LabError(f"{what} failed in the guest: {' '.join(res.stderr.split())[:300]}", 1)
     return json.loads(res.stdout)
@@ -72,48 +76,39 @@ def run_guest_script(conn: Any, script: str, args: str = "", netns: str | None =
 # --- background processes in the guest ---------------------------------------------------------------
 
 def start_background(conn: Any, command: str, pidfile: str, log: str, netns: str | None = None) -> None:
-    """Start `command` detached (setsid) in the guest, optionally in a netns; its PID goes to pidfile."""
+    """Start `command` (a command line whose values the caller quoted) detached (setsid) in the guest,
+    optionally in a netns; its PID goes to pidfile."""
     inner = f"echo $$ > {shlex.quote(pidfile)}; exec {command}"
     wrapped = (f"ip netns exec {shlex.quote(netns)} sh -c {shlex.quote(inner)}" if netns
                else f"sh -c {shlex.quote(inner)}")
-    conn.run(f"setsid {wrapped} > {shlex.quote(log)} 2>&1 < /dev/null &", hide=True)
-
-
-def _stop_script(pidfile: str, sig: str, timeout_s: float, owner: str | None = None) -> str:
-    """Signal the process in pidfile, wait for it to exit, SIGKILL it after timeout_s (exit 1 then).
-
-    With `owner`, only a process whose command line contains that text (its run directory) is
-    signalled: after a reboot of the guest, the PID in an old pidfile may belong to anything."""
-    mine = (f" && tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -qF -- {shlex.quote(owner)}"
-            if owner else "")
-    return (f"pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) || exit 0; "
-            f"case \"$pid\" in ''|*[!0-9]*) exit 0;; esac; kill -0 $pid 2>/dev/null{mine} || exit 0; "
-            f"kill -{sig} $pid 2>/dev/null || exit 0; for i in $(seq {int(timeout_s * 10)}); "
-            "do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; "
-            "kill -KILL $pid 2>/dev/null; exit 1")
+    remote.run(conn, f"setsid {wrapped} > {shlex.quote(log)} 2>&1 < /dev/null &", check=True,
+               what="starting a guest probe")
 
 
 def stop_background(conn: Any, pidfile: str, sig: str = "TERM", timeout_s: float = 30.0,
                     owner: str | None = None) -> bool:
-    """Signal the process in pidfile and wait for it to exit; True when it exited in time (see
-    `_stop_script` for `owner`)."""
-    return conn.run(f"bash -c {shlex.quote(_stop_script(pidfile, sig, timeout_s, owner))}", warn=True,
-                    hide=True).exited == 0
+    """Signal the process in pidfile and wait for it to exit (SIGKILL after timeout_s); True when it
+    exited in time. With `owner`, only a process whose command line contains that text (its run
+    directory) is signalled (chaos/guest/stop.sh)."""
+    return stop_all(conn, [(pidfile, sig, timeout_s)], owner)
 
 
 def stop_all(conn: Any, stops: list[tuple[str, str, float]], owner: str | None = None) -> bool:
     """`stop_background` for several (pidfile, signal, timeout_s) at once, in one round trip; True when
     every process exited in time."""
-    parts = [f"bash -c {shlex.quote(_stop_script(p, sig, t, owner))} || echo late" for p, sig, t in stops]
-    script = " & ".join(parts) + " & wait"
-    return "late" not in conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True).stdout
+    args: list[str] = []
+    for pidfile, sig, timeout_s in stops:
+        if sig not in SIGNALS:
+            raise LabError(f"stopping {pidfile}: not a signal name: {sig!r}", 1)
+        args += [pidfile, sig, str(int(timeout_s * 10))]
+    return "late" not in remote.run_script(conn, guest.script("stop.sh"), owner or "", *args).stdout
 
 
 def start_sampler(conn: Any, lab: Lab, remote_dir: str, hz: float = 20.0, max_s: float | None = None) -> str:
     """Upload the IPVS sampler and start it in the director's namespace; returns its pidfile. With
     `max_s` it stops by itself after that many seconds (nothing keeps sampling if the host side dies)."""
     script = f"{remote_dir}/ipvs_sampler.py"
-    conn.put(str(SAMPLER), script)
+    remote.put(conn, SAMPLER, script)
     pidfile = f"{remote_dir}/sampler.pid"
     limit = f" --max-s {float(max_s):g}" if max_s else ""
     start_background(conn, f"{GUEST_PYTHON} {shlex.quote(script)} {shlex.quote(remote_dir + '/ipvs.csv')} "
@@ -128,7 +123,7 @@ def start_notify_reader(conn: Any, lab: Lab, remote_dir: str, max_s: float | Non
     It appends detect events (and quorum notes) to `remote_dir`/detect.jsonl; with `max_s` it stops
     by itself after that many seconds, as the sampler does."""
     script = f"{remote_dir}/notify_reader.py"
-    conn.put(str(NOTIFY_READER), script)
+    remote.put(conn, NOTIFY_READER, script)
     pidfile = f"{remote_dir}/notify.pid"
     names = " ".join(f"--name {shlex.quote(f'{r.real_server}={r.name}')}" for r in lab.resolvers)
     limit = f" --max-s {float(max_s):g}" if max_s else ""
@@ -158,16 +153,16 @@ def read_detect_events(path: Path) -> list[dict[str, Any]]:
 def keepalived_log(conn: Any, start_ns: int, end_ns: int, unit: str = "dnslab-keepalived.service") -> str:
     """Keepalived's journal lines from start_ns to end_ns (guest clock), one per line."""
     since, until = start_ns // 10**9 - 1, end_ns // 10**9 + 2
-    res = conn.run(f"journalctl -u {shlex.quote(unit)} --since @{since} --until @{until} "
-                   "-o short-iso-precise --no-pager", warn=True, hide=True)
+    res = remote.run(conn, f"journalctl -u {shlex.quote(unit)} --since @{int(since)} --until @{int(until)} "
+                     "-o short-iso-precise --no-pager")
     return res.stdout
 
 
 def ipvs_table(conn: Any, lab: Lab) -> list[tuple[str, str, str, int, int, int]]:
     """The director's IPVS table now: (vip, proto, real_server, weight, active, inactive) rows."""
     ns = lab.network.director_netns
-    cmd = f"ip netns exec {ns} cat /proc/net/ip_vs" if ns else "cat /proc/net/ip_vs"
-    return parse_ip_vs(conn.run(cmd, warn=True, hide=True).stdout)
+    cmd = f"ip netns exec {shlex.quote(ns)} cat /proc/net/ip_vs" if ns else "cat /proc/net/ip_vs"
+    return parse_ip_vs(remote.run(conn, cmd).stdout)
 
 
 def health(conn: Any, lab: Lab) -> dict[str, Any]:
@@ -185,12 +180,13 @@ def health(conn: Any, lab: Lab) -> dict[str, Any]:
     asks = "".join(f"(echo {r.name} $(ip netns exec {r.name} dig +time=1 +tries=2 +short "
                    f"@{r.address} who.lab.test TXT) > /tmp/dnslab-health.{r.name}) & " for r in lab.resolvers)
     names = " ".join(f"/tmp/dnslab-health.{r.name}" for r in lab.resolvers)
-    checks = [*health_checks(lab), (f"no guest probe left running under {GUEST_RUNS}", _NO_PROBES)]
+    no_probes = remote.script_command(guest.script("no_probes.sh"), GUEST_RUNS)
+    checks = [*health_checks(lab), (f"no guest probe left running under {GUEST_RUNS}", no_probes)]
     verify = "".join(f"( {check} ) >/dev/null 2>&1 || echo {shlex.quote('@@fault ' + name)}; "
                      for name, check in checks)
-    cat = f"ip netns exec {ns} cat /proc/net/ip_vs" if ns else "cat /proc/net/ip_vs"
+    cat = f"ip netns exec {shlex.quote(ns)} cat /proc/net/ip_vs" if ns else "cat /proc/net/ip_vs"
     script = f"{asks}wait; cat {names}; rm -f {names}; {verify}echo @@ipvs; {cat}"
-    out = conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True).stdout
+    out = remote.run(conn, f"bash -c {shlex.quote(script)}").stdout
     said, _, ip_vs = out.partition("@@ipvs")
     faults = [line[len("@@fault "):] for line in said.splitlines() if line.startswith("@@fault ")]
     replies = dict((line.split() + [""])[:2] for line in said.splitlines()
@@ -203,14 +199,6 @@ def health(conn: Any, lab: Lab) -> dict[str, Any]:
                           for v, p, rs, w, _, _ in table)]
     return {"ok": all(answers.values()) and not missing and not faults, "resolvers": answers,
             "ipvs_missing": missing, "faults": faults}
-
-
-# Fails when a load, sampler or notify reader of a run still runs: a pidfile under GUEST_RUNS whose live
-# process's command line names that run's directory (after a reboot an old PID may be anything else).
-_NO_PROBES = (f"for f in {PROBE_PIDFILES}; do [ -f \"$f\" ] || continue; "
-              "pid=$(cat \"$f\"); case \"$pid\" in ''|*[!0-9]*) continue;; esac; "
-              "tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -qF -- \"${f%/*}/\" && exit 1; "
-              "done; exit 0")
 
 
 def describe_health(state: dict[str, Any]) -> str:

@@ -109,7 +109,7 @@ def test_a_failure_to_record_one_rollback_does_not_skip_the_others(env, monkeypa
 
 def test_run_files_are_written_atomically(env, monkeypatch):
     """events.jsonl, journal.json and meta.json are replaced whole: a crash mid-write leaves the old file."""
-    import chaos.runner as runner
+    from chaos import events
     from lab import atomic
 
     monkeypatch.setattr(probes, "wait_healthy", _healthy(True))
@@ -121,7 +121,7 @@ def test_run_files_are_written_atomically(env, monkeypatch):
         return real(path, data, mode)
 
     monkeypatch.setattr(atomic, "write_atomic", spy)
-    monkeypatch.setattr(runner, "write_atomic", spy)
+    monkeypatch.setattr(events, "write_atomic", spy)
     run = Run(env.lab, FakeGuest(), env.exp)
     run.execute()
     assert {"events.jsonl", "journal.json", "meta.json"} <= set(written)
