@@ -19,6 +19,7 @@ from chaos.experiment import load_experiment
 from chaos.runner import Run
 from lab.config import parse_lab
 from lab.errors import LabError
+from tests.fakeguest import action_call
 
 EXPERIMENT = """\
 title: kill and restart rs2
@@ -97,8 +98,9 @@ def test_a_failure_to_record_one_rollback_does_not_skip_the_others(env, monkeypa
 
     monkeypatch.setattr(Run, "record", flaky_record)
     run.execute()
-    starts = [c for c in guest.commands if "systemctl is-active -q dnslab-resolver@rs2.service" in c]
-    conts = [c for c in guest.commands if "kill -CONT" in c]
+    calls = [action_call(c) for c in guest.commands]
+    starts = [c for c in calls if c == ("ensure", ["systemd", "dnslab-resolver@rs2.service"])]
+    conts = [c for c in calls if c[0] in ("cont", "ensure")]  # both SIGCONT
     assert len(conts) == 2 and len(starts) == 1  # the rollback (CONT) and the kill's undo (CONT, start) ran
     events = [json.loads(line) for line in (run.dir / "events.jsonl").read_text().splitlines()]
     assert [e["action"] for e in events if e["kind"] == "rollback"] == ["start_resolver"]
