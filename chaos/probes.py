@@ -60,14 +60,14 @@ def window(records: pd.DataFrame, start_ns: int, end_ns: int) -> pd.DataFrame:
 
 # --- guest scripts -----------------------------------------------------------------------------------
 
-def run_guest_script(conn: Any, script: str, args: str = "", netns: str | None = None,
+def run_guest_script(conn: Any, script: str, *args: str, netns: str | None = None,
                      what: str = "probe") -> Any:
-    """Upload a stdlib-only Python file, run it as root in the guest (in `netns`), return its JSON output.
-    `args` is a command-line tail whose every value the caller quoted."""
+    """Upload a stdlib-only Python file, run it as root in the guest (in `netns`) with `args` (each
+    quoted), return its JSON output."""
     path = f"/var/tmp/dnslab-{Path(script).stem}.py"
     remote.put(conn, script, path)
-    prefix = f"ip netns exec {shlex.quote(netns)} " if netns else ""
-    res = remote.run(conn, f"{prefix}python3 {shlex.quote(path)} {args}".rstrip())
+    argv = ["ip", "netns", "exec", netns] if netns else []
+    res = remote.run(conn, " ".join(shlex.quote(w) for w in [*argv, GUEST_PYTHON, path, *args]))
     if res.exited != 0:
         raise LabError(f"{what} failed in the guest: {' '.join(res.stderr.split())[:300]}", 1)
     return json.loads(res.stdout)
@@ -171,22 +171,16 @@ def health(conn: Any, lab: Lab) -> dict[str, Any]:
     resolver, no link down, Keepalived active, the lab's sysctls and IPVS timeouts), with no guest
     probe of a run still running?
 
-    One round trip: every resolver asked in parallel, then the checks and the director's /proc/net/ip_vs.
-    `faults` names each check that failed.
+    One round trip (chaos/guest/health.sh): every resolver asked in parallel, then the checks and the
+    director's /proc/net/ip_vs. `faults` names each check that failed.
     """
     from lab.leftovers import health_checks
 
-    ns = lab.network.director_netns
-    asks = "".join(f"(echo {r.name} $(ip netns exec {r.name} dig +time=1 +tries=2 +short "
-                   f"@{r.address} who.lab.test TXT) > /tmp/dnslab-health.{r.name}) & " for r in lab.resolvers)
-    names = " ".join(f"/tmp/dnslab-health.{r.name}" for r in lab.resolvers)
     no_probes = remote.script_command(guest.script("no_probes.sh"), GUEST_RUNS)
     checks = [*health_checks(lab), (f"no guest probe left running under {GUEST_RUNS}", no_probes)]
-    verify = "".join(f"( {check} ) >/dev/null 2>&1 || echo {shlex.quote('@@fault ' + name)}; "
-                     for name, check in checks)
-    cat = f"ip netns exec {shlex.quote(ns)} cat /proc/net/ip_vs" if ns else "cat /proc/net/ip_vs"
-    script = f"{asks}wait; cat {names}; rm -f {names}; {verify}echo @@ipvs; {cat}"
-    out = remote.run(conn, f"bash -c {shlex.quote(script)}").stdout
+    args = [lab.network.director_netns or "", *(w for r in lab.resolvers for w in (r.name, str(r.address))),
+            "--", *(w for check in checks for w in check)]
+    out = remote.run_script(conn, guest.script("health.sh"), *args).stdout
     said, _, ip_vs = out.partition("@@ipvs")
     faults = [line[len("@@fault "):] for line in said.splitlines() if line.startswith("@@fault ")]
     replies = dict((line.split() + [""])[:2] for line in said.splitlines()
