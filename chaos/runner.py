@@ -102,9 +102,8 @@ class Run:
         self.run_id, self.remote = self.dir.name, guest_dir(self.dir.name)
         self.conn = self.conn if isinstance(self.conn, Link) else Link(self.conn)
         self.target = actions.Target(self.conn, self.lab)
-        self.journal = Journal(experiment=dict(self.exp.raw) or {"title": self.exp.title})
-        self.bus = Registry(ConsoleView(console), JournalWriter(self.journal), EventsFile(),
-                            *self.subscribers)
+        journal = Journal(experiment=dict(self.exp.raw) or {"title": self.exp.title})
+        self.bus = Registry(ConsoleView(console), JournalWriter(journal), EventsFile(), *self.subscribers)
         self.steps = schedule(self.exp.method)
         t = self.exp.timing
         self.phases: Phases = phases(t.warmup_s, t.steady_s, t.recover_s, self.steps)

@@ -244,7 +244,8 @@ def act(func: Any, arguments: dict[str, Any], configuration: dict[str, Any]) -> 
     else:
         run.undo.extend(outcome.undo)
     _done(run, ActivityDone(part, activity, start_t, "succeeded", event,
-                            said=f"{activity.get('name')}: {outcome.action} {outcome.target}"))
+                            said=f"{outcome.action} {outcome.target}" if part == "rollbacks"
+                            else f"{activity.get('name')}: {outcome.action} {outcome.target}"))
     return event
 
 
