@@ -40,6 +40,7 @@ from lab.errors import LabError
 from lab.runlock import lab_lock
 
 HEALTH_TIMEOUT_S = 60.0
+# LOAD_START_TIMEOUT_S and locust_command (chaos.recording) stay importable from here for the load bench.
 __all__ = ["LOAD_START_TIMEOUT_S", "Run", "locust_command", "run_experiment", "run_load_only", "settings_of"]
 
 console = Console(stderr=True)
