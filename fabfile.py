@@ -7,9 +7,10 @@ import json
 
 from fabric import task
 
-from lab.config import Lab, lab_path
-from lab.errors import LabError, cli_guard
-from lab.runlock import lab_lock
+from lab.local.runlock import lab_lock
+from lab.model.config import Lab
+from lab.model.errors import LabError, cli_guard
+from lab.model.parse import lab_path
 
 
 def _lab(lab: str | None, provider: str | None = None) -> Lab:
@@ -31,11 +32,9 @@ def _connection(model: Lab):
 @cli_guard
 def image(c, provider=None, force=False, lab=None):
     """Build (or reuse) the Debian 12 lab image: mmdebstrap base, packer layer, Vagrant box."""
-    from lab.image import build
+    from lab.providers import lab_image
 
-    model = _lab(lab, provider)
-    artifacts = build(model, force=force, box=model.vm.provider == "vagrant")
-    print(artifacts.describe())
+    print(lab_image(_lab(lab, provider), force=force).describe())
 
 
 @task(help={"provider": "qemu | vagrant | ssh", "lab": "lab file (default: lab.toml)",
@@ -45,8 +44,8 @@ def up(c, provider=None, lab=None, accept_host_key=False):
     """Bring the lab VM up (building the image when needed) and wait for SSH."""
     import shlex
 
-    from lab.hostkeys import ssh_options
     from lab.providers import bring_up
+    from lab.ssh.hostkeys import ssh_options
 
     with lab_lock("up"):
         endpoint = bring_up(_lab(lab, provider), accept_host_key=accept_host_key)
@@ -90,7 +89,7 @@ def info(c, json_=False, lab=None):
 @cli_guard
 def deploy(c, lab=None):
     """Build the IPVS / Keepalived / Unbound stack in the lab from lab.toml. Idempotent."""
-    from lab.deploy import deploy as run_deploy
+    from lab.ops.deploy import deploy as run_deploy
 
     model = _lab(lab)
     summary = run_deploy(model, _connection(model))
@@ -102,7 +101,7 @@ def deploy(c, lab=None):
 @cli_guard
 def status(c, json_=False, lab=None):
     """IPVS table, check states, resolver units and sysctls in force."""
-    from lab.status import format_status, read_status
+    from lab.ops.status import format_status, read_status
 
     model = _lab(lab)
     data = read_status(model, _connection(model))
@@ -113,7 +112,7 @@ def status(c, json_=False, lab=None):
 @cli_guard
 def teardown(c, lab=None):
     """Remove everything deploy made, leaving the VM as the image booted."""
-    from lab.deploy import teardown as run_teardown
+    from lab.ops.deploy import teardown as run_teardown
 
     model = _lab(lab)
     if run_teardown(model, _connection(model)).failed:
@@ -126,7 +125,7 @@ def teardown(c, lab=None):
 def load(c, seconds=None, rate=None, lab=None):
     """Run the Locust DNS user against the VIP from the client namespace; keep the records."""
     from chaos.runner import run_load_only
-    from lab.config import option_number
+    from lab.model.parse import option_number
 
     length = option_number("fab load --seconds", 30 if seconds is None else seconds)
     qps = None if rate is None else option_number("fab load --rate", rate, zero=True)

@@ -18,17 +18,19 @@ from typing import Any
 
 from chaos import guest
 from chaos.values import route_tokens
-from lab import remote
-from lab.config import SYSCTL_RE, Lab, sysctl_value, with_overrides
-from lab.errors import LabError
+from lab.model import layout
+from lab.model.config import SYSCTL_RE, Lab
+from lab.model.errors import ActionFailed, ExperimentError
+from lab.model.parse import sysctl_value, with_overrides
+from lab.ssh import remote
 
 
 @dataclass(frozen=True)
 class Layout:
     """How the lab is laid out on the target: unit names, how to find a process, namespaces."""
 
-    resolver_unit: str = "dnslab-resolver@{name}.service"
-    keepalived_unit: str = "dnslab-keepalived.service"
+    resolver_unit: str = layout.resolver_unit("{name}")
+    keepalived_unit: str = layout.KEEPALIVED
     pids: str = "systemd"  # where a unit's main PID is: systemd's MainPID, or a directory of UNIT.pid files
     resolver_netns: str = "{name}"
 
@@ -69,7 +71,7 @@ _q = shlex.quote  # every value in a command line is quoted: these commands run 
 SCRIPT = guest.script("actions.sh")
 
 
-class ActionError(LabError):
+class ActionError(ActionFailed):
     """An action's command failed on the target."""
 
 
@@ -81,7 +83,7 @@ def _run(t: Target, action: str, *args: Any) -> tuple[int, str]:
     if res.exited != 0 or not lines or not lines[0].strip().isdigit():
         err = " ".join((res.stderr or res.stdout).split())[:300]
         said = " ".join([action, *(str(a) for a in args)])[:120]
-        raise ActionError(f"action failed (exit {res.exited}): {said}: {err}", exit_code=1)
+        raise ActionError(f"action failed (exit {res.exited}): {said}: {err}")
     return int(lines[0]), "\n".join(lines[1:])
 
 
@@ -155,8 +157,7 @@ def _iface(t: Target, resolver: str) -> tuple[str, str]:
         fields = line.split()
         if len(fields) > 3 and fields[3].split("/")[0] == addr:
             return ns, fields[1].split("@")[0]
-    raise ActionError(f"no interface with {addr} in netns {_q(ns)}; is the lab deployed (`fab deploy`)?",
-                      exit_code=1)
+    raise ActionError(f"no interface with {addr} in netns {_q(ns)}; is the lab deployed (`fab deploy`)?")
 
 
 def link_down(t: Target, resolver: str) -> Outcome:
@@ -185,7 +186,7 @@ def link_up(t: Target, resolver: str, routes: list[str] | None = None) -> Outcom
     try:
         checked = [route_tokens(r) for r in routes or ()]
     except ValueError as err:
-        raise ActionError(f"link_up {resolver}: {err}", exit_code=1) from None
+        raise ActionError(f"link_up {resolver}: {err}") from None
     ns, dev = _iface(t, resolver)
     _, detail = _resolver(t, resolver)
     t_ns, _ = _run(t, "link_up", ns, dev, *(" ".join(words) for words in checked))
@@ -221,13 +222,13 @@ def netem_clear(t: Target, resolver: str) -> Outcome:
 def _number(value: Any, name: str) -> float:
     """A finite number >= 0 for a command line (experiment files are checked; direct calls too)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
-        raise ActionError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise ExperimentError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
 
 
 def _director(t: Target, cmd: str) -> str:
     ns = t.lab.network.director_netns
-    return f"ip netns exec {_q(ns)} {cmd}" if ns else cmd
+    return layout.in_ns(ns, cmd)
 
 
 def kill_keepalived(t: Target) -> Outcome:
@@ -259,7 +260,7 @@ def set_sysctl(t: Target, name: str, value: str | int) -> Outcome:
     """Set a sysctl in the director's namespace; the undo puts the previous value back."""
     text = sysctl_value(value)
     if not SYSCTL_RE.fullmatch(str(name)) or text is None:
-        raise ActionError(f"set_sysctl: not a net.* sysctl name and value: {name!r} = {value!r}")
+        raise ExperimentError(f"set_sysctl: not a net.* sysctl name and value: {name!r} = {value!r}")
     t_ns, out = _run(t, "sysctl", t.lab.network.director_netns or "", name, text)
     previous = out.strip()
     return Outcome(t_ns, "set_sysctl", "director",
@@ -292,7 +293,7 @@ def switch_check(t: Target, **check: Any) -> Outcome:
 
     Arguments are [check] keys of lab.toml (type, misc_tool, delay_loop, retry, ...).
     """
-    from lab.deploy import deploy
+    from lab.ops.deploy import deploy
 
     target_lab = with_overrides(t.lab, {"check": check})
     previous = {k: getattr(t.lab.check, k) for k in check}

@@ -337,8 +337,8 @@ def probe_spec(lab: Any, n: int, window_s: float) -> dict[str, Any]:
     """What the guest script runs for this lab: each MISC tool's exact Keepalived command per resolver."""
     import shlex
 
-    from lab.config import with_overrides
-    from lab.render import misc_command
+    from lab.model.parse import with_overrides
+    from lab.render.files import misc_command
 
     misc = {}
     for tool in MISC_TOOLS:
@@ -354,7 +354,7 @@ def probe_check_cost(target: Any, n: int = 10, window_s: float = 10.0) -> dict[s
     resolvers), `window_s` seconds of Keepalived's checker CPU: about 18 s under TCG with the defaults."""
 
     from chaos.probes import run_guest_script
-    from lab.errors import LabError
+    from lab.model.errors import LabError
 
     lab = target.lab
     if n < 1 or window_s < 0:

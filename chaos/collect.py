@@ -13,7 +13,7 @@ from typing import Any
 from chaos import probes
 from chaos.experiment import Experiment
 from chaos.journal import utc_iso
-from lab import remote
+from lab.ssh import remote
 
 FETCHED = ("ipvs.csv", "locust.log", "sampler.log", probes.DETECT_FILE)  # besides records/*.dq
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from lab.atomic import write_atomic
+from lab.local.atomic import write_atomic
 
 
 @dataclass(frozen=True)

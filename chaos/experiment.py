@@ -44,8 +44,9 @@ from chaos.repeat import KEYS as REPEAT_KEYS
 from chaos.repeat import Repeat, expand
 from chaos.values import argument_problems, route_tokens
 from chaos.yaml_doc import Where, read_yaml
-from lab.config import SYSCTL_RE, Lab, check_id, sysctl_value, with_overrides
-from lab.errors import LabError
+from lab.model.config import SYSCTL_RE, Lab
+from lab.model.errors import ExperimentError, LabError
+from lab.model.parse import check_id, sysctl_value, with_overrides
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 TOP_KEYS = ("title", "description", "tags", "contributions", "configuration", "secrets", "extensions",
@@ -162,7 +163,7 @@ def experiment_path(name: str) -> Path:
     path = Path(name) if is_path else EXPERIMENTS_DIR / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(available())
-        raise LabError(f"no experiment {name!r} ({path} does not exist); known: {known}")
+        raise ExperimentError(f"no experiment {name!r} ({path} does not exist); known: {known}")
     return path
 
 
@@ -177,7 +178,7 @@ def load_experiment(name: str, lab: Lab) -> Experiment:
     try:
         check_id(path.stem, "experiment name")
     except LabError as err:
-        raise LabError(f"{path}: {err}; rename the file") from None
+        raise ExperimentError(f"{path}: {err}; rename the file") from None
     data, lines = read_yaml(path)
     return parse_experiment(data, lab, source=str(path), lines=lines, name=path.stem)
 
@@ -273,7 +274,7 @@ def _repeat(w: Where, value: Any, at: tuple[Any, ...], lab: Lab) -> Repeat:
 
 
 def _load_keys() -> tuple[str, ...]:
-    from lab.config import Load
+    from lab.model.config import Load
 
     return tuple(Load.__dataclass_fields__)
 

@@ -34,9 +34,10 @@ from typing import Any
 
 from chaos import probes
 from chaos.undo_log import marker_path
-from lab.config import REPO_ROOT, Lab, load_lab
-from lab.errors import LabError, cli_guard
-from lab.state import RUN_INCOMPLETE
+from lab.local.state import RUN_INCOMPLETE
+from lab.model.config import REPO_ROOT, Lab
+from lab.model.errors import LabError, cli_guard
+from lab.model.parse import load_lab
 
 KINDS = ("SIGINT", "SIGTERM", "SIGKILL", "ssh-drop")
 EXPERIMENTS = ("netem-one", "stop-one", "kill-one", "link-down-one")

@@ -9,7 +9,7 @@ from typing import Any
 
 from chaos.events import ActivityDone, Finished, Handler
 from chaos.experiment import Activity
-from lab.atomic import write_json
+from lab.local.atomic import write_json
 
 
 def utc_iso(t_ns: int | None = None) -> str:

@@ -37,8 +37,10 @@ from typing import Any
 
 from chaos import probes
 from chaos.runner import LOAD_START_TIMEOUT_S, locust_command
-from lab.config import Lab, load_lab, with_overrides
-from lab.errors import LabError, cli_guard
+from lab.model.config import Lab
+from lab.model.errors import ActionFailed, LabError, cli_guard
+from lab.model.layout import in_ns
+from lab.model.parse import load_lab, with_overrides
 
 SAMPLE_EVERY_S = 10.0
 LOST_BOUND_S = 1.0  # issue 14: a SIGKILL loses at most the last flush interval's records, <= 1 s of load
@@ -51,8 +53,7 @@ def log(message: str) -> None:
 def vip_packets(conn: Any, lab: Lab) -> int:
     """Packets the VIP's UDP port 53 service has received since it was made."""
     ns = lab.network.director_netns
-    prefix = f"ip netns exec {shlex.quote(ns)} " if ns else ""
-    out = conn.run(f"{prefix}ipvsadm -Ln --stats --exact", hide=True).stdout
+    out = conn.run(in_ns(ns, "ipvsadm -Ln --stats --exact"), hide=True).stdout
     return _udp_in_packets(out, f"{lab.network.vip}:53")
 
 
@@ -61,7 +62,7 @@ def _udp_in_packets(ipvsadm_stats: str, vip: str) -> int:
         fields = line.split()
         if len(fields) >= 4 and fields[0] == "UDP" and fields[1] == vip:
             return int(fields[3])
-    raise LabError(f"no UDP virtual service {vip} in the director's IPVS table; run `fab deploy`", 1)
+    raise ActionFailed(f"no UDP virtual service {vip} in the director's IPVS table; run `fab deploy`")
 
 
 class Generator:
@@ -80,15 +81,14 @@ class Generator:
                  f"[ -n \"$(ls {remote}/records/)\" ] && echo ready && exit 0; sleep 0.1; done")
         if self.conn.run(ready, hide=True, warn=True).stdout.strip() != "ready":
             self.remove()
-            raise LabError(f"the load generator wrote no records within {LOAD_START_TIMEOUT_S:g} s", 1)
+            raise ActionFailed(f"the load generator wrote no records within {LOAD_START_TIMEOUT_S:g} s")
         self.pgid = int(conn.run(f"cat {shlex.quote(self.pidfile)}", hide=True).stdout)
 
     def sample(self) -> tuple[int, int, int]:
         """(guest time ns, VIP packets, RSS of the generator's processes in KiB), in one round trip."""
         ns = self.lab.network.director_netns
-        prefix = f"ip netns exec {shlex.quote(ns)} " if ns else ""
         out = self.conn.run(f"date +%s%N; ps -o rss= -g {self.pgid} | awk '{{s+=$1}} END {{print s+0}}'; "
-                            f"{prefix}ipvsadm -Ln --stats --exact", hide=True).stdout
+                            + in_ns(ns, "ipvsadm -Ln --stats --exact"), hide=True).stdout
         t_ns, rss, stats = out.split("\n", 2)
         return int(t_ns), _udp_in_packets(stats, f"{self.lab.network.vip}:53"), int(rss)
 

@@ -16,10 +16,10 @@ import pandas as pd
 
 from chaos import guest
 from chaos.ipvs_sampler import parse as parse_ip_vs
-from lab import remote
-from lab.config import Lab
-from lab.errors import LabError
-from lab.removal import LVS_NOTIFY_FIFO
+from lab.model.config import Lab
+from lab.model.errors import ActionFailed
+from lab.model.layout import KEEPALIVED, LVS_NOTIFY_FIFO, in_ns
+from lab.ssh import remote
 
 SAMPLER = Path(__file__).resolve().parent / "ipvs_sampler.py"
 NOTIFY_READER = Path(__file__).resolve().parent / "notify_reader.py"
@@ -69,7 +69,7 @@ def run_guest_script(conn: Any, script: str, *args: str, netns: str | None = Non
     argv = ["ip", "netns", "exec", netns] if netns else []
     res = remote.run(conn, " ".join(shlex.quote(w) for w in [*argv, GUEST_PYTHON, path, *args]))
     if res.exited != 0:
-        raise LabError(f"{what} failed in the guest: {' '.join(res.stderr.split())[:300]}", 1)
+        raise ActionFailed(f"{what} failed in the guest: {' '.join(res.stderr.split())[:300]}")
     return json.loads(res.stdout)
 
 
@@ -79,8 +79,7 @@ def start_background(conn: Any, command: str, pidfile: str, log: str, netns: str
     """Start `command` (a command line whose values the caller quoted) detached (setsid) in the guest,
     optionally in a netns; its PID goes to pidfile."""
     inner = f"echo $$ > {shlex.quote(pidfile)}; exec {command}"
-    wrapped = (f"ip netns exec {shlex.quote(netns)} sh -c {shlex.quote(inner)}" if netns
-               else f"sh -c {shlex.quote(inner)}")
+    wrapped = in_ns(netns, f"sh -c {shlex.quote(inner)}")
     remote.run(conn, f"setsid {wrapped} > {shlex.quote(log)} 2>&1 < /dev/null &", check=True,
                what="starting a guest probe")
 
@@ -99,7 +98,7 @@ def stop_all(conn: Any, stops: list[tuple[str, str, float]], owner: str | None =
     args: list[str] = []
     for pidfile, sig, timeout_s in stops:
         if sig not in SIGNALS:
-            raise LabError(f"stopping {pidfile}: not a signal name: {sig!r}", 1)
+            raise ActionFailed(f"stopping {pidfile}: not a signal name: {sig!r}")
         args += [pidfile, sig, str(int(timeout_s * 10))]
     return "late" not in remote.run_script(conn, guest.script("stop.sh"), owner or "", *args).stdout
 
@@ -150,7 +149,7 @@ def read_detect_events(path: Path) -> list[dict[str, Any]]:
 
 # --- logs and health ----------------------------------------------------------------------------------
 
-def keepalived_log(conn: Any, start_ns: int, end_ns: int, unit: str = "dnslab-keepalived.service") -> str:
+def keepalived_log(conn: Any, start_ns: int, end_ns: int, unit: str = KEEPALIVED) -> str:
     """Keepalived's journal lines from start_ns to end_ns (guest clock), one per line."""
     since, until = start_ns // 10**9 - 1, end_ns // 10**9 + 2
     res = remote.run(conn, f"journalctl -u {shlex.quote(unit)} --since @{int(since)} --until @{int(until)} "
@@ -161,7 +160,7 @@ def keepalived_log(conn: Any, start_ns: int, end_ns: int, unit: str = "dnslab-ke
 def ipvs_table(conn: Any, lab: Lab) -> list[tuple[str, str, str, int, int, int]]:
     """The director's IPVS table now: (vip, proto, real_server, weight, active, inactive) rows."""
     ns = lab.network.director_netns
-    cmd = f"ip netns exec {shlex.quote(ns)} cat /proc/net/ip_vs" if ns else "cat /proc/net/ip_vs"
+    cmd = in_ns(ns, "cat /proc/net/ip_vs")
     return parse_ip_vs(remote.run(conn, cmd).stdout)
 
 
@@ -174,7 +173,7 @@ def health(conn: Any, lab: Lab) -> dict[str, Any]:
     One round trip (chaos/guest/health.sh): every resolver asked in parallel, then the checks and the
     director's /proc/net/ip_vs. `faults` names each check that failed.
     """
-    from lab.leftovers import health_checks
+    from lab.ops.leftovers import health_checks
 
     no_probes = remote.script_command(guest.script("no_probes.sh"), GUEST_RUNS)
     checks = [*health_checks(lab), (f"no guest probe left running under {GUEST_RUNS}", no_probes)]

@@ -12,13 +12,11 @@ from typing import Any
 from rich.console import Console
 
 from chaos import guest, probes
-from lab import remote
-from lab.config import Lab
-from lab.errors import LabError
+from lab.model.config import Lab
+from lab.model.errors import ActionFailed
+from lab.model.layout import HOME, LOCUST, LOCUSTFILE, VENV
+from lab.ssh import remote
 
-LOCUST = "/opt/dnslab/venv/bin/locust"
-LOCUSTFILE = "/opt/dnslab/loadtest/dns.py"
-GUEST_VENV = "/opt/dnslab/venv"
 LOAD_START_TIMEOUT_S = 90.0
 PROBE_MARGIN_S = 120.0  # guest probes stop by themselves this long after the run's planned end
 
@@ -34,7 +32,7 @@ def locust_command(lab: Lab, remote_dir: str, run_time_s: float) -> str:
         "--host", str(lab.network.vip), "--run-time", f"{int(run_time_s)}s",
         *locust_arguments(values), "--dns-records", f"{remote_dir}/records",
     ]
-    return "env PYTHONPATH=/opt/dnslab " + " ".join(shlex.quote(a) for a in args)
+    return f"env PYTHONPATH={HOME} " + " ".join(shlex.quote(a) for a in args)
 
 
 @dataclass
@@ -74,8 +72,8 @@ class Recorders:
             return
         if state == "exited":
             log = remote.run(self.conn, f"tail -5 {shlex.quote(self.remote_dir + '/locust.log')}").stdout
-            raise LabError(f"the load generator exited at start: {' '.join(log.split())[-300:]}", 1)
-        raise LabError(f"the load generator wrote no records within {LOAD_START_TIMEOUT_S:g} s", 1)
+            raise ActionFailed(f"the load generator exited at start: {' '.join(log.split())[-300:]}")
+        raise ActionFailed(f"the load generator wrote no records within {LOAD_START_TIMEOUT_S:g} s")
 
     def stop(self) -> bool:
         """Stop the load generator, the sampler and the notify reader together (one round trip), each
@@ -90,5 +88,5 @@ class Recorders:
 def versions(conn: Any) -> list[str]:
     """[kernel, unbound, keepalived, ipvsadm, locust] version lines of the guest (chaos/guest/versions.sh);
     an empty string for one that is missing."""
-    out = remote.run_script(conn, guest.script("versions.sh"), GUEST_VENV).stdout
+    out = remote.run_script(conn, guest.script("versions.sh"), VENV).stdout
     return (out.splitlines() + [""] * 5)[:5]

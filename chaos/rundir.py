@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from chaos.probes import GUEST_RUNS
-from lab.config import check_id
-from lab.state import runs_dir
+from lab.local.state import runs_dir
+from lab.model.parse import check_id
 
 
 def run_id_for(experiment: str, run_id: str | None = None) -> str:

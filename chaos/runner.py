@@ -33,11 +33,12 @@ from chaos.recording import LOAD_START_TIMEOUT_S, Recorders, locust_command, ver
 from chaos.rundir import claim, free_dir, guest_dir, run_id_for
 from chaos.timeline import Phases, Step, phases, schedule
 from chaos.undo_log import UndoLog
-from lab import remote
-from lab.atomic import write_json
-from lab.config import Lab, flatten, merge
-from lab.errors import LabError
-from lab.runlock import lab_lock
+from lab.local.atomic import write_json
+from lab.local.runlock import lab_lock
+from lab.model.config import Lab
+from lab.model.errors import ActionFailed, LabError
+from lab.model.parse import flatten, merge
+from lab.ssh import remote
 
 HEALTH_TIMEOUT_S = 60.0
 # LOAD_START_TIMEOUT_S and locust_command (chaos.recording) stay importable from here for the load bench.
@@ -62,7 +63,7 @@ def run_load_only(lab: Lab, conn: Any, seconds: float, rate: float | None = None
     exp = Experiment(name="load", path=Path("<load>"), title=f"Load only, {seconds:g} s", description="",
                      overrides={}, load=load, timing=Timing(warmup_s=0.0, steady_s=seconds, recover_s=0.0),
                      window_s=seconds, hypothesis=(), method=(), rollbacks=())
-    from lab.config import with_overrides
+    from lab.model.parse import with_overrides
 
     return Run(with_overrides(lab, {"load": load}), conn, exp, settings=flatten({"load": load})).execute()
 
@@ -152,10 +153,10 @@ class Run:
         if unexpected is not None:
             raise unexpected
         if not after["ok"]:
-            raise LabError(f"the lab is not healthy after rollback: {probes.describe_health(after)}; "
-                           f"data in {self.dir}; `fab deploy` puts it back", 1)
+            raise ActionFailed(f"the lab is not healthy after rollback: {probes.describe_health(after)}; "
+                           f"data in {self.dir}; `fab deploy` puts it back")
         if self.status == "failed":
-            raise LabError(f"experiment failed: {self.errors[0]}; rolled back, data in {self.dir}", 1)
+            raise ActionFailed(f"experiment failed: {self.errors[0]}; rolled back, data in {self.dir}")
         return self.dir
 
     def start(self) -> None:
@@ -168,8 +169,8 @@ class Run:
         self.deploy()
         before = probes.wait_healthy(self.conn, self.lab, HEALTH_TIMEOUT_S)
         if not before["ok"]:
-            raise LabError(f"the lab is not healthy before the experiment: {probes.describe_health(before)}; "
-                           "run `fab deploy`, then `fab status`", 1)
+            raise ActionFailed("the lab is not healthy before the experiment: "
+                               f"{probes.describe_health(before)}; run `fab deploy`, then `fab status`")
         self.dir = claim(self.dir)
         self.run_id, self.remote = self.dir.name, guest_dir(self.dir.name)
         self.undo.open(self.dir, run_state(self))
@@ -192,11 +193,11 @@ class Run:
         return after
 
     def deploy(self) -> None:
-        from lab.deploy import deploy
+        from lab.ops.deploy import deploy
 
         summary = deploy(self.lab, self.conn, console=console, verbose=False)
         if summary.failed:
-            raise LabError("deploy failed before the experiment; run `fab deploy` to see why", 1)
+            raise ActionFailed("deploy failed before the experiment; run `fab deploy` to see why")
 
     def guest_now(self) -> int:
         out = remote.run(self.conn, "date +%s%N", check=True, what="reading the guest's clock").stdout

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from lab.errors import LabError
+from lab.model.errors import ExperimentError
 
 
 def read_yaml(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
@@ -18,9 +18,9 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise LabError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+        raise ExperimentError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except OSError as err:
-        raise LabError(f"{path}: cannot read: {err.strerror}") from None
+        raise ExperimentError(f"{path}: cannot read: {err.strerror}") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -28,7 +28,7 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise LabError(f"{path}{where}: malformed YAML: {problem}") from None
+        raise ExperimentError(f"{path}{where}: malformed YAML: {problem}") from None
     lines: dict[tuple[Any, ...], int] = {}
     _index(node, (), lines)
     return data, lines
@@ -54,11 +54,11 @@ class Where:
                  moved: Mapping[tuple[str, ...], str] | None = None) -> None:
         self.source, self.lines, self.moved = source, lines, moved or {}
 
-    def error(self, path: tuple[Any, ...], problem: str) -> LabError:
+    def error(self, path: tuple[Any, ...], problem: str) -> ExperimentError:
         line = next((self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines),
                     None)
         key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".") or "top"
-        return LabError(f"{self.source}{f':{line}' if line else ''}: {key}: {problem}")
+        return ExperimentError(f"{self.source}{f':{line}' if line else ''}: {key}: {problem}")
 
     def mapping(self, value: Any, path: tuple[Any, ...], known: tuple[str, ...]) -> dict[str, Any]:
         if value is None:

@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.table import Table
 
-from lab.atomic import write_json
-from lab.config import Lab
-from lab.errors import LabError
-from lab.runlock import locked
-from lab.state import runs_dir, state_dir
+from lab.local.atomic import write_json
+from lab.local.runlock import locked
+from lab.local.state import runs_dir, state_dir
+from lab.model.config import Lab
+from lab.model.errors import ActionFailed
 
 T = TypeVar("T")
 console = Console(stderr=True)
@@ -74,7 +74,7 @@ def probe(lab: Lab, conn: Any, experiment: str) -> Path:
     run_dir = run_experiment(lab, conn, experiment)
     found = sorted(run_dir.glob("probe_*.json"))
     if not found:
-        raise LabError(f"{run_dir}: the {experiment} probe wrote no probe_*.json", 1)
+        raise ActionFailed(f"{run_dir}: the {experiment} probe wrote no probe_*.json")
     _remember(**{f"probe_{experiment}": {"path": str(found[0]), "lab": lab.as_dict()}})
     return found[0]
 
@@ -98,8 +98,8 @@ def run_suite(lab: Lab, conn: Any, suite: str) -> Path:
 @locked("demo")
 def run_demo(lab: Lab, *, suite: str = "standard", lab_file: str = "lab.toml") -> Path:
     """The whole job; returns the answers page's path."""
-    from lab.deploy import deploy
-    from lab.image import build
+    from lab.image.build import build
+    from lab.ops.deploy import deploy
     from lab.providers import ensure_up, open_lab
     from reports.answers import headlines, write_answers
 

@@ -15,12 +15,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lab.config import Lab, load_lab
-from lab.endpoint import Endpoint
-from lab.image import ImageArtifacts, build
+from lab.image.accel import choose_accel
+from lab.image.build import ImageArtifacts, build
+from lab.local.state import ensure_key
+from lab.model.config import Lab
+from lab.model.parse import load_lab
 from lab.providers.base import ssh_answers
-from lab.providers.qemu import choose_accel, create_overlay, free_port, qemu_argv, stop_pid
-from lab.state import ensure_key
+from lab.providers.qemu import create_overlay, free_port, qemu_argv, stop_pid
+from lab.ssh.endpoint import Endpoint
 
 TIMEOUT_S = 600.0
 

@@ -81,8 +81,9 @@ def start_unbound(workdir: Path, address: str, port: int, name: str = "bench",
     """
     from ipaddress import IPv4Address
 
-    from lab.config import Resolver, load_lab
-    from lab.render import render_unbound
+    from lab.model.config import Resolver
+    from lab.model.parse import load_lab
+    from lab.render.files import render_unbound
 
     conf = workdir / "unbound.conf"
     conf.write_text(render_unbound(load_lab(), Resolver(name, IPv4Address(address)), port=port,

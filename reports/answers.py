@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from chaos.check_cost import sentences
-from lab.config import Lab, flatten, with_overrides
-from lab.errors import LabError
-from lab.removal import EXIT_WATCHER
-from lab.render import (
-    KEEPALIVED_UNIT,
-    RESOLVER_DROPIN,
+from lab.model.config import Lab
+from lab.model.errors import LabError
+from lab.model.layout import EXIT_WATCHER, KEEPALIVED_CONF, KEEPALIVED_UNIT, RESOLVER_DROPIN
+from lab.model.parse import flatten, with_overrides
+from lab.render.files import (
     exit_watcher,
     render_keepalived,
     render_keepalived_unit,
@@ -72,7 +71,7 @@ def recommended_files(lab: Lab) -> dict[str, str]:
     """Every file the recommended configuration needs, by its path (the lab's paths: adapt the unit
     names to the resolvers' own units)."""
     files = {
-        "/etc/keepalived/keepalived.conf": render_keepalived(lab),
+        KEEPALIVED_CONF: render_keepalived(lab),
         "/etc/sysctl.d/90-dnslab-ipvs.conf": render_sysctl(lab),
         f"/etc/unbound/unbound.conf.d/{lab.resolvers[0].name}.conf": render_unbound(lab, lab.resolvers[0]),
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lab.config import Lab
+from lab.model.config import Lab
 from reports.cells import Cell, as_toml, changes_of, row_of
 from reports.stats import NO_DIFFERENCE, separated, verdict
 

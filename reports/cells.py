@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.config import Lab, flatten
+from lab.model.config import Lab
+from lab.model.parse import flatten
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 from pyarrow import csv as pacsv
 
-from lab.config import load_lab
+from lab.model.parse import load_lab
 
 T0_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 MS = 1_000_000

@@ -168,7 +168,7 @@ def test_chaos_check_gives_the_same_error_as_fab_chaos(tmp_path):
 
 
 def test_the_summary_json_is_written_atomically(tmp_path, monkeypatch):
-    from lab import atomic
+    from lab.local import atomic
     from reports import build
     from reports.synthetic import write_planted_run
 

@@ -9,7 +9,7 @@ import pytest
 
 from chaos.interrupt_bench import check_run_dir
 from chaos.load_bench import _udp_in_packets
-from lab.errors import LabError
+from lab.model.errors import LabError
 from reports.synthetic import write_planted_run
 
 STATS = """IP Virtual Server version 1.2.1 (size=4096)

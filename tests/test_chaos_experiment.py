@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from chaos.experiment import available, lab_for, load_experiment
-from lab.config import parse_lab
-from lab.errors import LabError
+from lab.model.errors import LabError
+from lab.model.parse import parse_lab
 
 GOOD = """\
 title: Kill one

@@ -214,8 +214,8 @@ def test_health_asks_every_resolver_and_names_each_failed_check(tmp_path, raw_la
     from invoke import Config, Context
 
     from chaos import probes
-    from lab import leftovers
-    from lab.config import parse_lab
+    from lab.model.parse import parse_lab
+    from lab.ops import leftovers
 
     bindir = tmp_path / "bin"
     bindir.mkdir()

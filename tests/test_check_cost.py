@@ -13,8 +13,8 @@ import time
 import pytest
 
 from chaos import check_cost
-from lab.config import load_lab, with_overrides
-from lab.render import render_keepalived
+from lab.model.parse import load_lab, with_overrides
+from lab.render.files import render_keepalived
 
 LIVE, DEAD = "127.0.0.61", "127.0.0.62"  # Unbound on LIVE:53; nothing listens on DEAD
 LOOPBACK_NET = {"subnet": "127.0.0.0/24", "vip": "127.0.0.100", "director": "127.0.0.254",
@@ -153,7 +153,7 @@ def test_probe_spec_holds_keepalived_exact_commands():
 
 def test_probe_refuses_bad_arguments_before_touching_the_guest():
     from chaos.actions import Target
-    from lab.errors import LabError
+    from lab.model.errors import LabError
 
     with pytest.raises(LabError, match="n must be >= 1"):
         check_cost.probe_check_cost(Target(conn=None, lab=load_lab()), n=0)

@@ -8,8 +8,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from lab.config import merge, parse_lab, with_overrides
-from lab.errors import LabError
+from lab.model.errors import LabError
+from lab.model.parse import merge, parse_lab, with_overrides
 
 
 def test_repo_lab_parses_to_typed_model(raw_lab):

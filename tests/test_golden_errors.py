@@ -19,8 +19,8 @@ import pytest
 
 from chaos.experiment import load_experiment
 from chaos.matrix import cells, check_cells, load_suite
-from lab.config import merge, parse_lab
-from lab.errors import LabError
+from lab.model.errors import LabError
+from lab.model.parse import merge, parse_lab
 from tests.conftest import REPO
 from tests.golden_files import GOLDEN, compare
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from lab.__main__ import main as lab_main
-from lab.config import CHECK_TYPES, IPVLAN_MODES, KEEPALIVED_NETNS, MISC_TOOLS
+from lab.model.config import CHECK_TYPES, IPVLAN_MODES, KEEPALIVED_NETNS, MISC_TOOLS
 from tests.conftest import REPO
 from tests.golden_files import GOLDEN, compare
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import image, image_recipe
-from lab.errors import LabError
-from lab.image_steps import run_step
+from lab.image import build as image
+from lab.image import recipe as image_recipe
+from lab.image.steps import run_step
+from lab.model.errors import LabError
 
 
 def test_parse_packages_skips_comments_and_blanks():

@@ -8,18 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import parse_lab
-from lab.errors import LabError
-from lab.image import ImageArtifacts
+from lab.image.accel import choose_accel, kvm_probe_argv
+from lab.image.build import ImageArtifacts
+from lab.local.state import ensure_key
+from lab.model.errors import LabError
+from lab.model.parse import parse_lab
 from lab.providers import get_provider
-from lab.providers.qemu import (
-    QemuProvider,
-    choose_accel,
-    free_port,
-    kvm_probe_argv,
-    qemu_argv,
-)
-from lab.state import ensure_key
+from lab.providers.qemu import QemuProvider, free_port, qemu_argv
 
 IMAGE = ImageArtifacts("h" * 64, Path("/c/dnslab.qcow2"), Path("/c/vmlinuz"), Path("/c/initrd.img"))
 

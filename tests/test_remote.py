@@ -1,4 +1,4 @@
-"""lab.remote's errors: a host that does not answer is "cannot reach", a write the login user may not
+"""lab.ssh.remote's errors: a host that does not answer is "cannot reach", a write the login user may not
 make is "permission denied", a non-root login is refused up front. Each is one line.
 
 The connection here is a stand-in that raises exactly what paramiko's SFTP client raises for each SFTP
@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab import remote
-from lab.errors import LabError
+from lab.model.errors import LabError
+from lab.ssh import remote
 
 
 class Sftp:
@@ -134,9 +134,11 @@ def test_a_local_file_error_in_a_transfer_is_not_called_unreachable(tmp_path):
 
 
 def test_errors_that_are_not_the_connection_pass_through():
+    from chaos.link import ConnectionLost
+
     with pytest.raises(ValueError):
         remote.run(Dropping(ValueError("a bug of ours")), "true")
-    lost = LabError("lost the SSH connection to the lab (EOFError)", exit_code=3)  # chaos.link's own
+    lost = ConnectionLost("lost the SSH connection to the lab (EOFError)")  # chaos.link's own
     with pytest.raises(LabError) as err:
         remote.run(Dropping(lost), "true")
     assert err.value is lost

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lab.errors import LabError
+from lab.model.errors import LabError
 from reports.build import build_report
 from reports.ctk_journal import JOURNAL_FILE, journal_context, read_journal
 from reports.synthetic import write_planted_run

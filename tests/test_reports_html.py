@@ -140,7 +140,7 @@ def test_index_sections_come_above_the_run_list(tmp_path: Path) -> None:
 
 
 def test_latest_run_and_no_runs(tmp_path: Path) -> None:
-    from lab.errors import LabError
+    from lab.model.errors import LabError
 
     with pytest.raises(LabError, match="no run directories"):
         latest_run(tmp_path)

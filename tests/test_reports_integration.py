@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import load_lab
+from lab.model.parse import load_lab
 from loadtest.bench import free_port, start_unbound
 from tests.conftest import REPO
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lab.errors import LabError
+from lab.model.errors import LabError
 from reports.analysis import analyse
 from reports.load import load_run
 from reports.synthetic import (

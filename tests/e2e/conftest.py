@@ -30,9 +30,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import Lab, load_lab
-from lab.endpoint import Endpoint, connect
+from lab.model.config import Lab
+from lab.model.parse import load_lab
 from lab.providers.qemu import QemuProvider
+from lab.ssh.endpoint import Endpoint, connect
 from tests.conftest import REPO
 
 

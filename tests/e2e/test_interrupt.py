@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from chaos.interrupt_bench import interrupt_once, leftovers
-from lab.deploy import deploy
+from lab.ops.deploy import deploy
 
 pytestmark = pytest.mark.e2e
 
