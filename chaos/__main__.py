@@ -31,8 +31,8 @@ def check_file(name: str, lab: Lab) -> str:
 
 
 def _check_suites(path: Path, lab: Lab) -> str:
-    from chaos.experiment import read_yaml
     from chaos.matrix import cells, check_cells, load_suite
+    from chaos.yaml_doc import read_yaml
 
     data, _ = read_yaml(path)
     if not isinstance(data, dict) or not data:

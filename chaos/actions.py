@@ -2,9 +2,10 @@
 
 Every action takes a `Target` (anything with `.run(cmd, warn=..., hide=...)`: a Fabric Connection
 to the guest, or an invoke Context for local tests; the lab model; the guest layout) and keyword
-arguments named in experiment files. It returns an `Outcome`: the event to record (its `t_ns` is
-taken by `date +%s%N` on the target, in the same shell command as the action, so it shares the
-clock of the query records) and the undo calls that put back what it changed. Actions on a resolver
+arguments named in experiment files. It runs chaos/guest/actions.sh on the target (lab.remote), its
+values as positional parameters, and returns an `Outcome`: the event to record (its `t_ns` is taken
+on the target by the script, right before it acts, so it shares the clock of the query records) and
+the undo calls that put back what it changed. Actions on a resolver
 carry `detail.real_server` spelled as in ipvs.csv. Undo actions are idempotent ("ensure" semantics).
 """
 
@@ -15,11 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chaos import guest
 from chaos.values import route_tokens
 from lab.model import layout
 from lab.model.config import SYSCTL_RE, Lab
 from lab.model.errors import ActionFailed, ExperimentError
 from lab.model.parse import sysctl_value, with_overrides
+from lab.ssh import remote
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class Layout:
 
     resolver_unit: str = layout.resolver_unit("{name}")
     keepalived_unit: str = layout.KEEPALIVED
-    main_pid: str = "systemctl show -p MainPID --value {unit}"
+    pids: str = "systemd"  # where a unit's main PID is: systemd's MainPID, or a directory of UNIT.pid files
     resolver_netns: str = "{name}"
 
 
@@ -64,49 +67,35 @@ class Outcome:
                 "detail": self.detail}
 
 
-_q = shlex.quote  # every value in a command line is quoted: these scripts run as root
+_q = shlex.quote  # every value in a command line is quoted: these commands run as root
+SCRIPT = guest.script("actions.sh")
 
 
 class ActionError(ActionFailed):
     """An action's command failed on the target."""
 
 
-def _run(t: Target, script: str) -> tuple[int, str]:
-    """Run a shell script that prints `date +%s%N` first; return (t_ns, the rest of stdout)."""
-    res = t.conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True)
+def _run(t: Target, action: str, *args: Any) -> tuple[int, str]:
+    """Run `action` of chaos/guest/actions.sh with `args`; (the instant it printed first, the rest of
+    its output)."""
+    res = remote.run_script(t.conn, SCRIPT, action, *args)
     lines = res.stdout.splitlines()
     if res.exited != 0 or not lines or not lines[0].strip().isdigit():
         err = " ".join((res.stderr or res.stdout).split())[:300]
-        raise ActionError(f"action failed (exit {res.exited}): {script.splitlines()[-1][:120]}: {err}")
+        said = " ".join([action, *(str(a) for a in args)])[:120]
+        raise ActionError(f"action failed (exit {res.exited}): {said}: {err}")
     return int(lines[0]), "\n".join(lines[1:])
 
 
-def _pid_script(t: Target, unit: str) -> str:
-    lookup = _main_pid(t, unit)
-    return (f"pid=$({lookup}); case \"$pid\" in ''|0|*[!0-9]*) "
-            f"echo {_q(f'no running process for {unit}')} >&2; exit 3;; esac")
-
-
-def _main_pid(t: Target, unit: str) -> str:
-    """The layout's command printing a unit's main PID (`unit` is shell-quoted, as everywhere here)."""
-    return t.layout.main_pid.format(unit=unit)
-
-
 def _resolver(t: Target, name: str) -> tuple[str, dict[str, Any]]:
-    """(the resolver's unit name, shell-quoted; the event detail naming its real server)."""
+    """(the resolver's unit name; the event detail naming its real server)."""
     r = t.lab.resolver(name)
-    return _q(t.layout.resolver_unit.format(name=name)), {"real_server": r.real_server,
-                                                                     "address": str(r.address)}
-
-
-# The fault's instant from bash itself, right before the act: `date` would add its own exit (10-40 ms
-# under TCG) between the stamp and the act. The fraction is microseconds; its separator is dropped.
-NOW = "echo ${EPOCHREALTIME//[!0-9]/}000"
+    return t.layout.resolver_unit.format(name=name), {"real_server": r.real_server, "address": str(r.address)}
 
 
 def _signal(t: Target, resolver: str, sig: str, action: str, undo: tuple[Undo, ...]) -> Outcome:
     unit, detail = _resolver(t, resolver)
-    t_ns, pid = _run(t, f"{_pid_script(t, unit)}; {NOW}; kill -{sig} $pid; echo $pid")
+    t_ns, pid = _run(t, "signal", t.layout.pids, unit, sig)
     return Outcome(t_ns, action, resolver, {**detail, "signal": sig, "pid": int(pid)}, undo)
 
 
@@ -131,31 +120,28 @@ def stop_resolver(t: Target, resolver: str) -> Outcome:
 def cont_resolver(t: Target, resolver: str) -> Outcome:
     """SIGCONT the resolver (ends a SIGSTOP). A no-op on a running process."""
     unit, detail = _resolver(t, resolver)
-    lookup = _main_pid(t, unit)
-    t_ns, _ = _run(t, f"pid=$({lookup}); date +%s%N; [ \"${{pid:-0}}\" -gt 0 ] && kill -CONT $pid || true")
+    t_ns, _ = _run(t, "cont", t.layout.pids, unit)
     return Outcome(t_ns, "cont_resolver", resolver, {**detail, "signal": "CONT"})
 
 
 def restart_resolver(t: Target, resolver: str) -> Outcome:
     """`systemctl restart` the resolver's unit."""
     unit, detail = _resolver(t, resolver)
-    t_ns, _ = _run(t, f"date +%s%N; systemctl restart {unit}")
+    t_ns, _ = _run(t, "restart", unit)
     return Outcome(t_ns, "restart_resolver", resolver, detail)
 
 
 def start_resolver(t: Target, resolver: str) -> Outcome:
     """Make sure the resolver runs and is not stopped: SIGCONT it, start its unit when inactive."""
     unit, detail = _resolver(t, resolver)
-    lookup = _main_pid(t, unit)
-    t_ns, _ = _run(t, f"pid=$({lookup}); date +%s%N; [ \"${{pid:-0}}\" -gt 0 ] && kill -CONT $pid; "
-                      f"systemctl is-active -q {unit} || systemctl restart {unit}")
+    t_ns, _ = _run(t, "ensure", t.layout.pids, unit)
     return Outcome(t_ns, "start_resolver", resolver, detail)
 
 
 def unit_stop_resolver(t: Target, resolver: str) -> Outcome:
     """`systemctl stop` the resolver's unit (a clean, announced shutdown)."""
     unit, detail = _resolver(t, resolver)
-    t_ns, _ = _run(t, f"{NOW}; systemctl stop {unit}")
+    t_ns, _ = _run(t, "unit_stop", unit)
     return Outcome(t_ns, "unit_stop_resolver", resolver, detail,
                    (Undo("start_resolver", {"resolver": resolver}),))
 
@@ -166,7 +152,7 @@ def _iface(t: Target, resolver: str) -> tuple[str, str]:
     """(netns, interface) holding the resolver's address."""
     ns = t.layout.resolver_netns.format(name=resolver)
     addr = str(t.lab.resolver(resolver).address)
-    res = t.conn.run(f"ip -n {_q(ns)} -o -4 addr show", warn=True, hide=True)
+    res = remote.run(t.conn, f"ip -n {_q(ns)} -o -4 addr show")
     for line in res.stdout.splitlines():
         fields = line.split()
         if len(fields) > 3 and fields[3].split("/")[0] == addr:
@@ -177,10 +163,10 @@ def _iface(t: Target, resolver: str) -> tuple[str, str]:
 def link_down(t: Target, resolver: str) -> Outcome:
     """Take the resolver's interface down in its namespace (network loss). Keeps its routes for undo."""
     ns, dev = _iface(t, resolver)
-    listed = t.conn.run(f"ip -n {_q(ns)} -4 route show dev {_q(dev)}", warn=True, hide=True).stdout
+    listed = remote.run(t.conn, f"ip -n {_q(ns)} -4 route show dev {_q(dev)}").stdout
     routes = [" ".join(route_tokens(r)) for r in listed.splitlines() if r.strip() and _is_route(r)]
     _, detail = _resolver(t, resolver)
-    t_ns, _ = _run(t, f"date +%s%N; ip -n {_q(ns)} link set {_q(dev)} down")
+    t_ns, _ = _run(t, "link_down", ns, dev)
     return Outcome(t_ns, "link_down", resolver, {**detail, "dev": dev},
                    (Undo("link_up", {"resolver": resolver, "routes": routes}),))
 
@@ -203,9 +189,7 @@ def link_up(t: Target, resolver: str, routes: list[str] | None = None) -> Outcom
         raise ActionError(f"link_up {resolver}: {err}") from None
     ns, dev = _iface(t, resolver)
     _, detail = _resolver(t, resolver)
-    restore = "".join(f"; ip -n {_q(ns)} route replace {' '.join(map(_q, words))} dev {_q(dev)}"
-                      for words in checked)
-    t_ns, _ = _run(t, f"date +%s%N; ip -n {_q(ns)} link set {_q(dev)} up{restore}")
+    t_ns, _ = _run(t, "link_up", ns, dev, *(" ".join(words) for words in checked))
     return Outcome(t_ns, "link_up", resolver, {**detail, "dev": dev})
 
 
@@ -216,9 +200,9 @@ def netem(t: Target, resolver: str, delay_ms: float = 0.0, loss_pct: float = 0.0
         (delay_ms, "delay_ms"), (loss_pct, "loss_pct"), (jitter_ms, "jitter_ms")))
     ns, dev = _iface(t, resolver)
     _, detail = _resolver(t, resolver)
-    spec = f"delay {delay_ms:g}ms {jitter_ms:g}ms loss {loss_pct:g}%" if jitter_ms else \
-        f"delay {delay_ms:g}ms loss {loss_pct:g}%"
-    t_ns, _ = _run(t, f"date +%s%N; tc -n {_q(ns)} qdisc replace dev {_q(dev)} root netem {spec}")
+    jitter = [f"{jitter_ms:g}ms"] if jitter_ms else []
+    spec = ["delay", f"{delay_ms:g}ms", *jitter, "loss", f"{loss_pct:g}%"]
+    t_ns, _ = _run(t, "netem", ns, dev, *spec)
     return Outcome(t_ns, "netem", resolver,
                    {**detail, "dev": dev, "delay_ms": delay_ms, "loss_pct": loss_pct,
                     "jitter_ms": jitter_ms},
@@ -229,7 +213,7 @@ def netem_clear(t: Target, resolver: str) -> Outcome:
     """Remove any netem qdisc from the resolver's interface (idempotent)."""
     ns, dev = _iface(t, resolver)
     _, detail = _resolver(t, resolver)
-    t_ns, _ = _run(t, f"date +%s%N; tc -n {_q(ns)} qdisc del dev {_q(dev)} root 2>/dev/null || true")
+    t_ns, _ = _run(t, "netem_clear", ns, dev)
     return Outcome(t_ns, "netem_clear", resolver, {**detail, "dev": dev})
 
 
@@ -249,29 +233,26 @@ def _director(t: Target, cmd: str) -> str:
 
 def kill_keepalived(t: Target) -> Outcome:
     """SIGKILL Keepalived's main process: the IPVS table stays as it was, nobody checks any more."""
-    unit = _q(t.layout.keepalived_unit)
-    t_ns, _ = _run(t, f"{_pid_script(t, unit)}; date +%s%N; kill -KILL $pid")
+    t_ns, _ = _run(t, "signal", t.layout.pids, t.layout.keepalived_unit, "KILL")
     return Outcome(t_ns, "kill_keepalived", "keepalived", {"signal": "KILL"},
                    (Undo("start_keepalived"),))
 
 
 def restart_keepalived(t: Target) -> Outcome:
     """`systemctl restart` Keepalived."""
-    t_ns, _ = _run(t, f"date +%s%N; systemctl restart {_q(t.layout.keepalived_unit)}")
+    t_ns, _ = _run(t, "restart", t.layout.keepalived_unit)
     return Outcome(t_ns, "restart_keepalived", "keepalived", {})
 
 
 def start_keepalived(t: Target) -> Outcome:
     """Make sure Keepalived runs (idempotent)."""
-    unit = _q(t.layout.keepalived_unit)
-    t_ns, _ = _run(t, f"date +%s%N; systemctl is-active -q {unit} || systemctl restart {unit}")
+    t_ns, _ = _run(t, "ensure_active", t.layout.keepalived_unit)
     return Outcome(t_ns, "start_keepalived", "keepalived", {})
 
 
 def reload_keepalived(t: Target) -> Outcome:
     """SIGHUP Keepalived: it rereads its configuration and reconciles the IPVS table."""
-    unit = _q(t.layout.keepalived_unit)
-    t_ns, _ = _run(t, f"{_pid_script(t, unit)}; date +%s%N; kill -HUP $pid")
+    t_ns, _ = _run(t, "signal", t.layout.pids, t.layout.keepalived_unit, "HUP")
     return Outcome(t_ns, "reload_keepalived", "keepalived", {"signal": "HUP"})
 
 
@@ -280,9 +261,7 @@ def set_sysctl(t: Target, name: str, value: str | int) -> Outcome:
     text = sysctl_value(value)
     if not SYSCTL_RE.fullmatch(str(name)) or text is None:
         raise ExperimentError(f"set_sysctl: not a net.* sysctl name and value: {name!r} = {value!r}")
-    key, setting = _q(name), _q(f"{name}={text}")
-    t_ns, out = _run(t, f"prev=$({_director(t, f'sysctl -n {key}')}); date +%s%N; echo \"$prev\"; "
-                        f"{_director(t, f'sysctl -q -w {setting}')}")
+    t_ns, out = _run(t, "sysctl", t.lab.network.director_netns or "", name, text)
     previous = out.strip()
     return Outcome(t_ns, "set_sysctl", "director",
                    {"name": name, "value": str(value), "previous": previous, "netns": _ns_name(t)},
@@ -295,9 +274,7 @@ def _ns_name(t: Target) -> str:
 
 def set_udp_timeout(t: Target, seconds: int) -> Outcome:
     """`ipvsadm --set` the UDP timeout (tcp and tcpfin kept); the undo restores the previous one."""
-    t_ns, out = _run(t, f"cur=$({_director(t, 'ipvsadm -L --timeout')}); date +%s%N; "
-                        "set -- $(echo \"$cur\" | sed 's/.*: *//'); echo \"$1 $2 $3\"; "
-                        f"{_director(t, 'ipvsadm --set $1 $2')} {int(seconds)}")
+    t_ns, out = _run(t, "udp_timeout", t.lab.network.director_netns or "", int(seconds))
     tcp, tcpfin, udp = out.split()
     return Outcome(t_ns, "set_udp_timeout", "director",
                    {"udp_timeout": int(seconds), "previous": int(udp), "tcp": int(tcp),
@@ -307,8 +284,7 @@ def set_udp_timeout(t: Target, seconds: int) -> Outcome:
 
 def flush_conntrack(t: Target) -> Outcome:
     """Flush the director namespace's conntrack table (IPVS connections stay)."""
-    t_ns, _ = _run(t, f"date +%s%N; {_director(t, 'conntrack -F')} 2>&1 | grep -v 'have been deleted' >&2; "
-                      "exit 0")
+    t_ns, _ = _run(t, "flush_conntrack", t.lab.network.director_netns or "")
     return Outcome(t_ns, "flush_conntrack", "director", {"netns": _ns_name(t)})
 
 
@@ -321,7 +297,7 @@ def switch_check(t: Target, **check: Any) -> Outcome:
 
     target_lab = with_overrides(t.lab, {"check": check})
     previous = {k: getattr(t.lab.check, k) for k in check}
-    t_ns, _ = _run(t, "date +%s%N")
+    t_ns, _ = _run(t, "now")
     deploy(target_lab, t.conn, clear_faults=False)  # the experiment's other faults stay
     return Outcome(t_ns, "switch_check", "keepalived", {"check": dict(check), "previous": previous},
                    (Undo("switch_check", previous),))
@@ -368,7 +344,7 @@ def planned_undo(t: Target, func: str, arguments: Mapping[str, Any]) -> tuple[Un
         name = str(a["name"])
         value = dict(t.lab.sysctl).get(name)
         if value is None and SYSCTL_RE.fullmatch(name):
-            res = t.conn.run(_director(t, f"sysctl -n {_q(name)}"), warn=True, hide=True)
+            res = remote.run(t.conn, _director(t, f"sysctl -n {_q(name)}"))
             value = " ".join(res.stdout.split()) if res.exited == 0 else None
         return (Undo("set_sysctl", {"name": name, "value": value}),) if value else ()
     return ()

@@ -309,7 +309,6 @@ def probe_check_cost(target: Any, n: int = 10, window_s: float = 10.0) -> dict[s
     """Upload this file to the guest, run it in the director's namespace and return its JSON result
     with the lab's check settings and the summary. `n` checks per MISC tool (in turn over the live
     resolvers), `window_s` seconds of Keepalived's checker CPU: about 18 s under TCG with the defaults."""
-    import shlex
 
     from chaos.probes import run_guest_script
     from lab.model.errors import LabError
@@ -319,7 +318,7 @@ def probe_check_cost(target: Any, n: int = 10, window_s: float = 10.0) -> dict[s
         raise LabError(f"check-cost probe: n must be >= 1 and window_s >= 0, got n={n}, window_s={window_s}")
     ns = lab.network.director_netns
     spec = json.dumps(probe_spec(lab, n, window_s))
-    raw = run_guest_script(target.conn, __file__, shlex.quote(spec), netns=ns, what="check-cost probe")
+    raw = run_guest_script(target.conn, __file__, spec, netns=ns, what="check-cost probe")
     raw["netns"] = ns or "root"
     raw["lab_check"] = lab.as_dict()["check"]
     raw["summary"] = summarize(raw, lab.check.delay_loop, len(lab.resolvers), len(lab.ipvs.protocols))

@@ -40,11 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from chaos.repeat import KEYS as REPEAT_KEYS
 from chaos.repeat import Repeat, expand
 from chaos.values import argument_problems, route_tokens
+from chaos.yaml_doc import Where, read_yaml
 from lab.model.config import SYSCTL_RE, Lab
 from lab.model.errors import ExperimentError, LabError
 from lab.model.parse import check_id, sysctl_value, with_overrides
@@ -184,74 +183,10 @@ def load_experiment(name: str, lab: Lab) -> Experiment:
     return parse_experiment(data, lab, source=str(path), lines=lines, name=path.stem)
 
 
-def read_yaml(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
-    """The YAML document and the line number of every key path in it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ExperimentError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
-    except OSError as err:
-        raise ExperimentError(f"{path}: cannot read: {err.strerror}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ExperimentError(f"{path}{where}: malformed YAML: {problem}") from None
-    lines: dict[tuple[Any, ...], int] = {}
-    _index(node, (), lines)
-    return data, lines
-
-
-def _index(node: Any, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
-    if node is None:
-        return
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            lines[path + (key.value,)] = key.start_mark.line + 1
-            _index(value, path + (key.value,), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index(item, path + (i,), lines)
-
-
-class _Where:
-    """Builds `file:line: key.path: problem` errors."""
-
-    def __init__(self, source: str, lines: Mapping[tuple[Any, ...], int]) -> None:
-        self.source, self.lines = source, lines
-
-    def error(self, path: tuple[Any, ...], problem: str) -> LabError:
-        line = next((self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines),
-                    None)
-        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".") or "top"
-        return ExperimentError(f"{self.source}{f':{line}' if line else ''}: {key}: {problem}")
-
-    def mapping(self, value: Any, path: tuple[Any, ...], known: tuple[str, ...]) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.error(path, f"must be a mapping, got {type(value).__name__}")
-        for key in value:
-            if key not in known:
-                moved = MOVED.get(path[-1:] + (key,)) or MOVED.get((key,))
-                raise self.error(path + (key,), moved or f"unknown key; known keys: {', '.join(known)}")
-        return value
-
-    def number(self, value: Any, path: tuple[Any, ...], *, zero: bool = True) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-                or value < 0 or (value == 0 and not zero):
-            raise self.error(path, f"must be a number {'>= 0' if zero else '> 0'}, got {value!r}")
-        return float(value)
-
-
 def parse_experiment(data: Any, lab: Lab, *, source: str = "<experiment>",
                      lines: Mapping[tuple[Any, ...], int] | None = None, name: str = "") -> Experiment:
     """Validate plain data (a parsed experiment file) against the lab into an `Experiment`."""
-    w = _Where(source, lines or {})
+    w = Where(source, lines or {}, MOVED)
     top = w.mapping(data, (), TOP_KEYS)
     title = top.get("title")
     if not isinstance(title, str) or not title.strip():
@@ -305,7 +240,7 @@ def parse_experiment(data: Any, lab: Lab, *, source: str = "<experiment>",
     )
 
 
-def _extension(w: _Where, value: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _extension(w: Where, value: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """dnslab's entry of `extensions` (Chaos Toolkit's place for tool data) and its key path; the
     other entries belong to other tools."""
     if value is None:
@@ -323,7 +258,7 @@ def _extension(w: _Where, value: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return found or (("extensions",), {})
 
 
-def _repeat(w: _Where, value: Any, at: tuple[Any, ...], lab: Lab) -> Repeat:
+def _repeat(w: Where, value: Any, at: tuple[Any, ...], lab: Lab) -> Repeat:
     path = at + ("repeat",)
     r = w.mapping(value, path, REPEAT_KEYS)
     times = r.get("times", 1)
@@ -366,7 +301,7 @@ def prepare(name: str, lab: Lab, cell: Mapping[str, Any] | None = None) -> tuple
     return experiment, lab_for(experiment, base, cell)
 
 
-def _provider(w: _Where, value: Any, path: tuple[Any, ...]) -> Call:
+def _provider(w: Where, value: Any, path: tuple[Any, ...]) -> Call:
     p = w.mapping(value, path, PROVIDER_KEYS)
     if p.get("type", "python") != "python":
         raise w.error(path + ("type",), f"only python providers are supported, got {p.get('type')!r}")
@@ -392,7 +327,7 @@ def _provider(w: _Where, value: Any, path: tuple[Any, ...]) -> Call:
     return Call(module=module, func=func, arguments=dict(arguments))
 
 
-def _check_targets(w: _Where, call: Call, path: tuple[Any, ...], lab: Lab) -> None:
+def _check_targets(w: Where, call: Call, path: tuple[Any, ...], lab: Lab) -> None:
     """Arguments that name lab objects must name ones that exist."""
     args = call.arguments
     if "resolver" in args:
@@ -419,7 +354,7 @@ def _check_targets(w: _Where, call: Call, path: tuple[Any, ...], lab: Lab) -> No
             raise w.error(path + ("arguments",), str(err).split(": ", 1)[-1]) from None
 
 
-def _activities(w: _Where, value: Any, key: str, lab: Lab) -> tuple[Activity, ...]:
+def _activities(w: Where, value: Any, key: str, lab: Lab) -> tuple[Activity, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -449,7 +384,7 @@ def _activities(w: _Where, value: Any, key: str, lab: Lab) -> tuple[Activity, ..
     return tuple(out)
 
 
-def _tolerance(w: _Where, value: Any, path: tuple[Any, ...], lab: Lab) -> Tolerance:
+def _tolerance(w: Where, value: Any, path: tuple[Any, ...], lab: Lab) -> Tolerance:
     p = w.mapping(value, path, ACTIVITY_KEYS)
     call = _provider(w, p.get("provider"), path + ("provider",))
     if call.module != PROBES_MODULE or call.func not in steady_probes():

@@ -1,4 +1,5 @@
-"""journal.json: what a run did, in the spirit of a Chaos Toolkit journal. Pure data building."""
+"""journal.json: what a run did, in the spirit of a Chaos Toolkit journal: the data (pure) and its
+subscriber to the run's events (`JournalWriter`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from chaos.events import ActivityDone, Finished, Handler
 from chaos.experiment import Activity
+from lab.local.atomic import write_json
 
 
 def utc_iso(t_ns: int | None = None) -> str:
@@ -52,3 +55,23 @@ class Journal:
         return {"chaoslib-version": None, "engine": "dnslab.chaos", "experiment": self.experiment,
                 "start": self.start, "end": end, "status": status, "deviated": deviated,
                 "steady_states": steady_states, "run": self.run, "rollbacks": self.rollbacks, **extra}
+
+
+class JournalWriter(Handler):
+    """The journal as a subscriber (chaos.events): collects each activity and rollback, and writes
+    RUN_DIR/journal.json when the run finishes."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def activity_done(self, run: Any, done: ActivityDone) -> None:
+        self.journal.record("run", done.activity, done.start, done.status, output=done.output,
+                            error=done.error)
+
+    def rollback_done(self, run: Any, done: ActivityDone) -> None:
+        self.journal.record("rollbacks", done.activity, done.start, done.status, output=done.output,
+                            error=done.error)
+
+    def finished(self, run: Any, end: Finished) -> None:
+        extra = {"errors": run.errors, "health_after": end.after, "steady_state_windows_ns": run.windows}
+        write_json(run.dir / "journal.json", self.journal.render(end.status, end.steady, extra))

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaos.experiment import EXPERIMENTS_DIR, prepare, read_yaml
+from chaos.experiment import EXPERIMENTS_DIR, prepare
+from chaos.yaml_doc import read_yaml
 from lab.local.atomic import write_json
 from lab.local.state import runs_dir
 from lab.model.config import Lab
@@ -32,7 +33,7 @@ SUITES = EXPERIMENTS_DIR.parent / "suites.yaml"
 
 
 @dataclass(frozen=True)
-class Cell:
+class SuiteCell:
     """One run of a matrix: an experiment and the lab overrides of this grid point."""
 
     experiment: str
@@ -58,7 +59,7 @@ def setting(path: str, value: Any) -> dict[str, Any]:
     return {table: {key: value}}
 
 
-def cells(suite: Mapping[str, Any]) -> list[Cell]:
+def cells(suite: Mapping[str, Any]) -> list[SuiteCell]:
     """Every cell of a suite, in order: experiments x the product of the grid values."""
     out = []
     for run in suite["runs"]:
@@ -69,7 +70,7 @@ def cells(suite: Mapping[str, Any]) -> list[Cell]:
                 overrides = dict(run.get("overrides") or {})
                 for key, value in zip(keys, values, strict=True):
                     overrides = merge(overrides, setting(key, value))
-                out.append(Cell(experiment, overrides, dict(zip(keys, values, strict=True))))
+                out.append(SuiteCell(experiment, overrides, dict(zip(keys, values, strict=True))))
     return out
 
 
@@ -101,7 +102,7 @@ def load_suite(name: str, path: Path = SUITES) -> dict[str, Any]:
     return suite
 
 
-def check_cells(lab: Lab, suite_cells: list[Cell]) -> None:
+def check_cells(lab: Lab, suite_cells: list[SuiteCell]) -> None:
     """Validate every cell (experiment file and overrides) before anything runs."""
     for cell in suite_cells:
         try:
@@ -110,7 +111,7 @@ def check_cells(lab: Lab, suite_cells: list[Cell]) -> None:
             raise ExperimentError(f"matrix cell {cell.label}: {err}") from None
 
 
-def repeats(lab: Lab, suite_cells: list[Cell]) -> dict[int, int]:
+def repeats(lab: Lab, suite_cells: list[SuiteCell]) -> dict[int, int]:
     """Cell index -> index of the earlier cell that runs the same experiment on the same lab."""
     first: dict[str, int] = {}
     out = {}

@@ -14,10 +14,12 @@ from typing import Any
 
 import pandas as pd
 
+from chaos import guest
 from chaos.ipvs_sampler import parse as parse_ip_vs
 from lab.model.config import Lab
 from lab.model.errors import ActionFailed
 from lab.model.layout import KEEPALIVED, LVS_NOTIFY_FIFO, in_ns
+from lab.ssh import remote
 
 SAMPLER = Path(__file__).resolve().parent / "ipvs_sampler.py"
 NOTIFY_READER = Path(__file__).resolve().parent / "notify_reader.py"
@@ -26,6 +28,7 @@ GUEST_PYTHON = "python3"
 GUEST_RUNS = "/var/tmp/dnslab/runs"  # each run's working directory in the guest: records, samples, pidfiles
 # Every guest probe a run starts (the load generator, the IPVS sampler, the notify reader), by pidfile.
 PROBE_PIDFILES = " ".join(f"{GUEST_RUNS}/*/{name}" for name in ("load.pid", "sampler.pid", "notify.pid"))
+SIGNALS = frozenset({"INT", "TERM", "KILL", "HUP"})  # what stop_all may send
 
 
 # --- steady-state probes over query records ---------------------------------------------------------
@@ -57,12 +60,14 @@ def window(records: pd.DataFrame, start_ns: int, end_ns: int) -> pd.DataFrame:
 
 # --- guest scripts -----------------------------------------------------------------------------------
 
-def run_guest_script(conn: Any, script: str, args: str = "", netns: str | None = None,
+def run_guest_script(conn: Any, script: str, *args: str, netns: str | None = None,
                      what: str = "probe") -> Any:
-    """Upload a stdlib-only Python file, run it as root in the guest (in `netns`), return its JSON output."""
-    remote = f"/var/tmp/dnslab-{Path(script).stem}.py"
-    conn.put(script, remote)
-    res = conn.run(in_ns(netns, f"python3 {shlex.quote(remote)} {args}".rstrip()), hide=True, warn=True)
+    """Upload a stdlib-only Python file, run it as root in the guest (in `netns`) with `args` (each
+    quoted), return its JSON output."""
+    path = f"/var/tmp/dnslab-{Path(script).stem}.py"
+    remote.put(conn, script, path)
+    argv = ["ip", "netns", "exec", netns] if netns else []
+    res = remote.run(conn, " ".join(shlex.quote(w) for w in [*argv, GUEST_PYTHON, path, *args]))
     if res.exited != 0:
         raise ActionFailed(f"{what} failed in the guest: {' '.join(res.stderr.split())[:300]}")
     return json.loads(res.stdout)
@@ -71,47 +76,38 @@ def run_guest_script(conn: Any, script: str, args: str = "", netns: str | None =
 # --- background processes in the guest ---------------------------------------------------------------
 
 def start_background(conn: Any, command: str, pidfile: str, log: str, netns: str | None = None) -> None:
-    """Start `command` detached (setsid) in the guest, optionally in a netns; its PID goes to pidfile."""
+    """Start `command` (a command line whose values the caller quoted) detached (setsid) in the guest,
+    optionally in a netns; its PID goes to pidfile."""
     inner = f"echo $$ > {shlex.quote(pidfile)}; exec {command}"
     wrapped = in_ns(netns, f"sh -c {shlex.quote(inner)}")
-    conn.run(f"setsid {wrapped} > {shlex.quote(log)} 2>&1 < /dev/null &", hide=True)
-
-
-def _stop_script(pidfile: str, sig: str, timeout_s: float, owner: str | None = None) -> str:
-    """Signal the process in pidfile, wait for it to exit, SIGKILL it after timeout_s (exit 1 then).
-
-    With `owner`, only a process whose command line contains that text (its run directory) is
-    signalled: after a reboot of the guest, the PID in an old pidfile may belong to anything."""
-    mine = (f" && tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -qF -- {shlex.quote(owner)}"
-            if owner else "")
-    return (f"pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) || exit 0; "
-            f"case \"$pid\" in ''|*[!0-9]*) exit 0;; esac; kill -0 $pid 2>/dev/null{mine} || exit 0; "
-            f"kill -{sig} $pid 2>/dev/null || exit 0; for i in $(seq {int(timeout_s * 10)}); "
-            "do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; "
-            "kill -KILL $pid 2>/dev/null; exit 1")
+    remote.run(conn, f"setsid {wrapped} > {shlex.quote(log)} 2>&1 < /dev/null &", check=True,
+               what="starting a guest probe")
 
 
 def stop_background(conn: Any, pidfile: str, sig: str = "TERM", timeout_s: float = 30.0,
                     owner: str | None = None) -> bool:
-    """Signal the process in pidfile and wait for it to exit; True when it exited in time (see
-    `_stop_script` for `owner`)."""
-    return conn.run(f"bash -c {shlex.quote(_stop_script(pidfile, sig, timeout_s, owner))}", warn=True,
-                    hide=True).exited == 0
+    """Signal the process in pidfile and wait for it to exit (SIGKILL after timeout_s); True when it
+    exited in time. With `owner`, only a process whose command line contains that text (its run
+    directory) is signalled (chaos/guest/stop.sh)."""
+    return stop_all(conn, [(pidfile, sig, timeout_s)], owner)
 
 
 def stop_all(conn: Any, stops: list[tuple[str, str, float]], owner: str | None = None) -> bool:
     """`stop_background` for several (pidfile, signal, timeout_s) at once, in one round trip; True when
     every process exited in time."""
-    parts = [f"bash -c {shlex.quote(_stop_script(p, sig, t, owner))} || echo late" for p, sig, t in stops]
-    script = " & ".join(parts) + " & wait"
-    return "late" not in conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True).stdout
+    args: list[str] = []
+    for pidfile, sig, timeout_s in stops:
+        if sig not in SIGNALS:
+            raise ActionFailed(f"stopping {pidfile}: not a signal name: {sig!r}")
+        args += [pidfile, sig, str(int(timeout_s * 10))]
+    return "late" not in remote.run_script(conn, guest.script("stop.sh"), owner or "", *args).stdout
 
 
 def start_sampler(conn: Any, lab: Lab, remote_dir: str, hz: float = 20.0, max_s: float | None = None) -> str:
     """Upload the IPVS sampler and start it in the director's namespace; returns its pidfile. With
     `max_s` it stops by itself after that many seconds (nothing keeps sampling if the host side dies)."""
     script = f"{remote_dir}/ipvs_sampler.py"
-    conn.put(str(SAMPLER), script)
+    remote.put(conn, SAMPLER, script)
     pidfile = f"{remote_dir}/sampler.pid"
     limit = f" --max-s {float(max_s):g}" if max_s else ""
     start_background(conn, f"{GUEST_PYTHON} {shlex.quote(script)} {shlex.quote(remote_dir + '/ipvs.csv')} "
@@ -126,7 +122,7 @@ def start_notify_reader(conn: Any, lab: Lab, remote_dir: str, max_s: float | Non
     It appends detect events (and quorum notes) to `remote_dir`/detect.jsonl; with `max_s` it stops
     by itself after that many seconds, as the sampler does."""
     script = f"{remote_dir}/notify_reader.py"
-    conn.put(str(NOTIFY_READER), script)
+    remote.put(conn, NOTIFY_READER, script)
     pidfile = f"{remote_dir}/notify.pid"
     names = " ".join(f"--name {shlex.quote(f'{r.real_server}={r.name}')}" for r in lab.resolvers)
     limit = f" --max-s {float(max_s):g}" if max_s else ""
@@ -156,8 +152,8 @@ def read_detect_events(path: Path) -> list[dict[str, Any]]:
 def keepalived_log(conn: Any, start_ns: int, end_ns: int, unit: str = KEEPALIVED) -> str:
     """Keepalived's journal lines from start_ns to end_ns (guest clock), one per line."""
     since, until = start_ns // 10**9 - 1, end_ns // 10**9 + 2
-    res = conn.run(f"journalctl -u {shlex.quote(unit)} --since @{since} --until @{until} "
-                   "-o short-iso-precise --no-pager", warn=True, hide=True)
+    res = remote.run(conn, f"journalctl -u {shlex.quote(unit)} --since @{int(since)} --until @{int(until)} "
+                     "-o short-iso-precise --no-pager")
     return res.stdout
 
 
@@ -165,30 +161,25 @@ def ipvs_table(conn: Any, lab: Lab) -> list[tuple[str, str, str, int, int, int]]
     """The director's IPVS table now: (vip, proto, real_server, weight, active, inactive) rows."""
     ns = lab.network.director_netns
     cmd = in_ns(ns, "cat /proc/net/ip_vs")
-    return parse_ip_vs(conn.run(cmd, warn=True, hide=True).stdout)
+    return parse_ip_vs(remote.run(conn, cmd).stdout)
 
 
 def health(conn: Any, lab: Lab) -> dict[str, Any]:
     """Does every resolver answer `who.lab.test TXT` with its name, is the IPVS table whole, and is the
-    lab in the state it should be (lab.ops.leftovers.health_checks: no netem qdisc, no stopped or dead
+    lab in the state it should be (lab.leftovers.health_checks: no netem qdisc, no stopped or dead
     resolver, no link down, Keepalived active, the lab's sysctls and IPVS timeouts), with no guest
     probe of a run still running?
 
-    One round trip: every resolver asked in parallel, then the checks and the director's /proc/net/ip_vs.
-    `faults` names each check that failed.
+    One round trip (chaos/guest/health.sh): every resolver asked in parallel, then the checks and the
+    director's /proc/net/ip_vs. `faults` names each check that failed.
     """
     from lab.ops.leftovers import health_checks
 
-    ns = lab.network.director_netns
-    asks = "".join(f"(echo {r.name} $({in_ns(r.name, 'dig')} +time=1 +tries=2 +short "
-                   f"@{r.address} who.lab.test TXT) > /tmp/dnslab-health.{r.name}) & " for r in lab.resolvers)
-    names = " ".join(f"/tmp/dnslab-health.{r.name}" for r in lab.resolvers)
-    checks = [*health_checks(lab), (f"no guest probe left running under {GUEST_RUNS}", _NO_PROBES)]
-    verify = "".join(f"( {check} ) >/dev/null 2>&1 || echo {shlex.quote('@@fault ' + name)}; "
-                     for name, check in checks)
-    cat = in_ns(ns, "cat /proc/net/ip_vs")
-    script = f"{asks}wait; cat {names}; rm -f {names}; {verify}echo @@ipvs; {cat}"
-    out = conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True).stdout
+    no_probes = remote.script_command(guest.script("no_probes.sh"), GUEST_RUNS)
+    checks = [*health_checks(lab), (f"no guest probe left running under {GUEST_RUNS}", no_probes)]
+    args = [lab.network.director_netns or "", *(w for r in lab.resolvers for w in (r.name, str(r.address))),
+            "--", *(w for check in checks for w in check)]
+    out = remote.run_script(conn, guest.script("health.sh"), *args).stdout
     said, _, ip_vs = out.partition("@@ipvs")
     faults = [line[len("@@fault "):] for line in said.splitlines() if line.startswith("@@fault ")]
     replies = dict((line.split() + [""])[:2] for line in said.splitlines()
@@ -201,14 +192,6 @@ def health(conn: Any, lab: Lab) -> dict[str, Any]:
                           for v, p, rs, w, _, _ in table)]
     return {"ok": all(answers.values()) and not missing and not faults, "resolvers": answers,
             "ipvs_missing": missing, "faults": faults}
-
-
-# Fails when a load, sampler or notify reader of a run still runs: a pidfile under GUEST_RUNS whose live
-# process's command line names that run's directory (after a reboot an old PID may be anything else).
-_NO_PROBES = (f"for f in {PROBE_PIDFILES}; do [ -f \"$f\" ] || continue; "
-              "pid=$(cat \"$f\"); case \"$pid\" in ''|*[!0-9]*) continue;; esac; "
-              "tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -qF -- \"${f%/*}/\" && exit 1; "
-              "done; exit 0")
 
 
 def describe_health(state: dict[str, Any]) -> str:

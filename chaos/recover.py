@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from chaos import probes
+from chaos import guest, probes
 from chaos.experiment import Activity, Call, Experiment, Timing
 from chaos.interrupts import deferred
 from chaos.journal import activity_dict, utc_iso
@@ -31,6 +31,7 @@ from lab.local.state import RUN_INCOMPLETE
 from lab.model.config import Lab
 from lab.model.errors import ActionFailed, LabError
 from lab.model.parse import parse_lab
+from lab.ssh import remote
 
 VERSION = 1
 
@@ -117,7 +118,7 @@ def recover_dead_run(conn: Any, by: str) -> tuple[Run, dict[str, Any]] | None:
                   f"{pending} rollback(s) and undo call(s) to run, then its data is saved[/]")
     run.status = "interrupted"
     run.errors.append(f"the runner stopped before rolling back; {by} finished the run")
-    if run.conn.run(f"test -d {shlex.quote(run.remote)}", warn=True, hide=True).exited != 0:
+    if remote.run(run.conn, f"test -d {shlex.quote(run.remote)}").exited != 0:
         run.incomplete = (f"its records in the lab ({run.remote}) were gone when {by} finished the "
                           "run (the lab was restarted?)")
     with deferred(console):
@@ -129,19 +130,15 @@ def stop_stray_probes(conn: Any) -> list[str]:
     """Stop the guest probes of any dead run (a load, sampler or notify reader still running from a
     pidfile under the guest's runs directory, whose command line still names that run); the
     pidfiles stopped."""
-    listing = conn.run(f"ls -d {probes.PROBE_PIDFILES} 2>/dev/null; true",
-                       warn=True, hide=True).stdout.split()
+    listing = remote.run(conn, f"ls -d {probes.PROBE_PIDFILES} 2>/dev/null; true").stdout.split()
     stopped = []
     for pidfile in listing:
         owner = pidfile.rsplit("/", 1)[0] + "/"
-        alive = conn.run(f"pid=$(cat {shlex.quote(pidfile)}) && kill -0 $pid && "
-                         f"tr '\\0' ' ' < /proc/$pid/cmdline | grep -qF -- {shlex.quote(owner)}",
-                         warn=True, hide=True).exited == 0
-        if alive:
+        if remote.run_script(conn, guest.script("owned.sh"), pidfile, owner).exited == 0:
             probes.stop_background(conn, pidfile, "INT" if pidfile.endswith("load.pid") else "TERM",
                                    timeout_s=30, owner=owner)
             stopped.append(pidfile)
-        conn.run(f"rm -f {shlex.quote(pidfile)}", warn=True, hide=True)
+        remote.run(conn, f"rm -f {shlex.quote(pidfile)}")
     return stopped
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +20,7 @@ from typing import Any
 from chaos.ipvs_sampler import HEADER
 
 UNIT_RE = re.compile(r"dnslab-resolver@(\w+)\.service")
+ACTIONS_SH = "actions.sh"
 RESOLVERS = {"rs1": "C0A8640B", "rs2": "C0A8640C", "rs3": "C0A8640D"}  # lab.toml's addresses, as in ip_vs
 
 
@@ -83,31 +85,30 @@ class FakeGuest:
     # -- what the guest does -------------------------------------------------------------------------
     def _answer(self, cmd: str, state: dict[str, Any]) -> str:
         now = f"{time.time_ns()}\n"
-        unit = UNIT_RE.search(cmd)
-        name = unit.group(1) if unit else ""
         dead, stopped, probes = set(state["dead"]), set(state["stopped"]), set(state["probes"])
+        action, args = action_call(cmd)
+        unit = UNIT_RE.fullmatch(args[1]) if action and len(args) > 1 else None
+        name = unit.group(1) if unit else ""
         out = ""
         if cmd == "date +%s%N":
+            out = now
+        elif action == "signal" and name and args[2] in ("KILL", "STOP"):
+            (dead if args[2] == "KILL" else stopped).add(name)
+            out = now + "4242\n"
+        elif action in ("restart", "ensure", "cont") and (name or UNIT_RE.fullmatch(args[0])):
+            name = name or UNIT_RE.fullmatch(args[0]).group(1)  # type: ignore[union-attr]
+            stopped.discard(name)
+            if action != "cont":
+                dead.discard(name)
+            out = now
+        elif action is not None:
             out = now
         elif "who.lab.test TXT" in cmd:  # the health check
             out = self._health(dead, stopped, probes)
         elif "setsid" in cmd:  # a probe starts
             probes.add(next((p for p in ("sampler", "notify") if p in cmd), "load"))
-        elif ".pid" in cmd and "kill -" in cmd:  # probes are stopped (several in one command: stop_all)
+        elif ".pid" in cmd and "kill -" in cmd:  # probes are stopped (several in one command: stop.sh)
             probes -= {p for p in ("load", "sampler", "notify") if f"{p}.pid" in cmd}
-        elif name and "kill -KILL $pid" in cmd:
-            dead.add(name)
-            out = now + "4242\n"
-        elif name and "kill -STOP $pid" in cmd:
-            stopped.add(name)
-            out = now + "4242\n"
-        elif name and ("systemctl restart" in cmd or "kill -CONT" in cmd):  # start / restart / cont
-            stopped.discard(name)
-            if "restart" in cmd:
-                dead.discard(name)
-            out = now
-        elif "date +%s%N" in cmd:
-            out = now
         state["dead"], state["stopped"], state["probes"] = sorted(dead), sorted(stopped), sorted(probes)
         return out
 
@@ -122,3 +123,15 @@ class FakeGuest:
                 for n, addr in RESOLVERS.items() if n not in dead]
         ip_vs = "\n".join(line for vs in table for line in (vs, *live))
         return "\n".join(lines) + "\n@@ipvs\n" + ip_vs + "\n"
+
+
+def action_call(cmd: str) -> tuple[str | None, list[str]]:
+    """(the action, its arguments) when `cmd` runs chaos/guest/actions.sh (lab.remote.script_command),
+    else (None, [])."""
+    if ACTIONS_SH not in cmd:
+        return None, []
+    words = shlex.split(cmd)
+    at = words.index(ACTIONS_SH) if ACTIONS_SH in words else -1
+    if at < 2 or words[at - 2:at - 1] != ["-c"]:
+        return None, []
+    return words[at + 1], words[at + 2:]

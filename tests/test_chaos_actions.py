@@ -16,6 +16,7 @@ from invoke import Config, Context
 from chaos import actions
 from lab.model.parse import merge, parse_lab, with_overrides
 from lab.render.files import render_unbound
+from tests.fakeguest import action_call
 
 pytestmark = pytest.mark.integration
 ADDRESS = "127.0.0.41"
@@ -69,8 +70,7 @@ def answers() -> bool:
 
 
 def target(lab, tmp_path: Path) -> actions.Target:
-    layout = actions.Layout(resolver_unit="{name}", main_pid=f"cat {tmp_path}/{{unit}}.pid",
-                            resolver_netns=NETNS)
+    layout = actions.Layout(resolver_unit="{name}", pids=str(tmp_path), resolver_netns=NETNS)
     return actions.Target(local(), lab, layout)
 
 
@@ -159,7 +159,8 @@ class _InNs:
         self.ns = ns
 
     def run(self, cmd: str, **kw):
-        return local().run(cmd.replace("ip netns exec lb ", f"ip netns exec {self.ns} "), **kw)
+        cmd = cmd.replace("ip netns exec lb ", f"ip netns exec {self.ns} ")  # a command, or the script:
+        return local().run(cmd.replace("actions.sh sysctl lb ", f"actions.sh sysctl {self.ns} "), **kw)
 
 
 FAULTS = {  # every action that leaves something to undo, with arguments an experiment could give
@@ -181,7 +182,7 @@ class _Guest:
             out = f"2: v0    inet {ADDRESS}/24 scope global v0\n"
         elif cmd.startswith("ip -n") and "route show" in cmd:
             out = "198.51.100.0/24 scope link\n"
-        elif "ipvsadm -L --timeout" in cmd:
+        elif action_call(cmd)[0] == "udp_timeout":
             out = f"{time.time_ns()}\n900 120 300\n"
         else:
             out = f"{time.time_ns()}\n1\n"

@@ -50,6 +50,7 @@ rollbacks:
   - {type: action, name: ensure rs2,
      provider: {type: python, module: chaos.ctk.actions, func: start_resolver, arguments: {resolver: rs2}}}
 """
+KILL_RS2 = "actions.sh signal systemd dnslab-resolver@rs2.service KILL"  # the fault's command ends so
 QUIET = """\
 title: nothing happens
 extensions:
@@ -127,7 +128,7 @@ def test_a_stop_signal_during_the_faults_rolls_back_and_keeps_the_data(env, sig)
 
 
 def test_a_dropped_connection_is_reconnected_for_the_rollback(env):
-    guest = FakeGuest(env.state, drop_after="kill -KILL")  # the next command finds the connection gone
+    guest = FakeGuest(env.state, drop_after=KILL_RS2)  # the next command finds the connection gone
     run = Run(_lab(), guest, env.exp)
     with pytest.raises(LabError) as err:
         run.execute()
@@ -141,7 +142,7 @@ def test_a_dropped_connection_is_reconnected_for_the_rollback(env):
 
 
 def test_a_lab_that_stays_unreachable_ends_in_one_line_and_recover_finishes_the_run(env, tmp_path):
-    guest = FakeGuest(env.state, drop_after="kill -KILL", reachable=False)
+    guest = FakeGuest(env.state, drop_after=KILL_RS2, reachable=False)
     run = Run(_lab(), guest, env.exp)
     started = time.monotonic()
     with pytest.raises(LabError) as err:
@@ -176,7 +177,7 @@ def test_the_undo_is_on_disk_before_the_fault_runs(env):
 
     class Watching(FakeGuest):
         def run(self, cmd, **kw):
-            if "kill -KILL" in cmd:
+            if KILL_RS2 in cmd:
                 (path,) = env.runs.glob(f"*/{RUN_INCOMPLETE}")
                 seen.append(json.loads(path.read_text()))
             return super().run(cmd, **kw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -205,3 +206,29 @@ def test_stop_all_stops_every_process_in_one_go_and_reports_one_that_had_to_be_k
     for proc in procs.values():  # nothing of the test left behind, children included
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 9)
+
+
+def test_health_asks_every_resolver_and_names_each_failed_check(tmp_path, raw_lab, monkeypatch):
+    """chaos/guest/health.sh on this machine, `ip netns exec` and `dig` stubbed: the answers, a check
+    that fails by name (a name with spaces and quotes stays one), and no IPVS table here."""
+    from invoke import Config, Context
+
+    from chaos import probes
+    from lab.model.parse import parse_lab
+    from lab.ops import leftovers
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "ip").write_text('#!/bin/sh\nshift 3\nexec "$@"\n')  # ip netns exec NS CMD... -> CMD...
+    dig = '#!/bin/sh\ncase "$4" in @192.168.100.12) ;; *) echo "\\"rs${4##*.1}\\"";; esac\n'  # rs2 is silent
+    (bindir / "dig").write_text(dig)
+    for stub in bindir.iterdir():
+        stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    monkeypatch.setattr(leftovers, "health_checks", lambda lab: [
+        ("passes", "true"), ("it's \"broken\"; really", "exit 1"), ("a pipe", "echo x | grep -q x")])
+    lab = parse_lab(raw_lab)
+    state = probes.health(Context(Config(overrides={"run": {"in_stream": False}})), lab)
+    assert state["resolvers"] == {"rs1": True, "rs2": False, "rs3": True}
+    assert state["faults"] == ["it's \"broken\"; really"]
+    assert not state["ok"] and "udp/192.168.100.11:53" in state["ipvs_missing"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from chaos.collect import evaluate
 from chaos.experiment import load_experiment
 from chaos.journal import Journal, utc_iso
-from chaos.runner import evaluate, settings_of
+from chaos.runner import settings_of
 from lab.model.parse import flatten, parse_lab
 
 
@@ -49,7 +50,7 @@ def test_the_load_command_carries_the_labs_load_profile(raw_lab, tmp_path, monke
     lab = with_overrides(parse_lab(raw_lab), {"load": {"window": 8, "socket_mode": "reuse", "rate": 0,
                                                        "client": "glibc", "timeout_ms": 5000, "rotate": True,
                                                        "nameservers": ["vip", "rs3", "192.168.100.99"]}})
-    command = Run(lab, None, load_experiment("baseline", lab)).locust_command()
+    command = Run(lab, None, load_experiment("baseline", lab)).recorders.locust_command()
     assert "--dns-window 8" in command and "--dns-socket-mode reuse" in command
     assert "--dns-rate 0 " in command and f"--host {lab.network.vip}" in command
     assert "--dns-client glibc --dns-timeout-ms 5000 --dns-attempts 2 --dns-rotate true" in command
@@ -71,7 +72,7 @@ def test_the_load_command_sets_every_load_knob_and_the_generator_accepts_it(raw_
 
     monkeypatch.setenv("DNSLAB_RUNS", str(tmp_path))
     lab = parse_lab(raw_lab)
-    words = shlex.split(Run(lab, None, load_experiment("baseline", lab)).locust_command())
+    words = shlex.split(Run(lab, None, load_experiment("baseline", lab)).recorders.locust_command())
     parser = argparse.ArgumentParser()
     for knob in DNS_KNOBS:
         parser.add_argument(knob.flag, default=knob.text(knob.default))

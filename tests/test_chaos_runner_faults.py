@@ -19,6 +19,7 @@ from chaos.experiment import load_experiment
 from chaos.runner import Run
 from lab.model.errors import LabError
 from lab.model.parse import parse_lab
+from tests.fakeguest import action_call
 
 EXPERIMENT = """\
 title: kill and restart rs2
@@ -97,8 +98,9 @@ def test_a_failure_to_record_one_rollback_does_not_skip_the_others(env, monkeypa
 
     monkeypatch.setattr(Run, "record", flaky_record)
     run.execute()
-    starts = [c for c in guest.commands if "systemctl is-active -q dnslab-resolver@rs2.service" in c]
-    conts = [c for c in guest.commands if "kill -CONT" in c]
+    calls = [action_call(c) for c in guest.commands]
+    starts = [c for c in calls if c == ("ensure", ["systemd", "dnslab-resolver@rs2.service"])]
+    conts = [c for c in calls if c[0] in ("cont", "ensure")]  # both SIGCONT
     assert len(conts) == 2 and len(starts) == 1  # the rollback (CONT) and the kill's undo (CONT, start) ran
     events = [json.loads(line) for line in (run.dir / "events.jsonl").read_text().splitlines()]
     assert [e["action"] for e in events if e["kind"] == "rollback"] == ["start_resolver"]
@@ -109,7 +111,7 @@ def test_a_failure_to_record_one_rollback_does_not_skip_the_others(env, monkeypa
 
 def test_run_files_are_written_atomically(env, monkeypatch):
     """events.jsonl, journal.json and meta.json are replaced whole: a crash mid-write leaves the old file."""
-    import chaos.runner as runner
+    from chaos import events
     from lab.local import atomic
 
     monkeypatch.setattr(probes, "wait_healthy", _healthy(True))
@@ -121,7 +123,7 @@ def test_run_files_are_written_atomically(env, monkeypatch):
         return real(path, data, mode)
 
     monkeypatch.setattr(atomic, "write_atomic", spy)
-    monkeypatch.setattr(runner, "write_atomic", spy)
+    monkeypatch.setattr(events, "write_atomic", spy)
     run = Run(env.lab, FakeGuest(), env.exp)
     run.execute()
     assert {"events.jsonl", "journal.json", "meta.json"} <= set(written)
@@ -200,3 +202,58 @@ def test_a_stop_signal_during_the_cleanup_lets_it_finish_then_stops_what_follows
         run.execute()
     assert err.value.signame == "SIGTERM" and err.value.exit_code == 128 + signal.SIGTERM
     assert (run.dir / "meta.json").is_file() and (run.dir / "events.jsonl").is_file()
+
+
+def test_the_run_tells_its_subscribers_what_happens_in_order(env, monkeypatch):
+    """started, the fault (recorded, activity done), the rollbacks, finished with the whole run."""
+    from chaos.events import Handler
+
+    monkeypatch.setattr(probes, "wait_healthy", _healthy(True))
+    heard: list[tuple[str, str]] = []
+
+    class Listener(Handler):
+        def started(self, run):
+            heard.append(("started", run.dir.name))
+
+        def recorded(self, run, event):
+            heard.append(("recorded", f"{event['kind']} {event['action']}"))
+
+        def activity_done(self, run, done):
+            heard.append(("activity", f"{done.status} {done.said}"))
+
+        def rollback_done(self, run, done):
+            heard.append(("rollback", f"{done.status} {done.said}"))
+
+        def finished(self, run, end):
+            heard.append(("finished", f"{end.status} {len(end.events)} events"))
+
+    run = Run(env.lab, FakeGuest(), env.exp, subscribers=(Listener(),))
+    run.execute()
+    assert heard == [
+        ("started", run.dir.name), ("recorded", "note start"), ("recorded", "note steady_start"),
+        ("recorded", "note method_start"), ("recorded", "fault kill_resolver"),
+        ("activity", "succeeded kill rs2: kill_resolver rs2"), ("recorded", "note recover_end"),
+        ("recorded", "rollback cont_resolver"), ("rollback", "succeeded cont_resolver rs2"),
+        ("recorded", "rollback start_resolver"), ("rollback", "succeeded start_resolver rs2"),
+        ("finished", "completed 7 events")]
+    journal = json.loads((run.dir / "journal.json").read_text())
+    assert [e["activity"]["name"] for e in journal["run"]] == ["kill rs2"]
+    assert [e["activity"]["name"] for e in journal["rollbacks"]] == ["wake rs2", "undo start_resolver"]
+
+
+def test_a_failing_subscriber_lets_the_others_hear_then_raises():
+    from chaos.events import Handler, Registry
+
+    heard = []
+
+    class Broken(Handler):
+        def recorded(self, run, event):
+            raise OSError(28, "No space left on device")
+
+    class Listener(Handler):
+        def recorded(self, run, event):
+            heard.append(event)
+
+    with pytest.raises(OSError, match="No space"):
+        Registry(Broken(), Listener()).recorded(None, {"kind": "note"})
+    assert heard == [{"kind": "note"}]

@@ -23,6 +23,7 @@ from lab.model.parse import load_lab, parse_lab
 from lab.render.files import render_files
 from lab.render.netplan import sysctl_step
 from tests.conftest import REPO
+from tests.fakeguest import action_call
 
 PWN = "1'; touch pwned; echo '"
 
@@ -257,8 +258,9 @@ def test_set_sysctl_refuses_a_value_that_is_not_a_sysctl_value(lab):
     assert conn.commands == []
 
 
-def test_routes_are_replayed_word_by_word_quoted(lab):
+def test_routes_are_passed_checked_as_arguments_of_the_script(lab):
     conn = _Recorder()
     actions.link_up(actions.Target(conn, lab), resolver="rs2",
                     routes=["198.51.100.0/24 proto static scope link"])
-    assert "ip -n rs2 route replace 198.51.100.0/24 proto static scope link dev dl-rs2" in conn.commands[-1]
+    route = "198.51.100.0/24 proto static scope link"
+    assert action_call(conn.commands[-1]) == ("link_up", ["rs2", "dl-rs2", route])

@@ -83,3 +83,89 @@ def test_a_login_that_is_not_root_is_refused_up_front():
     with pytest.raises(LabError) as err:
         remote.require_root(Conn(Sftp({}), uid="1000"))
     assert one_line(err).startswith("the lab host logs vagrant@127.0.0.1:2222 in as uid 1000, not root;")
+
+
+class Dropping:
+    """A connection whose every command and transfer fails as a dropped SSH session does."""
+
+    user, host, port = "root", "10.0.0.9", 22
+
+    def __init__(self, failure: BaseException) -> None:
+        self.failure = failure
+
+    def run(self, command: str, **_: object):
+        raise self.failure
+
+    def get(self, remote_path: str, local: str):
+        raise self.failure
+
+    def put(self, local: str, remote_path: str):
+        raise self.failure
+
+
+def _paramiko_errors() -> list[BaseException]:
+    import paramiko
+
+    return [paramiko.SSHException("SSH session not active"), paramiko.ssh_exception.NoValidConnectionsError(
+        {("10.0.0.9", 22): ConnectionRefusedError(errno.ECONNREFUSED, "refused")})]
+
+
+@pytest.mark.parametrize("failure", [EOFError(), ConnectionResetError(errno.ECONNRESET, "reset by peer"),
+                                     BrokenPipeError(errno.EPIPE, "broken pipe"), TimeoutError("timed out"),
+                                     *_paramiko_errors()], ids=lambda e: type(e).__name__)
+def test_a_dropped_connection_is_one_line_cannot_reach(failure, tmp_path):
+    script = tmp_path / "x.sh"
+    script.write_text("echo hi\n")
+    calls = [lambda c: remote.run(c, "true"), lambda c: remote.run_script(c, script, "a"),
+             lambda c: remote.get(c, "/var/tmp/a", tmp_path / "a"),
+             lambda c: remote.put(c, tmp_path / "a", "/var/tmp/a")]
+    for call in calls:
+        with pytest.raises(LabError) as err:
+            call(Dropping(failure))
+        assert one_line(err).startswith("cannot reach the lab host root@10.0.0.9:22 over SSH (")
+        assert err.value.exit_code == 3 and err.value.__cause__ is None
+
+
+def test_a_local_file_error_in_a_transfer_is_not_called_unreachable(tmp_path):
+    local_file = tmp_path / "missing" / "a"
+    failure = FileNotFoundError(errno.ENOENT, "No such file or directory", str(local_file))
+    with pytest.raises(LabError, match=rf"^cannot use {local_file}: No such file or directory$"):
+        remote.get(Dropping(failure), "/var/tmp/a", local_file)
+
+
+def test_errors_that_are_not_the_connection_pass_through():
+    from chaos.link import ConnectionLost
+
+    with pytest.raises(ValueError):
+        remote.run(Dropping(ValueError("a bug of ours")), "true")
+    lost = ConnectionLost("lost the SSH connection to the lab (EOFError)")  # chaos.link's own
+    with pytest.raises(LabError) as err:
+        remote.run(Dropping(lost), "true")
+    assert err.value is lost
+
+
+def test_check_turns_a_failed_command_into_one_line():
+    class Failing(Conn):
+        def run(self, command: str, **_: object) -> SimpleNamespace:
+            return SimpleNamespace(stdout="", stderr="mkdir: cannot create\ndirectory: No space\n", exited=1)
+
+    conn = Failing(Sftp({}))
+    assert remote.run(conn, "mkdir -p /x").exited == 1  # without check: returned
+    with pytest.raises(LabError) as err:
+        remote.run(conn, "mkdir -p /x", check=True, what="making the run's directory")
+    assert one_line(err) == ("making the run's directory failed in the lab host (exit 1): "
+                             "mkdir: cannot create directory: No space")
+
+
+def test_a_script_gets_its_arguments_as_words_however_they_are_spelled(tmp_path):
+    """run_script passes values as positional parameters, quoted: nothing in them reaches the shell."""
+    from invoke import Config, Context
+
+    script = tmp_path / "args.sh"
+    script.write_text('for a in "$@"; do printf "<%s>\\n" "$a"; done\n')
+    marker = tmp_path / "pwned"
+    values = ["plain", "two words", f"$(touch {marker})", "; touch x", "'quoted'", "", "*"]
+    local = Context(Config(overrides={"run": {"in_stream": False}}))
+    out = remote.run_script(local, script, *values).stdout
+    assert out.splitlines() == [f"<{v}>" for v in values]
+    assert not marker.exists()

@@ -10,7 +10,6 @@ lab itself and a steady-state probe is an error (there are no query records to j
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -20,10 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from chaos import actions, probes
+from chaos import actions, collect, probes
+from chaos.events import ActivityDone
 from chaos.experiment import Experiment, lab_for, load_experiment, parse_experiment
 from chaos.journal import activity_dict, utc_iso
-from chaos.runner import HEALTH_TIMEOUT_S, Run, console, settings_of
+from chaos.runner import Run, console, settings_of
 from chaos.timeline import Step, method_span_s, schedule
 from lab.local.atomic import write_json
 from lab.model.config import Lab
@@ -91,7 +91,6 @@ def experiment_of(experiment: dict[str, Any], lab: Lab) -> tuple[Experiment, Lab
 def start(experiment: dict[str, Any], configuration: dict[str, Any] | None) -> Session:
     """Everything `fab chaos` does before the method, then lay the method out for Chaos Toolkit."""
     global ACTIVE
-    from chaos.recover import before_run, run_state
     from lab.local.runlock import lab_lock
     from lab.providers import connect_lab
 
@@ -100,19 +99,7 @@ def start(experiment: dict[str, Any], configuration: dict[str, Any] | None) -> S
     lock.enter_context(lab_lock(f"run {exp.name} (chaos run)"))
     try:
         run = Run(run_lab, connect_lab(run_lab), exp, settings=settings_of(exp, None))
-        console.print(f"[bold]{exp.title}[/] -> {run.dir}")
-        before_run(run.conn)  # finish what a dead run left behind, as Run._execute does
-        run.deploy()
-        before = probes.wait_healthy(run.conn, run.lab, HEALTH_TIMEOUT_S)
-        if not before["ok"]:
-            raise ActionFailed(f"the lab is not healthy before the experiment: {before}; run `fab status`")
-        while True:  # as Run._execute: runs/ is shared, a name taken meanwhile gets the next -N
-            try:
-                run.dir.mkdir(parents=True)
-                break
-            except FileExistsError:
-                run._name_dir(run.dir.name)
-        run.undo.open(run.dir, run_state(run))  # the pending undo on disk, for `fab recover`
+        run.start()  # as `fab chaos`: a dead run finished, deploy, health, the run directory, undo log
     except BaseException:
         lock.close()
         raise
@@ -219,17 +206,12 @@ def records_so_far(run: Run) -> Any:
     """The query records the load generator has flushed so far (a DataFrame with queries.csv's columns)."""
     import pandas as pd
 
-    remote = f"{run.remote}/records"
-    names = run.conn.run(f"ls {shlex.quote(remote)}", hide=True, warn=True).stdout.split()
     with tempfile.TemporaryDirectory(prefix="dnslab-ctk-") as tmp:
-        for name in names:
-            if name.endswith(".dq"):
-                run.conn.get(f"{remote}/{name}", str(Path(tmp) / name))
+        collect.fetch_records(run.conn, f"{run.remote}/records", Path(tmp))
         out = Path(tmp) / "queries.csv"
-        merged = subprocess.run([sys.executable, "-m", "loadtest.merge", tmp, "--out", str(out)],
-                                capture_output=True, text=True)
-        if merged.returncode != 0 or not out.is_file():
-            raise ActionFailed(f"merging the records so far failed: {' '.join(merged.stderr.split())[-300:]}")
+        _, error = collect.merge_records(Path(tmp), out)
+        if error is not None or not out.is_file():
+            raise ActionFailed(f"merging the records so far failed: {error}")
         return pd.read_csv(out)
 
 
@@ -252,7 +234,7 @@ def act(func: Any, arguments: dict[str, Any], configuration: dict[str, Any]) -> 
             run.undo.expect(actions.planned_undo(run.target, func.__name__, arguments))
         outcome = func(run.target, **arguments)
     except LabError as err:
-        run.journal.record(part, activity, start_t, "failed", error=str(err))
+        _done(run, ActivityDone(part, activity, start_t, "failed", error=str(err)))
         raise
     kind = "rollback" if part == "rollbacks" else actions.kind_in_method(func.__name__)
     event = outcome.event(kind)
@@ -261,9 +243,15 @@ def act(func: Any, arguments: dict[str, Any], configuration: dict[str, Any]) -> 
         session.ctk_done.add((func.__name__, json.dumps(arguments, sort_keys=True)))
     else:
         run.undo.extend(outcome.undo)
-    run.journal.record(part, activity, start_t, "succeeded", output=event)
-    console.print(f"  {activity.get('name')}: {outcome.action} {outcome.target}")
+    _done(run, ActivityDone(part, activity, start_t, "succeeded", event,
+                            said=f"{outcome.action} {outcome.target}" if part == "rollbacks"
+                            else f"{activity.get('name')}: {outcome.action} {outcome.target}"))
     return event
+
+
+def _done(run: Run, done: ActivityDone) -> None:
+    """Tell the run's subscribers (the console, the journal) that an activity or rollback ran."""
+    (run.bus.rollback_done if done.part == "rollbacks" else run.bus.activity_done)(run, done)
 
 
 def method_probe(func: Any, arguments: dict[str, Any], configuration: dict[str, Any]) -> dict[str, Any]:

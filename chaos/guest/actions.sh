@@ -1,0 +1,96 @@
+# The fault and rollback actions of chaos/actions.py, run as root in the lab host.
+# Usage: actions.sh ACTION ARG...  Every value arrives as a positional parameter, never as code.
+# Each action prints the instant it acts first (ns of the guest's CLOCK_REALTIME, the clock of the
+# query records), then what it read (a PID, previous values); a failure goes to stderr, exit non-zero.
+# PIDS is where a unit's main PID comes from: `systemd` (its MainPID), or a directory holding UNIT.pid
+# (local tests stand in for systemd that way).
+set -f  # route words are never globbed
+
+now() { echo "${EPOCHREALTIME//[!0-9]/}000"; }  # from bash itself, right before the act: no fork between
+stamp() { date +%s%N; }
+
+main_pid() {  # PIDS UNIT
+    if [ "$1" = systemd ]; then systemctl show -p MainPID --value "$2"; else cat "$1/$2.pid" 2>/dev/null; fi
+}
+
+running_pid() {  # PIDS UNIT: the main PID, or a message and exit 3
+    pid=$(main_pid "$1" "$2")
+    case "$pid" in ''|0|*[!0-9]*) echo "no running process for $2" >&2; exit 3;; esac
+}
+
+in_ns() {  # NETNS COMMAND...: in that network namespace, or the root one when NETNS is empty
+    ns=$1
+    shift
+    if [ -n "$ns" ]; then ip netns exec "$ns" "$@"; else "$@"; fi
+}
+
+action=$1
+shift
+case "$action" in
+    signal)  # PIDS UNIT SIGNAL: kill, terminate, stop a resolver; kill or reload Keepalived
+        running_pid "$1" "$2"
+        now
+        kill "-$3" "$pid"
+        echo "$pid";;
+    cont)  # PIDS UNIT: SIGCONT its main process, if any
+        pid=$(main_pid "$1" "$2")
+        stamp
+        if [ "${pid:-0}" -gt 0 ] 2>/dev/null; then kill -CONT "$pid"; fi
+        true;;
+    ensure)  # PIDS UNIT: not stopped, and active (restarted when it is not)
+        pid=$(main_pid "$1" "$2")
+        stamp
+        if [ "${pid:-0}" -gt 0 ] 2>/dev/null; then kill -CONT "$pid"; fi
+        systemctl is-active -q "$2" || systemctl restart "$2";;
+    ensure_active)  # UNIT
+        stamp
+        systemctl is-active -q "$1" || systemctl restart "$1";;
+    restart)  # UNIT
+        stamp
+        systemctl restart "$1";;
+    unit_stop)  # UNIT
+        now
+        systemctl stop "$1";;
+    link_down)  # NETNS DEV
+        stamp
+        ip -n "$1" link set "$2" down;;
+    link_up)  # NETNS DEV [ROUTE...]: each ROUTE the words of one route (checked by chaos.values)
+        ns=$1 dev=$2
+        shift 2
+        stamp
+        ip -n "$ns" link set "$dev" up || exit
+        for route in "$@"; do
+            # shellcheck disable=SC2086 # a route is several words
+            ip -n "$ns" route replace $route dev "$dev" || exit
+        done;;
+    netem)  # NETNS DEV NETEM-ARG...: e.g. delay 50ms 5ms loss 1%
+        ns=$1 dev=$2
+        shift 2
+        stamp
+        tc -n "$ns" qdisc replace dev "$dev" root netem "$@";;
+    netem_clear)  # NETNS DEV
+        stamp
+        tc -n "$1" qdisc del dev "$2" root 2>/dev/null || true;;
+    sysctl)  # NETNS NAME VALUE: prints the previous value
+        prev=$(in_ns "$1" sysctl -n "$2")
+        stamp
+        echo "$prev"
+        in_ns "$1" sysctl -q -w "$2=$3";;
+    udp_timeout)  # NETNS SECONDS: prints the tcp, tcpfin and udp timeouts before
+        ns=$1 udp=$2
+        cur=$(in_ns "$ns" ipvsadm -L --timeout)
+        stamp
+        # shellcheck disable=SC2046 # "Timeout (tcp tcpfin udp): 900 120 300" -> three words
+        set -- $(echo "$cur" | sed 's/.*: *//')
+        echo "$1 $2 $3"
+        in_ns "$ns" ipvsadm --set "$1" "$2" "$udp";;
+    flush_conntrack)  # NETNS
+        stamp
+        in_ns "$1" conntrack -F 2>&1 | grep -v 'have been deleted' >&2
+        true;;
+    now)  # the instant only (an action whose work is done elsewhere)
+        stamp;;
+    *)
+        echo "unknown action $action" >&2
+        exit 2;;
+esac

@@ -1,0 +1,92 @@
+"""The run's recorders in the guest: the load generator (Locust, in the client namespace), the IPVS
+sampler and Keepalived's notify reader. Started together, they stop by themselves after the run's
+planned end plus a margin (nothing keeps running if this side dies); stopped together, each only if
+it still is this run's."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rich.console import Console
+
+from chaos import guest, probes
+from lab.model.config import Lab
+from lab.model.errors import ActionFailed
+from lab.model.layout import HOME, LOCUST, LOCUSTFILE, VENV
+from lab.ssh import remote
+
+LOAD_START_TIMEOUT_S = 90.0
+PROBE_MARGIN_S = 120.0  # guest probes stop by themselves this long after the run's planned end
+
+
+def locust_command(lab: Lab, remote_dir: str, run_time_s: float) -> str:
+    """Locust in the client namespace with the lab's [load] settings (their flags: loadtest/knobs.py),
+    recording into `remote_dir`/records and stopping by itself after run_time_s."""
+    from loadtest.knobs import locust_arguments
+
+    values = {**asdict(lab.load), "nameservers": lab.nameserver_addresses()}
+    args = [
+        LOCUST, "-f", LOCUSTFILE, "--headless", "--only-summary", "--loglevel", "WARNING",
+        "--host", str(lab.network.vip), "--run-time", f"{int(run_time_s)}s",
+        *locust_arguments(values), "--dns-records", f"{remote_dir}/records",
+    ]
+    return f"env PYTHONPATH={HOME} " + " ".join(shlex.quote(a) for a in args)
+
+
+@dataclass
+class Recorders:
+    """One run's recorders in `remote_dir` (the run's guest directory); `end_s`: the run's planned length."""
+
+    conn: Any
+    lab: Lab
+    remote_dir: str
+    uses_load: bool
+    end_s: float
+
+    def locust_command(self) -> str:
+        return locust_command(self.lab, self.remote_dir, self.end_s + PROBE_MARGIN_S)
+
+    def start(self, console: Console) -> None:
+        """The load generator first (Locust takes seconds to start under TCG), the IPVS sampler and the
+        notify reader while it starts, then wait for its first records."""
+        remote.run(self.conn, f"mkdir -p {shlex.quote(self.remote_dir + '/records')}", check=True,
+                   what="making the run's directory in the guest")
+        if self.uses_load:
+            probes.start_background(self.conn, self.locust_command(), f"{self.remote_dir}/load.pid",
+                                    f"{self.remote_dir}/locust.log", "client")
+        max_s = LOAD_START_TIMEOUT_S + self.end_s + PROBE_MARGIN_S  # they stop by themselves then
+        probes.start_sampler(self.conn, self.lab, self.remote_dir, max_s=max_s)
+        probes.start_notify_reader(self.conn, self.lab, self.remote_dir, max_s=max_s)
+        if self.uses_load:
+            with console.status("starting the load generator"):
+                self.wait_for_load()
+
+    def wait_for_load(self) -> None:
+        """Wait until the load generator has written its first records; one SSH round trip
+        (chaos/guest/wait_load.sh polls every 0.1 s and answers ready, exited or timeout)."""
+        state = remote.run_script(self.conn, guest.script("wait_load.sh"), self.remote_dir,
+                                  int(LOAD_START_TIMEOUT_S * 10)).stdout.strip()
+        if state == "ready":
+            return
+        if state == "exited":
+            log = remote.run(self.conn, f"tail -5 {shlex.quote(self.remote_dir + '/locust.log')}").stdout
+            raise ActionFailed(f"the load generator exited at start: {' '.join(log.split())[-300:]}")
+        raise ActionFailed(f"the load generator wrote no records within {LOAD_START_TIMEOUT_S:g} s")
+
+    def stop(self) -> bool:
+        """Stop the load generator, the sampler and the notify reader together (one round trip), each
+        only if it still is this run's; True when all exited in time."""
+        stops = [(f"{self.remote_dir}/sampler.pid", "TERM", 10.0),
+                 (f"{self.remote_dir}/notify.pid", "TERM", 10.0)]
+        if self.uses_load:
+            stops.insert(0, (f"{self.remote_dir}/load.pid", "INT", 30.0))
+        return probes.stop_all(self.conn, stops, owner=f"{self.remote_dir}/")
+
+
+def versions(conn: Any) -> list[str]:
+    """[kernel, unbound, keepalived, ipvsadm, locust] version lines of the guest (chaos/guest/versions.sh);
+    an empty string for one that is missing."""
+    out = remote.run_script(conn, guest.script("versions.sh"), VENV).stdout
+    return (out.splitlines() + [""] * 5)[:5]
