@@ -24,7 +24,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -ra
+	$(VENV)/bin/pytest -ra -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -12,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from lab.config import Lab, load_lab
-from lab.errors import EXIT_USAGE, LabError, cli_guard, error_line
+from lab.model.config import Lab
+from lab.model.errors import EXIT_USAGE, ExperimentError, LabError, cli_guard, error_line
+from lab.model.parse import load_lab
 
 
 def check_file(name: str, lab: Lab) -> str:
@@ -35,7 +36,7 @@ def _check_suites(path: Path, lab: Lab) -> str:
 
     data, _ = read_yaml(path)
     if not isinstance(data, dict) or not data:
-        raise LabError(f"{path}: must map suite names to {{runs: [...]}}")
+        raise ExperimentError(f"{path}: must map suite names to {{runs: [...]}}")
     count = 0
     for suite in data:
         suite_cells = cells(load_suite(suite, path))

@@ -16,16 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.values import route_tokens
-from lab.config import SYSCTL_RE, Lab, sysctl_value, with_overrides
-from lab.errors import LabError
+from lab.model import layout
+from lab.model.config import SYSCTL_RE, Lab
+from lab.model.errors import ActionFailed, ExperimentError
+from lab.model.parse import sysctl_value, with_overrides
 
 
 @dataclass(frozen=True)
 class Layout:
     """How the lab is laid out on the target: unit names, how to find a process, namespaces."""
 
-    resolver_unit: str = "dnslab-resolver@{name}.service"
-    keepalived_unit: str = "dnslab-keepalived.service"
+    resolver_unit: str = layout.resolver_unit("{name}")
+    keepalived_unit: str = layout.KEEPALIVED
     main_pid: str = "systemctl show -p MainPID --value {unit}"
     resolver_netns: str = "{name}"
 
@@ -65,7 +67,7 @@ class Outcome:
 _q = shlex.quote  # every value in a command line is quoted: these scripts run as root
 
 
-class ActionError(LabError):
+class ActionError(ActionFailed):
     """An action's command failed on the target."""
 
 
@@ -75,8 +77,7 @@ def _run(t: Target, script: str) -> tuple[int, str]:
     lines = res.stdout.splitlines()
     if res.exited != 0 or not lines or not lines[0].strip().isdigit():
         err = " ".join((res.stderr or res.stdout).split())[:300]
-        raise ActionError(f"action failed (exit {res.exited}): {script.splitlines()[-1][:120]}: {err}",
-                          exit_code=1)
+        raise ActionError(f"action failed (exit {res.exited}): {script.splitlines()[-1][:120]}: {err}")
     return int(lines[0]), "\n".join(lines[1:])
 
 
@@ -170,8 +171,7 @@ def _iface(t: Target, resolver: str) -> tuple[str, str]:
         fields = line.split()
         if len(fields) > 3 and fields[3].split("/")[0] == addr:
             return ns, fields[1].split("@")[0]
-    raise ActionError(f"no interface with {addr} in netns {_q(ns)}; is the lab deployed (`fab deploy`)?",
-                      exit_code=1)
+    raise ActionError(f"no interface with {addr} in netns {_q(ns)}; is the lab deployed (`fab deploy`)?")
 
 
 def link_down(t: Target, resolver: str) -> Outcome:
@@ -200,7 +200,7 @@ def link_up(t: Target, resolver: str, routes: list[str] | None = None) -> Outcom
     try:
         checked = [route_tokens(r) for r in routes or ()]
     except ValueError as err:
-        raise ActionError(f"link_up {resolver}: {err}", exit_code=1) from None
+        raise ActionError(f"link_up {resolver}: {err}") from None
     ns, dev = _iface(t, resolver)
     _, detail = _resolver(t, resolver)
     restore = "".join(f"; ip -n {_q(ns)} route replace {' '.join(map(_q, words))} dev {_q(dev)}"
@@ -238,13 +238,13 @@ def netem_clear(t: Target, resolver: str) -> Outcome:
 def _number(value: Any, name: str) -> float:
     """A finite number >= 0 for a command line (experiment files are checked; direct calls too)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
-        raise ActionError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise ExperimentError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
 
 
 def _director(t: Target, cmd: str) -> str:
     ns = t.lab.network.director_netns
-    return f"ip netns exec {_q(ns)} {cmd}" if ns else cmd
+    return layout.in_ns(ns, cmd)
 
 
 def kill_keepalived(t: Target) -> Outcome:
@@ -279,7 +279,7 @@ def set_sysctl(t: Target, name: str, value: str | int) -> Outcome:
     """Set a sysctl in the director's namespace; the undo puts the previous value back."""
     text = sysctl_value(value)
     if not SYSCTL_RE.fullmatch(str(name)) or text is None:
-        raise ActionError(f"set_sysctl: not a net.* sysctl name and value: {name!r} = {value!r}")
+        raise ExperimentError(f"set_sysctl: not a net.* sysctl name and value: {name!r} = {value!r}")
     key, setting = _q(name), _q(f"{name}={text}")
     t_ns, out = _run(t, f"prev=$({_director(t, f'sysctl -n {key}')}); date +%s%N; echo \"$prev\"; "
                         f"{_director(t, f'sysctl -q -w {setting}')}")
@@ -317,7 +317,7 @@ def switch_check(t: Target, **check: Any) -> Outcome:
 
     Arguments are [check] keys of lab.toml (type, misc_tool, delay_loop, retry, ...).
     """
-    from lab.deploy import deploy
+    from lab.ops.deploy import deploy
 
     target_lab = with_overrides(t.lab, {"check": check})
     previous = {k: getattr(t.lab.check, k) for k in check}

@@ -45,8 +45,9 @@ import yaml
 from chaos.repeat import KEYS as REPEAT_KEYS
 from chaos.repeat import Repeat, expand
 from chaos.values import argument_problems, route_tokens
-from lab.config import SYSCTL_RE, Lab, check_id, sysctl_value, with_overrides
-from lab.errors import LabError
+from lab.model.config import SYSCTL_RE, Lab
+from lab.model.errors import ExperimentError, LabError
+from lab.model.parse import check_id, sysctl_value, with_overrides
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 TOP_KEYS = ("title", "description", "tags", "contributions", "configuration", "secrets", "extensions",
@@ -163,7 +164,7 @@ def experiment_path(name: str) -> Path:
     path = Path(name) if is_path else EXPERIMENTS_DIR / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(available())
-        raise LabError(f"no experiment {name!r} ({path} does not exist); known: {known}")
+        raise ExperimentError(f"no experiment {name!r} ({path} does not exist); known: {known}")
     return path
 
 
@@ -178,7 +179,7 @@ def load_experiment(name: str, lab: Lab) -> Experiment:
     try:
         check_id(path.stem, "experiment name")
     except LabError as err:
-        raise LabError(f"{path}: {err}; rename the file") from None
+        raise ExperimentError(f"{path}: {err}; rename the file") from None
     data, lines = read_yaml(path)
     return parse_experiment(data, lab, source=str(path), lines=lines, name=path.stem)
 
@@ -188,9 +189,9 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise LabError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+        raise ExperimentError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except OSError as err:
-        raise LabError(f"{path}: cannot read: {err.strerror}") from None
+        raise ExperimentError(f"{path}: cannot read: {err.strerror}") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -198,7 +199,7 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise LabError(f"{path}{where}: malformed YAML: {problem}") from None
+        raise ExperimentError(f"{path}{where}: malformed YAML: {problem}") from None
     lines: dict[tuple[Any, ...], int] = {}
     _index(node, (), lines)
     return data, lines
@@ -227,7 +228,7 @@ class _Where:
         line = next((self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines),
                     None)
         key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".") or "top"
-        return LabError(f"{self.source}{f':{line}' if line else ''}: {key}: {problem}")
+        return ExperimentError(f"{self.source}{f':{line}' if line else ''}: {key}: {problem}")
 
     def mapping(self, value: Any, path: tuple[Any, ...], known: tuple[str, ...]) -> dict[str, Any]:
         if value is None:
@@ -338,7 +339,7 @@ def _repeat(w: _Where, value: Any, at: tuple[Any, ...], lab: Lab) -> Repeat:
 
 
 def _load_keys() -> tuple[str, ...]:
-    from lab.config import Load
+    from lab.model.config import Load
 
     return tuple(Load.__dataclass_fields__)
 

@@ -18,18 +18,14 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from lab.errors import LabError
+from lab.model.errors import GuestUnreachable
 
 T = TypeVar("T")
 RECONNECT_BUDGET_S = 45.0
-EXIT_UNREACHABLE = 3
 
 
-class ConnectionLost(LabError):
+class ConnectionLost(GuestUnreachable):
     """The SSH connection to the lab went away (and, when retrying, could not be made again)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=EXIT_UNREACHABLE)
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

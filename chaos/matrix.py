@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from chaos.experiment import EXPERIMENTS_DIR, prepare, read_yaml
-from lab.atomic import write_json
-from lab.config import Lab, merge
-from lab.errors import LabError
-from lab.state import runs_dir
+from lab.local.atomic import write_json
+from lab.local.state import runs_dir
+from lab.model.config import Lab
+from lab.model.errors import ActionFailed, ExperimentError, LabError
+from lab.model.parse import merge
 
 SUITES = EXPERIMENTS_DIR.parent / "suites.yaml"
 
@@ -77,25 +78,26 @@ def load_suite(name: str, path: Path = SUITES) -> dict[str, Any]:
     data, lines = read_yaml(path)
     if not isinstance(data, dict) or name not in data:
         known = ", ".join(data) if isinstance(data, dict) else "none"
-        raise LabError(f"{path}: no suite named {name!r}; known: {known}")
+        raise ExperimentError(f"{path}: no suite named {name!r}; known: {known}")
     suite = data[name]
     where = f"{path}:{lines.get((name,), '?')}: {name}"
     if not isinstance(suite, dict) or not isinstance(suite.get("runs"), list) or not suite["runs"]:
-        raise LabError(f"{where}: needs `runs:`, a list of {{experiments: [...], grid: {{...}}}}")
+        raise ExperimentError(f"{where}: needs `runs:`, a list of {{experiments: [...], grid: {{...}}}}")
     for i, run in enumerate(suite["runs"]):
         at = f"{path}:{lines.get((name, 'runs', i), '?')}: {name}.runs[{i}]"
         exps = run.get("experiments") if isinstance(run, dict) else None
         if not exps or not isinstance(exps, list):
-            raise LabError(f"{at}: needs `experiments:`, a non-empty list of experiment names")
+            raise ExperimentError(f"{at}: needs `experiments:`, a non-empty list of experiment names")
         unknown = set(run) - {"experiments", "grid", "overrides"}
         if unknown:
-            raise LabError(f"{at}: unknown key {sorted(unknown)[0]!r}; known: experiments, grid, overrides")
+            raise ExperimentError(f"{at}: unknown key {sorted(unknown)[0]!r}; "
+                                  "known: experiments, grid, overrides")
         grid = run.get("grid") or {}
         if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
-            raise LabError(f"{at}.grid: must map TABLE.KEY to a non-empty list of values")
+            raise ExperimentError(f"{at}.grid: must map TABLE.KEY to a non-empty list of values")
         for key in grid:
             if "." not in str(key):
-                raise LabError(f"{at}.grid: key {key!r} must be TABLE.KEY, e.g. check.delay_loop")
+                raise ExperimentError(f"{at}.grid: key {key!r} must be TABLE.KEY, e.g. check.delay_loop")
     return suite
 
 
@@ -105,7 +107,7 @@ def check_cells(lab: Lab, suite_cells: list[Cell]) -> None:
         try:
             prepare(cell.experiment, lab, cell.overrides)
         except LabError as err:
-            raise LabError(f"matrix cell {cell.label}: {err}") from None
+            raise ExperimentError(f"matrix cell {cell.label}: {err}") from None
 
 
 def repeats(lab: Lab, suite_cells: list[Cell]) -> dict[int, int]:
@@ -143,7 +145,7 @@ def run_matrix(lab: Lab, conn: Any, suite: str, *, out_dir: Path | None = None) 
 
     Given the `out_dir` of an interrupted run of the same suite, its completed cells are kept and
     only the others run."""
-    from lab.runlock import lab_lock
+    from lab.local.runlock import lab_lock
 
     with lab_lock(f"matrix {suite}"):
         return _run_matrix(lab, conn, suite, out_dir)
@@ -151,7 +153,7 @@ def run_matrix(lab: Lab, conn: Any, suite: str, *, out_dir: Path | None = None) 
 
 def _run_matrix(lab: Lab, conn: Any, suite: str, out_dir: Path | None) -> Path:
     from chaos.runner import console, run_experiment
-    from lab.deploy import deploy
+    from lab.ops.deploy import deploy
 
     todo = cells(load_suite(suite))
     check_cells(lab, todo)
@@ -198,10 +200,26 @@ def _run_matrix(lab: Lab, conn: Any, suite: str, out_dir: Path | None) -> Path:
     if interrupted:
         raise KeyboardInterrupt
     if not runs:
-        raise LabError(f"no cell of suite {suite!r} completed; see {out_dir / 'matrix.json'}", 1)
+        raise ActionFailed(f"no cell of suite {suite!r} completed; see {out_dir / 'matrix.json'}")
+    return compare(runs, out_dir)
+
+
+def completed_runs(out_dir: Path) -> list[str]:
+    """The run directories of a matrix's cells that recorded queries, in cell order, each once."""
+    try:
+        done = json.loads((out_dir / "matrix.json").read_text()).get("cells") or []
+    except (OSError, ValueError):
+        return []
+    return list(dict.fromkeys(c["run_dir"] for c in done
+                              if c.get("run_dir") and (Path(c["run_dir"]) / "queries.csv").is_file()))
+
+
+def compare(runs: list[str], out_dir: Path) -> Path:
+    """`python -m reports compare` over the runs into out_dir/comparison.html; its path."""
     report = out_dir / "comparison.html"
     res = subprocess.run([sys.executable, "-m", "reports", "compare", *runs, "--out", str(report)],
                          capture_output=True, text=True)
     if res.returncode != 0:
-        raise LabError(f"comparison report failed: {' '.join(res.stderr.split())[-300:]}; runs: {out_dir}", 1)
+        raise ActionFailed(f"comparison report failed: {' '.join(res.stderr.split())[-300:]}; "
+                           f"runs: {out_dir}")
     return report

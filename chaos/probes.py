@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 
 from chaos.ipvs_sampler import parse as parse_ip_vs
-from lab.config import Lab
-from lab.errors import LabError
-from lab.removal import LVS_NOTIFY_FIFO
+from lab.model.config import Lab
+from lab.model.errors import ActionFailed
+from lab.model.layout import KEEPALIVED, LVS_NOTIFY_FIFO, in_ns
 
 SAMPLER = Path(__file__).resolve().parent / "ipvs_sampler.py"
 NOTIFY_READER = Path(__file__).resolve().parent / "notify_reader.py"
@@ -62,10 +62,9 @@ def run_guest_script(conn: Any, script: str, args: str = "", netns: str | None =
     """Upload a stdlib-only Python file, run it as root in the guest (in `netns`), return its JSON output."""
     remote = f"/var/tmp/dnslab-{Path(script).stem}.py"
     conn.put(script, remote)
-    prefix = f"ip netns exec {shlex.quote(netns)} " if netns else ""
-    res = conn.run(f"{prefix}python3 {shlex.quote(remote)} {args}".rstrip(), hide=True, warn=True)
+    res = conn.run(in_ns(netns, f"python3 {shlex.quote(remote)} {args}".rstrip()), hide=True, warn=True)
     if res.exited != 0:
-        raise LabError(f"{what} failed in the guest: {' '.join(res.stderr.split())[:300]}", 1)
+        raise ActionFailed(f"{what} failed in the guest: {' '.join(res.stderr.split())[:300]}")
     return json.loads(res.stdout)
 
 
@@ -74,8 +73,7 @@ def run_guest_script(conn: Any, script: str, args: str = "", netns: str | None =
 def start_background(conn: Any, command: str, pidfile: str, log: str, netns: str | None = None) -> None:
     """Start `command` detached (setsid) in the guest, optionally in a netns; its PID goes to pidfile."""
     inner = f"echo $$ > {shlex.quote(pidfile)}; exec {command}"
-    wrapped = (f"ip netns exec {shlex.quote(netns)} sh -c {shlex.quote(inner)}" if netns
-               else f"sh -c {shlex.quote(inner)}")
+    wrapped = in_ns(netns, f"sh -c {shlex.quote(inner)}")
     conn.run(f"setsid {wrapped} > {shlex.quote(log)} 2>&1 < /dev/null &", hide=True)
 
 
@@ -155,7 +153,7 @@ def read_detect_events(path: Path) -> list[dict[str, Any]]:
 
 # --- logs and health ----------------------------------------------------------------------------------
 
-def keepalived_log(conn: Any, start_ns: int, end_ns: int, unit: str = "dnslab-keepalived.service") -> str:
+def keepalived_log(conn: Any, start_ns: int, end_ns: int, unit: str = KEEPALIVED) -> str:
     """Keepalived's journal lines from start_ns to end_ns (guest clock), one per line."""
     since, until = start_ns // 10**9 - 1, end_ns // 10**9 + 2
     res = conn.run(f"journalctl -u {shlex.quote(unit)} --since @{since} --until @{until} "
@@ -166,29 +164,29 @@ def keepalived_log(conn: Any, start_ns: int, end_ns: int, unit: str = "dnslab-ke
 def ipvs_table(conn: Any, lab: Lab) -> list[tuple[str, str, str, int, int, int]]:
     """The director's IPVS table now: (vip, proto, real_server, weight, active, inactive) rows."""
     ns = lab.network.director_netns
-    cmd = f"ip netns exec {ns} cat /proc/net/ip_vs" if ns else "cat /proc/net/ip_vs"
+    cmd = in_ns(ns, "cat /proc/net/ip_vs")
     return parse_ip_vs(conn.run(cmd, warn=True, hide=True).stdout)
 
 
 def health(conn: Any, lab: Lab) -> dict[str, Any]:
     """Does every resolver answer `who.lab.test TXT` with its name, is the IPVS table whole, and is the
-    lab in the state it should be (lab.leftovers.health_checks: no netem qdisc, no stopped or dead
+    lab in the state it should be (lab.ops.leftovers.health_checks: no netem qdisc, no stopped or dead
     resolver, no link down, Keepalived active, the lab's sysctls and IPVS timeouts), with no guest
     probe of a run still running?
 
     One round trip: every resolver asked in parallel, then the checks and the director's /proc/net/ip_vs.
     `faults` names each check that failed.
     """
-    from lab.leftovers import health_checks
+    from lab.ops.leftovers import health_checks
 
     ns = lab.network.director_netns
-    asks = "".join(f"(echo {r.name} $(ip netns exec {r.name} dig +time=1 +tries=2 +short "
+    asks = "".join(f"(echo {r.name} $({in_ns(r.name, 'dig')} +time=1 +tries=2 +short "
                    f"@{r.address} who.lab.test TXT) > /tmp/dnslab-health.{r.name}) & " for r in lab.resolvers)
     names = " ".join(f"/tmp/dnslab-health.{r.name}" for r in lab.resolvers)
     checks = [*health_checks(lab), (f"no guest probe left running under {GUEST_RUNS}", _NO_PROBES)]
     verify = "".join(f"( {check} ) >/dev/null 2>&1 || echo {shlex.quote('@@fault ' + name)}; "
                      for name, check in checks)
-    cat = f"ip netns exec {ns} cat /proc/net/ip_vs" if ns else "cat /proc/net/ip_vs"
+    cat = in_ns(ns, "cat /proc/net/ip_vs")
     script = f"{asks}wait; cat {names}; rm -f {names}; {verify}echo @@ipvs; {cat}"
     out = conn.run(f"bash -c {shlex.quote(script)}", warn=True, hide=True).stdout
     said, _, ip_vs = out.partition("@@ipvs")

@@ -26,10 +26,11 @@ from chaos.journal import activity_dict, utc_iso
 from chaos.link import Link
 from chaos.runner import Run, console
 from chaos.undo_log import clear_marker, marked_run, read_state, undo_calls
-from lab.atomic import write_atomic, write_json
-from lab.config import Lab, parse_lab
-from lab.errors import LabError
-from lab.state import RUN_INCOMPLETE
+from lab.local.atomic import write_atomic, write_json
+from lab.local.state import RUN_INCOMPLETE
+from lab.model.config import Lab
+from lab.model.errors import ActionFailed, LabError
+from lab.model.parse import parse_lab
 
 VERSION = 1
 
@@ -83,8 +84,8 @@ def read_events(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
 def resume(state: dict[str, Any], conn: Any) -> Run:
     """The dead run again, from its running.json, with its events and pending undo."""
     if state.get("version") != VERSION:
-        raise LabError(f"{state.get('dir')}/{RUN_INCOMPLETE}: written by another version of dnslab "
-                       f"({state.get('version')!r}); run `fab deploy` to clear what it left", 1)
+        raise ActionFailed(f"{state.get('dir')}/{RUN_INCOMPLETE}: written by another version of dnslab "
+                           f"({state.get('version')!r}); run `fab deploy` to clear what it left")
     lab = parse_lab(state["lab"]["raw"], state["lab"]["source"])
     e = state["experiment"]
     exp = Experiment(name=e["name"], path=Path(e["path"]), title=e["title"], description=e["description"],
@@ -181,8 +182,8 @@ def close_offline(run_dir: Path, reason: str) -> Path:
 
 def recover_lab(lab: Lab) -> str:
     """`fab recover`: finish the lab's dead run and stop stray probes; a report of what it did."""
+    from lab.local.runlock import lab_lock
     from lab.providers import BOOTED, connect_lab, get_provider
-    from lab.runlock import lab_lock
 
     with lab_lock("recover"):
         run_dir = marked_run()

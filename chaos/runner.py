@@ -34,14 +34,15 @@ from chaos.link import ConnectionLost, Link
 from chaos.probes import GUEST_RUNS
 from chaos.timeline import Phases, Step, phases, schedule
 from chaos.undo_log import UndoLog
-from lab.atomic import write_atomic, write_json
-from lab.config import Lab, check_id, flatten, merge
-from lab.errors import LabError
-from lab.runlock import lab_lock
-from lab.state import runs_dir
+from lab.local.atomic import write_atomic, write_json
+from lab.local.runlock import lab_lock
+from lab.local.state import runs_dir
+from lab.model.config import Lab
+from lab.model.errors import ActionFailed, LabError
+from lab.model.layout import HOME, LOCUST, LOCUSTFILE, VENV
+from lab.model.parse import check_id, flatten, merge
+from lab.versions import guest_versions
 
-LOCUST = "/opt/dnslab/venv/bin/locust"
-LOCUSTFILE = "/opt/dnslab/loadtest/dns.py"
 LOAD_START_TIMEOUT_S = 90.0
 HEALTH_TIMEOUT_S = 60.0
 PROBE_MARGIN_S = 120.0  # guest probes stop by themselves this long after the run's planned end
@@ -65,7 +66,7 @@ def run_load_only(lab: Lab, conn: Any, seconds: float, rate: float | None = None
     exp = Experiment(name="load", path=Path("<load>"), title=f"Load only, {seconds:g} s", description="",
                      overrides={}, load=load, timing=Timing(warmup_s=0.0, steady_s=seconds, recover_s=0.0),
                      window_s=seconds, hypothesis=(), method=(), rollbacks=())
-    from lab.config import with_overrides
+    from lab.model.parse import with_overrides
 
     return Run(with_overrides(lab, {"load": load}), conn, exp, settings=flatten({"load": load})).execute()
 
@@ -83,7 +84,7 @@ def locust_command(lab: Lab, remote: str, run_time_s: float) -> str:
         "--host", str(lab.network.vip), "--run-time", f"{int(run_time_s)}s",
         *locust_arguments(values), "--dns-records", f"{remote}/records",
     ]
-    return "env PYTHONPATH=/opt/dnslab " + " ".join(shlex.quote(a) for a in args)
+    return f"env PYTHONPATH={HOME} " + " ".join(shlex.quote(a) for a in args)
 
 
 def settings_of(exp: Experiment, cell: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -149,8 +150,8 @@ class Run:
         self.deploy()
         before = probes.wait_healthy(self.conn, self.lab, HEALTH_TIMEOUT_S)
         if not before["ok"]:
-            raise LabError(f"the lab is not healthy before the experiment: {probes.describe_health(before)}; "
-                           "run `fab deploy`, then `fab status`", 1)
+            raise ActionFailed("the lab is not healthy before the experiment: "
+                               f"{probes.describe_health(before)}; run `fab deploy`, then `fab status`")
         while True:  # another lab's run may have taken the name since (runs/ is shared)
             try:
                 self.dir.mkdir(parents=True)
@@ -185,10 +186,10 @@ class Run:
         if unexpected is not None:
             raise unexpected
         if not after["ok"]:
-            raise LabError(f"the lab is not healthy after rollback: {probes.describe_health(after)}; "
-                           f"data in {self.dir}; `fab deploy` puts it back", 1)
+            raise ActionFailed(f"the lab is not healthy after rollback: {probes.describe_health(after)}; "
+                               f"data in {self.dir}; `fab deploy` puts it back")
         if self.status == "failed":
-            raise LabError(f"experiment failed: {self.errors[0]}; rolled back, data in {self.dir}", 1)
+            raise ActionFailed(f"experiment failed: {self.errors[0]}; rolled back, data in {self.dir}")
         return self.dir
 
     def finish(self) -> dict[str, Any]:
@@ -208,11 +209,11 @@ class Run:
         return after
 
     def deploy(self) -> None:
-        from lab.deploy import deploy
+        from lab.ops.deploy import deploy
 
         summary = deploy(self.lab, self.conn, console=console, verbose=False)
         if summary.failed:
-            raise LabError("deploy failed before the experiment; run `fab deploy` to see why", 1)
+            raise ActionFailed("deploy failed before the experiment; run `fab deploy` to see why")
 
     def guest_now(self) -> int:
         return int(self.conn.run("date +%s%N", hide=True).stdout.strip())
@@ -262,8 +263,8 @@ class Run:
             return
         if state == "exited":
             log = self.conn.run(f"tail -5 {shlex.quote(self.remote)}/locust.log", hide=True, warn=True).stdout
-            raise LabError(f"the load generator exited at start: {' '.join(log.split())[-300:]}", 1)
-        raise LabError(f"the load generator wrote no records within {LOAD_START_TIMEOUT_S:g} s", 1)
+            raise ActionFailed(f"the load generator exited at start: {' '.join(log.split())[-300:]}")
+        raise ActionFailed(f"the load generator wrote no records within {LOAD_START_TIMEOUT_S:g} s")
 
     def timeline(self) -> None:
         """Warmup and steady window, the method at its offsets, then recovery; shown with rich."""
@@ -414,7 +415,7 @@ class Run:
         info = self.conn.run(
             "uname -r; unbound -V 2>&1 | head -1; keepalived --version 2>&1 | head -1; "
             "ipvsadm --version 2>&1 | head -1; "
-            "ls -d /opt/dnslab/venv/lib/python3*/site-packages/locust-*.dist-info"
+            f"ls -d {VENV}/lib/python3*/site-packages/locust-*.dist-info"
             " | sed 's/.*locust-\\(.*\\)\\.dist-info/locust \\1/'", hide=True, warn=True)
         lines = (info.stdout.splitlines() + [""] * 5)[:5]
         first_t = min((e["t_ns"] for e in self.events), default=None)
@@ -423,6 +424,7 @@ class Run:
             "run_id": self.run_id, "experiment": self.exp.name, "title": self.exp.title,
             "description": self.exp.description, "lab": self.lab.as_dict(), "settings": self.settings,
             "tools": {"unbound": lines[1], "keepalived": lines[2], "ipvsadm": lines[3], "locust": lines[4]},
+            "guest": guest_versions(self.conn),
             "kernel": lines[0], "start": utc_iso(first_t), "end": utc_iso(last_t), "status": self.status,
             "steady_state": steady, "steady_state_windows_ns": self.windows,
             "healthy_after": after["ok"], "errors": self.errors, "queries_rows": self.query_rows,

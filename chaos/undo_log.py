@@ -1,6 +1,6 @@
 """A run's pending undo on disk: what `fab recover` (or the next run's start) needs after the runner died.
 
-- `RUN_DIR/running.json` (`lab.state.RUN_INCOMPLETE`) is written atomically when the run starts and
+- `RUN_DIR/running.json` (`lab.local.state.RUN_INCOMPLETE`) is written atomically when the run starts and
   again before and after each fault: who the run is (chaos.recover.run_state) and every undo call
   of its faults so far, the one about to run included. It is removed once the run rolled back and
   saved its data; while it exists the run directory is incomplete, and `python -m reports` says so.
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from chaos.actions import Undo
-from lab.atomic import write_json
-from lab.errors import LabError
-from lab.state import RUN_INCOMPLETE, state_dir
+from lab.local.atomic import write_json
+from lab.local.state import RUN_INCOMPLETE, state_dir
+from lab.model.errors import ActionFailed
 
 MARKER = "active-run.json"
 
@@ -114,10 +114,10 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
-        raise LabError(f"{path}: unreadable ({err}); move the run directory away and run "
-                       "`fab deploy` to clear what it left in the lab", exit_code=1) from None
+        raise ActionFailed(f"{path}: unreadable ({err}); move the run directory away and run "
+                           "`fab deploy` to clear what it left in the lab") from None
     if not isinstance(data, dict):
-        raise LabError(f"{path}: not a JSON object; move the run directory away and run `fab deploy`", 1)
+        raise ActionFailed(f"{path}: not a JSON object; move the run directory away and run `fab deploy`")
     return data
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lab.config import Lab, load_lab
-from lab.errors import LabError, cli_guard
+from lab.model.config import Lab
+from lab.model.errors import ConfigError, cli_guard
+from lab.model.parse import load_lab
 
 
 @cli_guard
@@ -30,15 +31,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _render(lab: Lab, out: Path) -> list[Path]:
     """write_tree with one-line errors for an --out that is not a writable directory."""
-    from lab.render import write_tree
+    from lab.render.files import write_tree
 
     try:
         if out.exists() and not out.is_dir():
-            raise LabError(f"--out {out}: not a directory; give a directory (created when missing)")
+            raise ConfigError(f"--out {out}: not a directory; give a directory (created when missing)")
         return write_tree(lab, out)
     except OSError as err:
-        raise LabError(f"--out {out}: cannot write {err.filename or out}: {err.strerror}; "
-                       "give a directory you can write to") from None
+        raise ConfigError(f"--out {out}: cannot write {err.filename or out}: {err.strerror}; "
+                          "give a directory you can write to") from None
 
 
 if __name__ == "__main__":

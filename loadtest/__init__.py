@@ -7,9 +7,9 @@ Settings), clients (the raw, glibc and musl client models), wire (DNS bytes), en
 with transport (its sockets), retries (the client models on them) and inflight (what it keeps per
 query), user (`DnsUser`), process (what a Locust process's users share, and the listeners that
 validate the options), recording (the records writer, a listener), records (binary per-worker
-records), stats (bulk Locust stats), merge (records -> queries.csv), dns (the locustfile), bench
-(`python -m loadtest.bench`). Imports only stdlib, locust, gevent and dnspython, so the lab VM can
-run it from /opt/dnslab.
+records), stats (bulk Locust stats), merge (records -> queries.csv), dns (the locustfile); its
+benchmark is `python -m bench.loadtest`. Imports only stdlib, locust, gevent and dnspython, so the
+lab VM can run it from /opt/dnslab.
 
 Contract with the chaos runner (and anyone driving a recorded run):
 1. Start Locust with `--dns-records DIR` (created if missing; it must be writable). A bad argument,

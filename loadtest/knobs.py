@@ -3,9 +3,9 @@
 Each `Knob` is one setting of the load generator: its command-line flag, its type, range and
 default, and whether lab.toml's `[load]` table sets it. From this one table come:
 - the Locust user's `--dns-*` arguments and their validation (`loadtest.options`);
-- the `[load]` table's model and validation (`lab.config.Load`);
+- the `[load]` table's model and validation (`lab.model.config.Load`);
 - the chaos runner's Locust command line (`locust_arguments`).
-Stdlib only: lab/config.py imports it on the host, the Locust user inside the guest.
+Stdlib only: lab/model/config.py imports it on the host, the Locust user inside the guest.
 
 Values come as text (a flag: `Knob.parse_text`) or typed (TOML: `Knob.parse`); both raise `KnobError`
 with the problem only ("must be ..., got ..."), which the caller prefixes with the flag or the file

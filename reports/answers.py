@@ -3,7 +3,8 @@
 Pure core: `answer(cells, probe, lab)` turns plain data (each cell's varied settings, overrides and
 JSON summary; the sysctl-namespace probe's result; the lab model) into `Answers`, every number
 traceable to the run it came from. `sections(answers)` renders them as index.html sections. The
-shell (`load_cells`, `write_answers`) reads a matrix directory and writes reports/index.html.
+shell (`load_cells`, `write_answers`) reads a matrix directory and writes reports/index.html. The
+runs as rows: reports/cells.py; comparing fault runs: reports/burp.py; terminal lines: reports/headlines.py.
 """
 
 from __future__ import annotations
@@ -11,17 +12,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaos.check_cost import sentences
-from lab.config import Lab, flatten, with_overrides
-from lab.errors import LabError
-from lab.removal import EXIT_WATCHER
-from lab.render import (
-    KEEPALIVED_UNIT,
-    RESOLVER_DROPIN,
+from lab.model.config import Lab
+from lab.model.errors import LabError
+from lab.model.layout import EXIT_WATCHER, KEEPALIVED_CONF, KEEPALIVED_UNIT, RESOLVER_DROPIN
+from lab.model.parse import flatten, with_overrides
+from lab.render.files import (
     exit_watcher,
     render_keepalived,
     render_keepalived_unit,
@@ -29,9 +27,26 @@ from lab.render import (
     render_sysctl,
     render_unbound,
 )
+from reports.burp import check_cycle_ms, effects, recommend, removal_on_exit
+from reports.cells import (
+    Answers,
+    Cell,
+    as_toml,
+    by_setting,
+    changes_of,
+    compared,
+    fault_rank,
+    one_per_run,
+    row_of,
+    varying,
+)
+from reports.check_cost import sentences
+from reports.headlines import headlines
 from reports.html import environment
 from reports.index import Section, write_index
-from reports.stats import NO_DIFFERENCE, separated, verdict
+
+# The page's entry points (the demo and the tests import them from here).
+__all__ = ["QUESTIONS", "Answers", "Cell", "answer", "headlines", "load_cells", "sections", "write_answers"]
 
 QUESTIONS = {
     "burp": "How long is the “burp” when one resolver dies, and how many queries are lost?",
@@ -52,204 +67,11 @@ CASE_NAMES = {
 }
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One measured run of a suite: what it varied and what it measured."""
-
-    run_id: str
-    experiment: str
-    settings: Mapping[str, Any]
-    overrides: Mapping[str, Any]
-    summary: Mapping[str, Any]
-    href: str
-
-    @property
-    def label(self) -> str:
-        parts = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.settings.items()]
-        return f"{self.experiment} [{', '.join(parts)}]" if parts else self.experiment
-
-    @property
-    def fault(self) -> Mapping[str, Any] | None:
-        """The run's resolver failure: its first fault action's medians over every repetition
-        (`failover_window_ms`, `failed`, `detection_ms`), the spreads of each (`stats`: n, median,
-        min, max, 95 % interval) and the resolvers it hit. None without a fault."""
-        faults = self.summary.get("faults") or []
-        if not faults:
-            return None
-        action = faults[0].get("action")
-        stats = (self.summary.get("fault_stats") or {}).get(action) or {}
-        mine = [f for f in faults if f.get("action") == action]
-        medians = {k: (stats.get(k) or {}).get("median", mine[0].get(k))
-                   for k in ("failover_window_ms", "failed", "detection_ms")}
-        return {**mine[0], **medians, "n": len(mine), "stats": stats,
-                "resolvers": sorted({str(f.get("resolver")) for f in mine})}
-
-    @property
-    def exercised(self) -> bool:
-        """True when a faulted resolver answered queries in this run, so the fault reached clients.
-
-        With reused source ports every socket may be pinned to other resolvers: then killing this
-        one hides nothing and its zero failures say nothing about the settings."""
-        fault = self.fault or {}
-        answered = self.summary.get("answers_by_resolver") or {}
-        return any(answered.get(name, 0) > 0 for name in fault.get("resolvers", ()))
-
-    @property
-    def qps(self) -> float | None:
-        duration = self.summary.get("duration_s") or 0
-        return self.summary["queries"] / duration if duration else None
-
-    def latency(self, key: str) -> float | None:
-        return (self.summary.get("latency_ms") or {}).get(key)
-
-
-@dataclass(frozen=True)
-class Answers:
-    """Every answer as plain data for the template, plus the recommended cell."""
-
-    items: dict[str, dict[str, Any]] = field(default_factory=dict)
-    recommended: Cell | None = None
-    files: dict[str, str] = field(default_factory=dict)
-
-
-def _fault_rank(cell: Cell) -> tuple[float, float, float]:
-    fault = cell.fault or {}
-    return (fault.get("failover_window_ms") or 0.0, fault.get("failed") or 0,
-            fault.get("detection_ms") or float("inf"))
-
-
-def _row(cell: Cell) -> dict[str, Any]:
-    """A cell's figures for the page: fault medians, with their spreads (`*_s`), and load figures."""
-    fault = cell.fault or {}
-    stats = fault.get("stats") or {}
-    return {"cell": cell, "window": fault.get("failover_window_ms"), "failed": fault.get("failed"),
-            "detection": fault.get("detection_ms"), "n": fault.get("n"),
-            "window_s": stats.get("failover_window_ms"), "failed_s": stats.get("failed"),
-            "detection_s": stats.get("detection_ms"), "dropped": cell.summary.get("dropped"),
-            "queries": cell.summary.get("queries"), "stall": cell.summary.get("max_stall_ms"),
-            "p50": cell.latency("p50"), "p99": cell.latency("p99"), "qps": cell.qps}
-
-
-def _one_per_run(cells: Sequence[Cell]) -> list[Cell]:
-    """The first cell of each run: suite cells equal to lab.toml's settings share one run."""
-    first: dict[str, Cell] = {}
-    for cell in cells:
-        first.setdefault(cell.run_id, cell)
-    return list(first.values())
-
-
-def _varying(cells: Sequence[Cell], key: str) -> list[Cell]:
-    return [c for c in cells if key in c.settings]
-
-
-def _compared(cells: Sequence[Cell], reference: Cell | None, own: str) -> dict[str, Any]:
-    """Rows of the cells that vary a setting; else only the reference run, flagged as the lab's own."""
-    if cells:
-        return {"rows": [_row(c) for c in cells], "only": None}
-    return {"rows": [_row(reference)] if reference else [], "only": own}
-
-
-def _changes(cell: Cell, lab: Lab) -> dict[str, tuple[Any, Any]]:
-    """The settings of a cell that differ from lab.toml's: key -> (lab.toml's value, the cell's)."""
-    flat = flatten(lab.raw)
-    cell_settings = {**cell.settings, **flatten(dict(cell.overrides))}
-    return {k: (flat.get(k), v) for k, v in cell_settings.items() if _toml(flat.get(k)) != _toml(v)}
-
-
-def _toml(value: Any) -> str:
-    """A setting's value as lab.toml spells it (true, not True)."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def check_cycle_ms(lab: Lab) -> float:
-    """One check cycle of lab.toml's timers (delay_loop + retries x delay_before_retry), in ms: where
-    in that cycle a fault lands moves a run's detection and failover window by up to about this much,
-    so two single runs closer than this are not told apart."""
-    return (lab.check.delay_loop + lab.check.retry * lab.check.delay_before_retry) * 1000
-
-
-def told_apart(row: Mapping[str, Any], ref: Mapping[str, Any], margin_ms: float) -> bool:
-    """Do two runs' failover windows differ beyond their spread? With intervals (n >= 3 faults each):
-    only when the 95 % intervals of the medians separate. Without: only by more than `margin_ms` (one
-    check cycle, where a single fault may land)."""
-    if (row.get("window_s") or {}).get("ci") and (ref.get("window_s") or {}).get("ci"):
-        return separated(row["window_s"], ref["window_s"])
-    return abs((row.get("window") or 0.0) - (ref.get("window") or 0.0)) > margin_ms
-
-
-def comparison(row: Mapping[str, Any], ref: Mapping[str, Any], margin_ms: float) -> str:
-    """"shorter burp", "longer burp" or "no measurable difference" for a run against the reference."""
-    if not told_apart(row, ref, margin_ms):
-        return NO_DIFFERENCE
-    if (row.get("window_s") or {}).get("ci") and (ref.get("window_s") or {}).get("ci"):
-        better = verdict(row["window_s"], ref["window_s"]) == "better"
-    else:
-        better = (row.get("window") or 0.0) < (ref.get("window") or 0.0)
-    return "shorter burp" if better else "longer burp"
-
-
-def recommend(ranked: Sequence[Cell], reference: Cell | None, margin_ms: float) -> Cell | None:
-    """The best-ranked run, unless it cannot be told apart from lab.toml's own run (`told_apart`):
-    then lab.toml's settings stand."""
-    if not ranked:
-        return None
-    best = ranked[0]
-    if reference is None or reference.run_id == best.run_id:
-        return best
-    return best if comparison(_row(best), _row(reference), margin_ms) == "shorter burp" else reference
-
-
-def _effects(ranked: Sequence[Cell], reference: Cell | None, lab: Lab,
-             margin_ms: float) -> list[dict[str, Any]]:
-    """What each change from lab.toml did to a resolver failure: every same-experiment fault run that
-    differs from the reference run only in settings, against the reference, largest harm first;
-    `noise` marks a window change within one check cycle."""
-    if reference is None or reference.fault is None:
-        return []
-    ref = _row(reference)
-    out = []
-    for cell in ranked:
-        changes = _changes(cell, lab)
-        if cell.run_id == reference.run_id or cell.experiment != reference.experiment or not changes:
-            continue
-        row = _row(cell)
-        out.append({"row": row, "changes": [f"{k.rsplit('.', 1)[-1]} {_toml(old)} → {_toml(new)}"
-                                            for k, (old, new) in changes.items()],
-                    "window_delta": (row["window"] or 0.0) - (ref["window"] or 0.0),
-                    "verdict": (said := comparison(row, ref, margin_ms)),
-                    "noise": said == NO_DIFFERENCE,
-                    "failed_delta": (row["failed"] or 0) - (ref["failed"] or 0)})
-    return sorted(out, key=lambda e: -e["window_delta"])
-
-
-def _by_setting(cells: Sequence[Cell], key: str, value: Any) -> dict[str, Any] | None:
-    """The row of the first cell whose setting `key` equals `value`."""
-    cell = next((c for c in cells if _toml(c.settings.get(key)) == _toml(value)), None)
-    return _row(cell) if cell else None
-
-
-def removal_on_exit(faulted: Sequence[Cell], reference: Cell | None, lab: Lab,
-                    margin_ms: float) -> dict[str, Any] | None:
-    """What removal on exit did to the burp: the same fault as lab.toml's own run with only
-    [check] removal_on_exit changed, against that run (None when not measured)."""
-    if reference is None or lab.check.removal_on_exit:
-        return None
-    cell = next((c for c in faulted if c.experiment == reference.experiment
-                 and set(_changes(c, lab)) == {"check.removal_on_exit"}), None)
-    if cell is None:
-        return None
-    row, ref = _row(cell), _row(reference)
-    delta = (row["window"] or 0.0) - (ref["window"] or 0.0)
-    return {"row": row, "ref": ref, "window_delta": delta,
-            "beyond": comparison(row, ref, margin_ms) == "shorter burp",
-            "margin_ms": margin_ms, "failed_delta": (row["failed"] or 0) - (ref["failed"] or 0)}
-
-
 def recommended_files(lab: Lab) -> dict[str, str]:
     """Every file the recommended configuration needs, by its path (the lab's paths: adapt the unit
     names to the resolvers' own units)."""
     files = {
-        "/etc/keepalived/keepalived.conf": render_keepalived(lab),
+        KEEPALIVED_CONF: render_keepalived(lab),
         "/etc/sysctl.d/90-dnslab-ipvs.conf": render_sysctl(lab),
         f"/etc/unbound/unbound.conf.d/{lab.resolvers[0].name}.conf": render_unbound(lab, lab.resolvers[0]),
     }
@@ -262,7 +84,7 @@ def recommended_files(lab: Lab) -> dict[str, str]:
 
 def _vlan_cost(cells: Sequence[Cell]) -> dict[str, Any] | None:
     """Throughput and median latency with the VLAN against without it, when both were measured."""
-    on, off = _by_setting(cells, "network.vlan", True), _by_setting(cells, "network.vlan", False)
+    on, off = by_setting(cells, "network.vlan", True), by_setting(cells, "network.vlan", False)
     if not (on and off and on["qps"] and off["qps"]):
         return None
     p50 = on["p50"] - off["p50"] if on["p50"] is not None and off["p50"] is not None else None
@@ -295,18 +117,18 @@ def lookup_rows(faulted: Sequence[Cell], reference: Cell | None, lab: Lab) -> li
     (spread) and over the run; `claim` says whether the seed's "lookups stall, but no dropped
     requests" held: no failed lookup, and a lookup slower than STALL_MS."""
     cells = [reference] if reference else []
-    cells += [c for c in _one_per_run(faulted)
+    cells += [c for c in one_per_run(faulted)
               if any(k in c.settings for k in CLIENT_KEYS) and c is not reference]
     out = []
     for cell in cells:
         stats = (cell.fault or {}).get("stats") or {}
         failed, longest = cell.summary.get("lookups_failed"), cell.summary.get("lookup_max_ms")
-        others = {k: v for k, v in _changes(cell, lab).items() if k not in CLIENT_KEYS}
-        out.append({**_row(cell), "client": client_label(cell, lab), "lookups": cell.summary.get("lookups"),
+        others = {k: v for k, v in changes_of(cell, lab).items() if k not in CLIENT_KEYS}
+        out.append({**row_of(cell), "client": client_label(cell, lab), "lookups": cell.summary.get("lookups"),
                     "lookups_failed": failed, "lookup_p99": cell.summary.get("lookup_p99_ms"),
                     "lookup_max": longest, "failed_per_fault_s": stats.get("lookups_failed"),
                     "max_per_fault_s": stats.get("lookup_max_ms"),
-                    "settings": [f"{k.rsplit('.', 1)[-1]}={_toml(new)}" for k, (_, new) in others.items()],
+                    "settings": [f"{k.rsplit('.', 1)[-1]}={as_toml(new)}" for k, (_, new) in others.items()],
                     "claim": None if failed is None else (failed == 0 and (longest or 0) > STALL_MS),
                     "no_failures": failed == 0, "stalls": (longest or 0) > STALL_MS})
     return out
@@ -329,29 +151,29 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab,
     faulted = [c for c in cells if c.fault and c.exercised]
     items: dict[str, dict[str, Any]] = {}
 
-    reference = next((c for c in faulted if c.experiment == "kill-one" and not _changes(c, lab)),
+    reference = next((c for c in faulted if c.experiment == "kill-one" and not changes_of(c, lab)),
                      faulted[0] if faulted else None)
     # the client models are the application's side, not a setting of the stack: ranked apart
-    ranked = sorted(_one_per_run([c for c in faulted if not any(k in c.settings for k in CLIENT_KEYS)]),
-                    key=_fault_rank)
+    ranked = sorted(one_per_run([c for c in faulted if not any(k in c.settings for k in CLIENT_KEYS)]),
+                    key=fault_rank)
     margin_ms = check_cycle_ms(lab)
-    items["burp"] = {"ref": _row(reference) if reference else None,
+    items["burp"] = {"ref": row_of(reference) if reference else None,
                      "bound_s": lab.check.removal_bound_s,
                      "exit": removal_on_exit(faulted, reference, lab, margin_ms)}
 
     best = recommend(ranked, reference, margin_ms)
-    items["settings"] = {"rows": [_row(c) for c in ranked], "margin_ms": margin_ms,
-                         "recommended": _row(best) if best else None,
-                         "effects": _effects(ranked, reference, lab, margin_ms),
-                         "reference": _row(reference) if reference else None,
-                         "best": _row(ranked[0]) if ranked else None,
-                         "worst": _row(ranked[-1]) if ranked else None,
-                         "unexercised": [_row(c) for c in cells if c.fault and not c.exercised]}
+    items["settings"] = {"rows": [row_of(c) for c in ranked], "margin_ms": margin_ms,
+                         "recommended": row_of(best) if best else None,
+                         "effects": effects(ranked, reference, lab, margin_ms),
+                         "reference": row_of(reference) if reference else None,
+                         "best": row_of(ranked[0]) if ranked else None,
+                         "worst": row_of(ranked[-1]) if ranked else None,
+                         "unexercised": [row_of(c) for c in cells if c.fault and not c.exercised]}
 
     checks = sorted((c for c in faulted if "check.type" in c.settings or "check.delay_loop" in c.settings),
                     key=lambda c: (str(c.settings.get("check.type", "")),
                                    -float(c.settings.get("check.delay_loop", 0))))
-    items["check"] = {**_compared(checks, reference, f"check.type = {lab.check.type}, "
+    items["check"] = {**compared(checks, reference, f"check.type = {lab.check.type}, "
                                                      f"delay_loop = {lab.check.delay_loop}"),
                       "cost": check_cost(cost)}
 
@@ -364,11 +186,11 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab,
     else:
         items["sysctl"] = {"kernel": None, "total": None, "cases": []}
 
-    netns = _varying(cells, "network.keepalived_netns")
-    items["netns"] = {**_compared(netns, reference, f"keepalived_netns = {lab.network.keepalived_netns}"),
-                      "own": _by_setting(netns, "network.keepalived_netns", "lb")}
-    vlan = _varying(cells, "network.vlan")
-    items["vlan"] = {**_compared(vlan, reference,
+    netns = varying(cells, "network.keepalived_netns")
+    items["netns"] = {**compared(netns, reference, f"keepalived_netns = {lab.network.keepalived_netns}"),
+                      "own": by_setting(netns, "network.keepalived_netns", "lb")}
+    vlan = varying(cells, "network.vlan")
+    items["vlan"] = {**compared(vlan, reference,
                                  f"vlan = {str(lab.network.vlan).lower()} ({lab.network.lower_link})"),
                      "cost": _vlan_cost(vlan)}
 
@@ -376,57 +198,6 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab,
 
     files = recommended_files(with_overrides(lab, best.overrides)) if best is not None else {}
     return Answers(items=items, recommended=best, files=files)
-
-
-def _ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0f} ms"
-
-
-def _n(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0f}"
-
-
-def _window(row: Mapping[str, Any]) -> str:
-    """A row's failover window: the median, and with several faults their range and n."""
-    s = row.get("window_s") or {}
-    if (s.get("n") or 0) < 2:
-        return _ms(row["window"])
-    ci = f", CI {s['ci'][0]:.0f}–{s['ci'][1]:.0f}" if s.get("ci") else ""
-    return f"{_ms(row['window'])} (median, {s['min']:.0f}–{s['max']:.0f} ms, n={s['n']}{ci})"
-
-
-def headlines(answers: Answers) -> list[str]:
-    """One line per answered question, for the terminal (pure)."""
-    items, out = answers.items, []
-    if ref := items["burp"]["ref"]:
-        out.append(f"burp: {ref['cell'].label}: failover window {_window(ref)}, {_n(ref['failed'])} "
-                   f"queries failed per fault, removed from IPVS after {_ms(ref['detection'])}")
-    if exit_ := items["burp"]["exit"]:
-        row = exit_["row"]
-        said = "shorter" if exit_["beyond"] else NO_DIFFERENCE
-        out.append(f"removal on exit: failover window {_window(row)}, {_n(row['failed'])} failed per fault "
-                   f"({exit_['window_delta']:+.0f} ms, {exit_['failed_delta']:+.0f} failed: {said})")
-    if (best := items["settings"]["recommended"]) and (worst := items["settings"]["worst"]):
-        out.append(f"settings: recommended {best['cell'].label} ({_window(best)}, {_n(best['failed'])} "
-                   f"failed); worst {worst['cell'].label} ({_window(worst)}, {_n(worst['failed'])} failed)")
-    if (cost := items["check"]["cost"]) and cost["ratio"]:
-        out.append(f"check: nslookup costs {'at least ' if cost['at_least'] else ''}{cost['ratio']:.0f}x "
-                   f"the CPU of a DNS_CHECK per check")
-    if cases := items["sysctl"]["cases"]:
-        out.append("sysctls: net.ipv4.vs.* existing / writable / leaking: " + "; ".join(
-            f"{c['name']} {c['exist']}/{c['writable']}/{len(c['leaking'])}" for c in cases))
-    if (own := items["netns"].get("own")) and own["detection"] is not None:
-        out.append(f"keepalived: works in its own namespace (removed the dead resolver after "
-                   f"{_ms(own['detection'])}); it needs the VIP's namespace, not the host's")
-    for row in items["lookups"]["rows"]:
-        if row["lookups"] is None:
-            continue
-        out.append(f"lookups: {row['client']}{' ' + ', '.join(row['settings']) if row['settings'] else ''}: "
-                   f"{row['lookups_failed']} of {row['lookups']} failed, longest {_ms(row['lookup_max'])}")
-    if vlan := items["vlan"].get("cost"):
-        out.append(f"vlan: {vlan['on']['qps']:.0f} q/s with it, {vlan['off']['qps']:.0f} without "
-                   f"({vlan['qps_pct']:+.1f} %)")
-    return out
 
 
 def sections(answers: Answers) -> list[Section]:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lab.atomic import write_atomic
+from lab.local.atomic import write_atomic
 from reports.analysis import Analysis, analyse
 from reports.figures import render_figures
 from reports.html import render_report

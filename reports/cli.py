@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from lab.errors import LabError, cli_guard
-from lab.state import runs_dir
+from lab.local.state import runs_dir
+from lab.model.errors import LabError, cli_guard
 from reports.build import build_report
 from reports.index import write_index
 

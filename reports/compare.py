@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lab.versions import describe
 from reports.analysis import DEFINITIONS, analyse
 from reports.build import write_report
 from reports.figures import bar_chart
@@ -44,6 +45,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "run_id": run.run_id,
         "path": str(run.path),
         "experiment": run.meta.get("experiment", ""),
+        "guest": describe(run.meta.get("guest")),
         "settings": dict(flatten(run.meta.get("settings") or {})),
         "lab": dict(flatten(run.meta.get("lab") or {})),
         "queries": s["queries"],
@@ -105,6 +107,7 @@ def comparison_context(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, A
             "run_id": r["run_id"],
             "href": os.path.relpath(Path(r["path"]).resolve() / "report.html", out_dir.resolve()),
             "experiment": r["experiment"],
+            "guest": r["guest"],
             "settings": [r["settings"].get(k, "-") for k in keys],
             "lab": [r["lab"].get(k, "-") for k in lab_keys],
             "metrics": [r[m] if isinstance(r[m], str) else fmt(r[m], 3) if m == "drop_rate" else fmt(r[m])

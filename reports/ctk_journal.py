@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lab.errors import LabError
+from lab.model.errors import LabError
 
 JOURNAL_FILE = "ctk-journal.json"
 

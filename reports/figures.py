@@ -16,8 +16,9 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from reports.analysis import NS_PER_S, Analysis, answer_ns, answers_by_bin, is_ok, latency_by_bin
+from reports.analysis import Analysis, answers_by_bin, latency_by_bin
 from reports.load import Run
+from reports.records import NS_PER_S, answer_ns, is_ok
 
 BIN_CHOICES_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 MAX_BINS = 600

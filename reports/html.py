@@ -10,6 +10,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from lab.versions import describe
 from reports.analysis import DEFINITIONS, Analysis
 from reports.figures import Image
 from reports.load import Run
@@ -219,6 +220,7 @@ def report_context(run: Run, analysis: Analysis, images: list[Image]) -> dict[st
         "settings": flatten(meta.get("settings") or {}),
         "lab": flatten(meta.get("lab") or {}),
         "tools": flatten(meta.get("tools") or {}),
+        "guest": describe(meta.get("guest")),
     }
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.versions import describe
 from reports.html import environment, flatten, fmt
 
 SUMMARY_FILE = "summary.json"
@@ -53,6 +54,7 @@ def run_entries(runs_dir: Path, out_dir: Path) -> list[dict[str, Any]]:
                 "title": meta.get("title") or "",
                 "experiment": meta.get("experiment") or "",
                 "start": meta.get("start") or "",
+                "guest": describe(meta.get("guest")),
                 "settings": ", ".join(f"{k}={v}" for k, v in flatten(meta.get("settings") or {})),
                 "href": os.path.relpath(report.resolve(), out_dir.resolve()) if report.is_file() else None,
                 "queries": fmt(summary.get("queries")),
@@ -78,6 +80,7 @@ def render_index(
             title=title,
             sections=sections,
             entries=entries,
+            guests=sorted({e["guest"] for e in entries if e.get("guest")}),
             generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
     )

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv
 
-from lab.errors import LabError
-from lab.state import RUN_INCOMPLETE
+from lab.local.state import RUN_INCOMPLETE
+from lab.model.errors import LabError
 
 _DICT = pa.dictionary(pa.int32(), pa.string())
 

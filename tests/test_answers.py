@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from lab.config import parse_lab
+from lab.model.parse import parse_lab
 from reports.answers import QUESTIONS, Cell, answer, sections
 from reports.detection import action_stats
 

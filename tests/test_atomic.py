@@ -1,4 +1,4 @@
-"""lab.atomic: a file is replaced whole or not at all, and nothing of the attempt is left behind."""
+"""lab.local.atomic: a file is replaced whole or not at all, and nothing of the attempt is left behind."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from lab.atomic import write_atomic, write_json
+from lab.local.atomic import write_atomic, write_json
 
 
 def test_replaces_the_file_whole(tmp_path):
@@ -39,7 +39,8 @@ def test_bytes_and_mode(tmp_path):
 
 
 def test_demo_state_is_written_with_it(tmp_path, monkeypatch):
-    from lab import atomic, demo
+    from dnslab import demo
+    from lab.local import atomic
 
     monkeypatch.setenv("DNSLAB_STATE", str(tmp_path))
     written = []

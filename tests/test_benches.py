@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from chaos.interrupt_bench import check_run_dir
-from chaos.load_bench import _udp_in_packets
-from lab.errors import LabError
-from reports.synthetic import write_planted_run
+from bench.interrupt import check_run_dir
+from bench.load import _udp_in_packets
+from bench.synthetic import write_planted_run
+from lab.model.errors import LabError
 
 STATS = """IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes

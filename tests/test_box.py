@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import box
-from lab.errors import LabError
+from lab.model.errors import LabError
+from lab.providers.vagrant import box
 
 GIB = 1024**3
 PUB = b"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ vagrant insecure public key\n"

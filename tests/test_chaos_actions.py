@@ -14,8 +14,8 @@ import pytest
 from invoke import Config, Context
 
 from chaos import actions
-from lab.config import merge, parse_lab, with_overrides
-from lab.render import render_unbound
+from lab.model.parse import merge, parse_lab, with_overrides
+from lab.render.files import render_unbound
 
 pytestmark = pytest.mark.integration
 ADDRESS = "127.0.0.41"
@@ -191,7 +191,7 @@ class _Guest:
 def test_every_fault_has_an_undo_known_before_it_runs(lab, monkeypatch):
     """What the runner logs before a fault undoes the same things as the fault's own undo: the same
     calls, with the values the action would read replaced by the lab's (chaos.undo_log)."""
-    from lab import deploy
+    from lab.ops import deploy
 
     monkeypatch.setattr(deploy, "deploy", lambda *a, **k: None)
     t = actions.Target(_Guest(), lab)

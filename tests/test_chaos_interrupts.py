@@ -27,9 +27,9 @@ from chaos.experiment import load_experiment
 from chaos.interrupts import Interrupted
 from chaos.runner import Run, console
 from chaos.undo_log import MARKER
-from lab.config import parse_lab
-from lab.errors import LabError
-from lab.state import RUN_INCOMPLETE
+from lab.local.state import RUN_INCOMPLETE
+from lab.model.errors import LabError
+from lab.model.parse import parse_lab
 from tests.conftest import REPO
 from tests.fakeguest import FakeGuest
 

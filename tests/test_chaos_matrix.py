@@ -9,8 +9,8 @@ import pytest
 
 from chaos.experiment import load_experiment
 from chaos.matrix import cells, check_cells, load_suite, setting
-from lab.config import load_lab, parse_lab, with_overrides
-from lab.errors import LabError
+from lab.model.errors import LabError
+from lab.model.parse import load_lab, parse_lab, with_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 

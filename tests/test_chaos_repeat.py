@@ -8,8 +8,8 @@ import yaml
 
 from chaos.experiment import load_experiment, parse_experiment
 from chaos.timeline import schedule
-from lab.config import parse_lab
-from lab.errors import LabError
+from lab.model.errors import LabError
+from lab.model.parse import parse_lab
 
 
 def test_kill_one_repeats_five_crashes_rotating_the_resolver(raw_lab):

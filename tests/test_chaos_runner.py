@@ -7,7 +7,7 @@ import pandas as pd
 from chaos.experiment import load_experiment
 from chaos.journal import Journal, utc_iso
 from chaos.runner import evaluate, settings_of
-from lab.config import flatten, parse_lab
+from lab.model.parse import flatten, parse_lab
 
 
 def test_flatten_keeps_sysctl_names_whole():
@@ -43,7 +43,7 @@ def test_journal_marks_a_deviation():
 def test_the_load_command_carries_the_labs_load_profile(raw_lab, tmp_path, monkeypatch):
     from chaos.experiment import load_experiment
     from chaos.runner import Run
-    from lab.config import parse_lab, with_overrides
+    from lab.model.parse import parse_lab, with_overrides
 
     monkeypatch.setenv("DNSLAB_RUNS", str(tmp_path))
     lab = with_overrides(parse_lab(raw_lab), {"load": {"window": 8, "socket_mode": "reuse", "rate": 0,
@@ -65,7 +65,7 @@ def test_the_load_command_sets_every_load_knob_and_the_generator_accepts_it(raw_
 
     from chaos.experiment import load_experiment
     from chaos.runner import Run
-    from lab.config import parse_lab
+    from lab.model.parse import parse_lab
     from loadtest.knobs import DNS_KNOBS
     from loadtest.options import parse_settings
 

@@ -17,8 +17,8 @@ import pytest
 from chaos import probes
 from chaos.experiment import load_experiment
 from chaos.runner import Run
-from lab.config import parse_lab
-from lab.errors import LabError
+from lab.model.errors import LabError
+from lab.model.parse import parse_lab
 
 EXPERIMENT = """\
 title: kill and restart rs2
@@ -110,7 +110,7 @@ def test_a_failure_to_record_one_rollback_does_not_skip_the_others(env, monkeypa
 def test_run_files_are_written_atomically(env, monkeypatch):
     """events.jsonl, journal.json and meta.json are replaced whole: a crash mid-write leaves the old file."""
     import chaos.runner as runner
-    from lab import atomic
+    from lab.local import atomic
 
     monkeypatch.setattr(probes, "wait_healthy", _healthy(True))
     written: list[str] = []
@@ -146,7 +146,7 @@ def test_meta_records_the_merged_row_count(env, monkeypatch):
 
 HOLD = """
 import sys, time
-from lab.runlock import lab_lock
+from lab.local.runlock import lab_lock
 with lab_lock("run kill-one"):
     print("held", flush=True)
     time.sleep(60)
@@ -171,7 +171,7 @@ def test_a_second_run_is_refused_while_one_holds_the_lab(env, monkeypatch, tmp_p
 
 
 def test_the_lock_is_reentrant_in_one_process(env):
-    from lab.runlock import lab_lock
+    from lab.local.runlock import lab_lock
 
     with lab_lock("demo"), lab_lock("deploy"), lab_lock("matrix quick"):
         pass

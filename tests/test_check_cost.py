@@ -13,8 +13,9 @@ import time
 import pytest
 
 from chaos import check_cost
-from lab.config import load_lab, with_overrides
-from lab.render import render_keepalived
+from lab.model.parse import load_lab, with_overrides
+from lab.render.files import render_keepalived
+from reports.check_cost import sentences
 
 LIVE, DEAD = "127.0.0.61", "127.0.0.62"  # Unbound on LIVE:53; nothing listens on DEAD
 LOOPBACK_NET = {"subnet": "127.0.0.0/24", "vip": "127.0.0.100", "director": "127.0.0.254",
@@ -81,7 +82,7 @@ def test_summary_per_kind_shares_and_ratios():
 
 def test_sentences_say_the_answer_with_its_numbers():
     s = check_cost.summarize(_raw(_window(run_ms=60.0, self_ticks=5)), 0.5, 3, 2)
-    assert check_cost.sentences(s) == [
+    assert sentences(s) == [
         "A MISC_CHECK with nslookup costs 20 ms of CPU and 200 ms wall per check (median of 3, 67 % passed); "
         "of one core: 24 % at delay_loop 0.5 s, 12 % at 1 s, 2 % at 6 s (3 resolvers x 2 virtual servers).",
         "A MISC_CHECK with dig costs 5 ms of CPU and 50 ms wall per check (median of 4, 100 % passed); "
@@ -92,7 +93,7 @@ def test_sentences_say_the_answer_with_its_numbers():
         "CPU per check: nslookup/dns_check 40x, nslookup/in_process_query 67x, dig/dns_check 10x, "
         "dig/in_process_query 17x (a bare in-process query: 0.3 ms CPU, 2 ms wall).",
     ]
-    bound = check_cost.sentences(check_cost.summarize(_raw(_window(0.0, 0)), 0.5, 2, 2))
+    bound = sentences(check_cost.summarize(_raw(_window(0.0, 0)), 0.5, 2, 2))
     assert "(2 resolvers x 2 virtual servers), 12 % at 1 s (3 resolvers x 2 virtual servers)" in bound[0]
     assert bound[2] == ("DNS_CHECK costs under 0.0833 ms of Keepalived's CPU per check "
                         "(no clock tick in 10 s).")
@@ -153,7 +154,7 @@ def test_probe_spec_holds_keepalived_exact_commands():
 
 def test_probe_refuses_bad_arguments_before_touching_the_guest():
     from chaos.actions import Target
-    from lab.errors import LabError
+    from lab.model.errors import LabError
 
     with pytest.raises(LabError, match="n must be >= 1"):
         check_cost.probe_check_cost(Target(conn=None, lab=load_lab()), n=0)
@@ -162,7 +163,7 @@ def test_probe_refuses_bad_arguments_before_touching_the_guest():
 @pytest.fixture(scope="module")
 def unbound(tmp_path_factory):
     """A lab-zone Unbound on LIVE:53 (port 53: the MISC commands name no other)."""
-    from loadtest.bench import start_unbound
+    from bench.loadtest import start_unbound
 
     proc = start_unbound(tmp_path_factory.mktemp("unbound"), LIVE, 53, name="live")
     yield proc

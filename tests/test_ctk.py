@@ -93,7 +93,7 @@ def test_wrapped_call_passes_plain_keyword_arguments(monkeypatch):
 
 
 def test_steady_probe_outside_a_run_is_a_one_line_error():
-    from lab.errors import LabError
+    from lab.model.errors import LabError
 
     with pytest.raises(LabError, match="no dnslab run in progress; declare the dnslab control"):
         ctk_probes.success_ratio()

@@ -7,10 +7,10 @@ import subprocess
 
 import pytest
 
-from lab.config import parse_lab
-from lab.deploy import deploy
-from lab.endpoint import Endpoint, connect
-from lab.errors import LabError
+from lab.model.errors import LabError
+from lab.model.parse import parse_lab
+from lab.ops.deploy import deploy
+from lab.ssh.endpoint import Endpoint, connect
 
 
 @pytest.fixture

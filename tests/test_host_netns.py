@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from lab.host_netns import HostNetns
+from lab.providers.vagrant.host_netns import HostNetns
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,8 @@ def test_forwarder_reaches_a_server_that_only_exists_inside(netns: HostNetns):
     inner = server.stdout.readline().strip()
     with pytest.raises(ConnectionRefusedError):  # the host's 127.0.0.1 is not the namespace's
         socket.create_connection(("127.0.0.1", int(inner)), timeout=1)
-    argv = [sys.executable, "-m", "lab.netns_forward", str(netns.path), "127.0.0.1", inner]
+    argv = [sys.executable, "-m", "lab.providers.vagrant.netns_forward", str(netns.path), "127.0.0.1",
+            inner]
     forwarder = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     port = int(forwarder.stdout.readline())
     assert forwarder.pid in netns.member_pids()

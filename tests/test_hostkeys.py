@@ -1,4 +1,4 @@
-"""Host keys are checked on every connection (lab.hostkeys), against a real SSH server on loopback
+"""Host keys are checked on every connection (lab.ssh.hostkeys), against a real SSH server on loopback
 (paramiko's server side, with an ed25519 host key from ssh-keygen) and with OpenSSH's own client
 for the command line `fab up` prints."""
 
@@ -17,11 +17,11 @@ from types import SimpleNamespace
 import paramiko
 import pytest
 
-from lab import hostkeys
-from lab.endpoint import Endpoint, connect
-from lab.hostkeys import ALIAS, HostKeyError
 from lab.providers import accept_host_key_of
 from lab.providers.qemu import holds_port
+from lab.ssh import hostkeys
+from lab.ssh.endpoint import Endpoint, connect
+from lab.ssh.hostkeys import ALIAS, HostKeyError
 
 ADDRESS = "127.0.0.1"
 
@@ -165,8 +165,8 @@ def test_fab_up_prints_a_command_line_that_verifies(monkeypatch, capsys, tmp_pat
 
 
 def test_accepting_a_key_is_only_for_the_ssh_provider(raw_lab):
-    from lab.config import parse_lab
-    from lab.errors import LabError
+    from lab.model.errors import LabError
+    from lab.model.parse import parse_lab
     from lab.providers import bring_up
 
     with pytest.raises(LabError, match="--accept-host-key is for the ssh provider"):

@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from lab import image, image_recipe
-from lab.errors import LabError
-from lab.image_steps import run_step
+from lab.image import build as image
+from lab.image import recipe as image_recipe
+from lab.image.steps import run_step
+from lab.model.config import RELEASES
+from lab.model.errors import LabError
+from lab.model.parse import load_lab
+
+DATA = Path(__file__).parent / "data"
 
 
 def test_parse_packages_skips_comments_and_blanks():
@@ -28,8 +33,9 @@ def test_package_list_has_the_stack_and_no_duplicates():
 
 
 def test_mmdebstrap_argv_names_no_mirror():
-    argv = image_recipe.mmdebstrap_argv(["unbound", "keepalived"], Path("/h/customize.sh"), Path("/t/rootfs"))
-    assert argv[-2:] == ["bookworm", "/t/rootfs"]
+    argv = image_recipe.mmdebstrap_argv("trixie", ["unbound", "keepalived"], Path("/h/customize.sh"),
+                                        Path("/t/rootfs"))
+    assert argv[-2:] == ["trixie", "/t/rootfs"]
     assert "--include=unbound,keepalived" in argv
     assert "--variant=minbase" in argv and "--customize-hook=/h/customize.sh" in argv
     assert not any("://" in arg or "debian.org" in arg for arg in argv)
@@ -60,7 +66,42 @@ def test_hash_inputs_changes_with_content_path_and_extra(tmp_path, monkeypatch):
 def test_image_key_depends_on_base_key_and_is_stable():
     assert image_recipe.image_key("a" * 64) == image_recipe.image_key("a" * 64)
     assert image_recipe.image_key("a" * 64) != image_recipe.image_key("b" * 64)
-    assert image_recipe.base_key() == image_recipe.base_key()
+    assert image_recipe.base_key("bookworm") == image_recipe.base_key("bookworm")
+
+
+def test_each_release_has_its_own_cache_entry():
+    keys = {release: image_recipe.base_key(release) for release in RELEASES}
+    assert len(set(keys.values())) == len(RELEASES)
+    assert len({image_recipe.image_key(k) for k in keys.values()}) == len(RELEASES)
+
+
+@pytest.mark.parametrize(("log", "missing"), [
+    ("mmdebstrap-no-suite.log", "the suite 'trixie' (no Release file for it at the package source)"),
+    ("mmdebstrap-no-package.log", "the package nosuchpkg-dnslab (not in trixie)"),
+])
+def test_what_the_package_source_lacks_is_read_from_mmdebstraps_output(log, missing):
+    assert image_recipe.missing_from_log((DATA / log).read_text(), "trixie") == missing
+
+
+def test_other_mmdebstrap_failures_are_not_blamed_on_the_package_source():
+    text = "I: running apt-get update...\nE: customize hook failed: exit 1\nE: mmdebstrap failed to run\n"
+    assert image_recipe.missing_from_log(text, "trixie") is None
+
+
+def test_a_release_the_package_source_lacks_is_one_line_naming_it(tmp_path, monkeypatch):
+    """Stage 1 failing on a missing suite: a LabError naming the release and what is missing."""
+    log = tmp_path / "base.log"
+    log.write_text("earlier build\n")
+    fake = tmp_path / "mmdebstrap"
+    fake.write_text(f"#!/bin/sh\ncat {DATA / 'mmdebstrap-no-suite.log'}\nexit 25\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(image, "mmdebstrap_argv", lambda release, *a: [str(fake), release])
+    with pytest.raises(LabError) as err:
+        image._rootfs("forky", tmp_path / "rootfs", log, {})
+    text = str(err.value)
+    assert text.startswith("image build: release forky: the package source lacks the suite 'forky'")
+    assert "\n" not in text and str(log) in text
+
 
 
 def test_staging_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
@@ -164,10 +205,10 @@ def test_the_next_build_clears_what_a_killed_build_left(killed_build, tmp_path, 
     monkeypatch.setenv("DNSLAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(image, "check_tools", lambda: None)
     built = image.ImageArtifacts("k", tmp_path / "d.qcow2", tmp_path / "k", tmp_path / "i")
-    monkeypatch.setattr(image, "_build_base", lambda key: built)
+    monkeypatch.setattr(image, "_build_base", lambda key, release: built)
     monkeypatch.setattr(image, "_build_layer", lambda key, base, lab: built)
     try:
-        assert image.build(None, force=True) is built
+        assert image.build(load_lab(), force=True) is built
     finally:
         user.kill()
         user.wait()

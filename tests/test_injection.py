@@ -17,11 +17,11 @@ import pytest
 
 from chaos import actions
 from chaos.experiment import load_experiment
-from lab.config import load_lab, parse_lab
-from lab.errors import LabError
-from lab.netplan import sysctl_step
-from lab.removal import EXIT_WATCHER
-from lab.render import NETWORK_SCRIPT, render_files
+from lab.model.errors import LabError
+from lab.model.layout import EXIT_WATCHER, NETWORK_SCRIPT
+from lab.model.parse import load_lab, parse_lab
+from lab.render.files import render_files
+from lab.render.netplan import sysctl_step
 from tests.conftest import REPO
 
 PWN = "1'; touch pwned; echo '"
@@ -116,7 +116,7 @@ def test_the_lab_files_path_stays_on_one_comment_line(tmp_path):
             continue
         text = file.content.decode()
         assert "\nid > pwned" not in text, guest
-        comment = next(line for line in text.splitlines() if "Rendered by lab/render.py" in line)
+        comment = next(line for line in text.splitlines() if "Rendered by lab/render/files.py" in line)
         assert "x\\nid > pwned; echo $(id) \\\\ \\xe9" in comment, guest
     script = tmp_path / "net.sh"
     script.write_bytes(files[NETWORK_SCRIPT].content)

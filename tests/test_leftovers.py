@@ -14,13 +14,13 @@ from types import SimpleNamespace
 import pytest
 
 from chaos import probes
-from lab.config import merge, parse_lab
-from lab.leftovers import health_checks, leftover_steps
-from lab.netplan import network_plan
-from lab.render import render_files
-from lab.services import deploy_steps
+from lab.model.parse import merge, parse_lab
+from lab.ops.leftovers import health_checks, leftover_steps
+from lab.ops.services import deploy_steps
+from lab.render.files import render_files
+from lab.render.netplan import network_plan
 
-NS = "lftest1"  # a resolver name: its netns is NS and its ipvlan slave dl-NS (lab.netplan.link_name)
+NS = "lftest1"  # a resolver name: its netns is NS and its ipvlan slave dl-NS (lab.render.netplan.link_name)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.bench import free_port, realtime_prefix, start_unbound
+from bench.loadtest import free_port, realtime_prefix, start_unbound
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -240,7 +240,9 @@ def test_a_glibc_lookup_gets_past_a_dead_first_nameserver_and_its_records_say_so
         assert (first["attempt"], first["outcome"], first["resolver"]) == ("0", first_outcome, "")
         assert (second["attempt"], second["outcome"], second["resolver"]) == ("1", "ok", RESOLVER)
         gap_ms = (int(second["t_send_ns"]) - int(first["t_send_ns"])) / 1e6
-        assert gap_ms < 30 if dead == "refusing" else 195 <= gap_ms < 260
+        # refused: the next nameserver at once, well inside the 200 ms timeout; silent: after it (the
+        # upper bounds leave room for a busy 2-core host)
+        assert gap_ms < 100 if dead == "refusing" else 195 <= gap_ms < 350, gap_ms
         assert first["src_port"] != second["src_port"], "one socket per nameserver"
 
 

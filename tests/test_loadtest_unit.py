@@ -13,7 +13,7 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from loadtest.bench import send_accuracy
+from bench.loadtest import send_accuracy
 from loadtest.knobs import DNS_KNOBS
 from loadtest.merge import HEADER, merge
 from loadtest.options import (

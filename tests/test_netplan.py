@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.config import parse_lab, with_overrides
-from lab.netplan import network_plan, topology_signature, topology_steps, tuning_steps
+from lab.model.parse import parse_lab, with_overrides
+from lab.render.netplan import network_plan, topology_signature, topology_steps, tuning_steps
 
 
 @pytest.fixture

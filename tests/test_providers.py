@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from lab import providers
-from lab.config import parse_lab
-from lab.errors import LabError
-from lab.providers import bring_up, remember_provider, remembered_provider, take_down, vagrant_repo
+from lab.model.errors import LabError
+from lab.model.parse import parse_lab
+from lab.providers import bring_up, remember_provider, remembered_provider, take_down
+from lab.providers.vagrant import repo as vagrant_repo
 
 
 @pytest.fixture

@@ -8,18 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import parse_lab
-from lab.errors import LabError
-from lab.image import ImageArtifacts
+from lab.image.accel import choose_accel, kvm_probe_argv
+from lab.image.build import ImageArtifacts
+from lab.local.state import ensure_key
+from lab.model.errors import LabError
+from lab.model.parse import parse_lab
 from lab.providers import get_provider
-from lab.providers.qemu import (
-    QemuProvider,
-    choose_accel,
-    free_port,
-    kvm_probe_argv,
-    qemu_argv,
-)
-from lab.state import ensure_key
+from lab.providers.qemu import QemuProvider, free_port, qemu_argv
+from lab.ssh.endpoint import Endpoint
 
 IMAGE = ImageArtifacts("h" * 64, Path("/c/dnslab.qcow2"), Path("/c/vmlinuz"), Path("/c/initrd.img"))
 
@@ -127,3 +123,17 @@ def test_missing_qemu_names_its_package(state, raw_lab, tmp_path, monkeypatch):
     with pytest.raises(LabError, match=r"qemu provider needs qemu-system-x86_64; install it: apt-get install "
                                        r"qemu-system-x86"):
         QemuProvider(parse_lab(raw_lab)).up()
+
+
+def test_a_guest_kernel_panic_fails_the_boot_at_once(state, raw_lab, monkeypatch):
+    """Kernel 6.12 (trixie) panicked once at boot here under TCG: the wait stops at the panic, not
+    after boot_timeout_s, and says so in one line."""
+    provider = QemuProvider(parse_lab(raw_lab))
+    provider.dir.mkdir(parents=True)
+    provider.serial.write_text("[    3.62] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n"
+                                "[    6.17] ---[ end Kernel panic - not syncing: Fatal exception ]---\n")
+    monkeypatch.setattr(QemuProvider, "pid", lambda self: 4242)
+    monkeypatch.setattr(QemuProvider, "down", lambda self: None)
+    endpoint = Endpoint(host="127.0.0.1", port=1, user="root", key="")
+    with pytest.raises(LabError, match=r"^the guest kernel panicked while booting \(tcg\); serial log: "):
+        provider._wait_for_ssh(endpoint, "tcg")

@@ -1,4 +1,4 @@
-"""lab.remote's errors: a host that does not answer is "cannot reach", a write the login user may not
+"""lab.ssh.remote's errors: a host that does not answer is "cannot reach", a write the login user may not
 make is "permission denied", a non-root login is refused up front. Each is one line.
 
 The connection here is a stand-in that raises exactly what paramiko's SFTP client raises for each SFTP
@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab import remote
-from lab.errors import LabError
+from lab.model.errors import LabError
+from lab.ssh import remote
 
 
 class Sftp:

@@ -13,20 +13,14 @@ from pathlib import Path
 import pytest
 
 from lab.__main__ import main as lab_main
-from lab.config import load_lab, parse_lab, with_overrides
-from lab.deploy import deploy
-from lab.errors import LabError
-from lab.removal import EXIT_WATCHER, exit_file, keepalived_version, require_support, track_file_name
-from lab.render import (
-    KEEPALIVED_UNIT,
-    RESOLVER_DROPIN,
-    RESOLVER_UNIT,
-    render_files,
-    render_keepalived,
-    render_resolver_dropin,
-)
-from lab.services import service_steps
-from lab.validate import check_keepalived, check_units
+from lab.model.errors import LabError
+from lab.model.layout import EXIT_WATCHER, KEEPALIVED_UNIT, RESOLVER_DROPIN, RESOLVER_UNIT, exit_file
+from lab.model.parse import load_lab, parse_lab, with_overrides
+from lab.model.removal import keepalived_version, require_support, track_file_name
+from lab.ops.deploy import deploy
+from lab.ops.services import service_steps
+from lab.ops.validate import check_keepalived, check_units
+from lab.render.files import render_files, render_keepalived, render_resolver_dropin
 
 REPO = Path(__file__).resolve().parent.parent
 WATCHER = REPO / "lab" / "guest" / "dnslab-exit-watch.py"
@@ -175,7 +169,9 @@ def test_deploy_refuses_an_old_keepalived_before_changing_anything(on):
     conn = RecordingConnection("Keepalived v2.0.20 (01/22,2020)\n")
     with pytest.raises(LabError, match=r"\[check\] removal_on_exit: needs Keepalived 2.1.0"):
         deploy(on, conn)
-    assert conn.commands == ["keepalived --version 2>&1 | head -1"]
+    # only reads: the guest's release (deploy's first check), then Keepalived's version
+    assert conn.commands == ['. /etc/os-release 2>/dev/null; echo "$VERSION_CODENAME"',
+                             "keepalived --version 2>&1 | head -1"]
 
 
 # --- the exit watcher, on real processes --------------------------------------------------------------

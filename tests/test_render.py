@@ -7,24 +7,26 @@ import subprocess
 import pytest
 
 from lab.__main__ import main as lab_main
-from lab.config import parse_lab, with_overrides
-from lab.errors import LabError
-from lab.netplan import network_plan
-from lab.render import (
+from lab.model.errors import LabError
+from lab.model.layout import (
     KEEPALIVED_CONF,
     KEEPALIVED_UNIT,
     NETWORK_SCRIPT,
     RESOLVER_UNIT,
     SYSCTL_CONF,
+    unbound_path,
+)
+from lab.model.parse import parse_lab, with_overrides
+from lab.ops.services import deploy_steps, file_step
+from lab.ops.validate import check_keepalived, validate
+from lab.render.files import (
     render_files,
     render_keepalived,
     render_keepalived_unit,
     render_sysctl,
     render_unbound,
-    unbound_path,
 )
-from lab.services import deploy_steps, file_step
-from lab.validate import check_keepalived, validate
+from lab.render.netplan import network_plan
 
 CHECKS = ["DNS_CHECK", "MISC_CHECK", "UDP_CHECK", "TCP_CHECK"]
 
@@ -178,7 +180,7 @@ def test_validate_reports_the_tools_message(lab):
 
 
 def test_deploy_script_is_valid_bash_and_validates_keepalived_in_the_guest(lab, tmp_path):
-    from lab.render import render_script
+    from lab.render.files import render_script
 
     files = render_files(lab)
     steps = deploy_steps(lab, files, network_plan(lab))
@@ -196,8 +198,8 @@ def test_deploy_script_is_valid_bash_and_validates_keepalived_in_the_guest(lab, 
 
 def test_step_script_runs_checks_applies_and_undoes_in_order(lab, tmp_path):
     """The step protocol itself, run for real on files in a temp dir."""
-    from lab.netplan import Step
-    from lab.render import render_script
+    from lab.render.files import render_script
+    from lab.render.netplan import Step
 
     marker = tmp_path / "m"
     steps = [

@@ -10,9 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.analysis import analyse
-from reports.load import load_run
-from reports.synthetic import (
+from bench.synthetic import (
     MS,
     PLANTED,
     REUSED_PORT,
@@ -24,6 +22,8 @@ from reports.synthetic import (
     write_planted_run,
     write_run,
 )
+from reports.analysis import analyse
+from reports.load import load_run
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.synthetic import write_planted_run
 from reports.cli import main
-from reports.synthetic import write_planted_run
 from tests.conftest import REPO
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reports.synthetic import write_planted_run
+from bench.synthetic import write_planted_run
 from tests.chromium import CHROMIUM
 from tests.chromium import run as _chromium
 from tests.conftest import REPO

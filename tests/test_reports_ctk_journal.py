@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from lab.errors import LabError
+from bench.synthetic import write_planted_run
+from lab.model.errors import LabError
 from reports.build import build_report
 from reports.ctk_journal import JOURNAL_FILE, journal_context, read_journal
-from reports.synthetic import write_planted_run
 
 JOURNAL = {
     "chaoslib-version": "1.44.0", "status": "completed", "deviated": True, "start": "s", "end": "e",

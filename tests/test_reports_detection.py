@@ -1,5 +1,5 @@
 """Detection per protocol, from Keepalived's word, returns and per-action statistics, on synthetic runs
-with known truth (reports/synthetic_exit.py)."""
+with known truth (tests/synthetic_exit.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from reports.analysis import analyse
 from reports.load import load_run
 from reports.stats import spread
-from reports.synthetic_exit import EXIT_TRUTH, write_exit_run
+from tests.synthetic_exit import EXIT_TRUTH, write_exit_run
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_summary_carries_the_new_keys(exit_run):
 def test_a_server_taken_out_again_after_its_return_is_a_flap(tmp_path):
     import json
 
-    from reports.synthetic import MS, SERVERS, T0_NS, VIP
+    from bench.synthetic import MS, SERVERS, T0_NS, VIP
 
     run_dir = write_exit_run(tmp_path / "flap")
     extra = [{"t_ns": T0_NS + t * MS, "kind": "detect", "action": action, "target": "rs2",

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from bench.synthetic import PLANTED, meta_for, planted_queries, write_planted_run, write_run
 from reports.cli import latest_run, report_latest
 from reports.index import Section, write_index
-from reports.synthetic import PLANTED, meta_for, planted_queries, write_planted_run, write_run
 from tests.conftest import REPO
 
 SUMMARY_KEYS = {"queries", "ok", "dropped", "drop_rate", "max_stall_ms", "faults"}
 FAULT_KEYS = {"action", "target", "t_ns", "failover_window_ms", "failed", "detection_ms"}
 FIGURES = ("answers", "latency", "raster", "weights", "histogram")
+GUEST = "Debian bookworm · kernel 6.1.0-synthetic · Keepalived 2.2.7 · Unbound 1.17.1 · ipvsadm 1.31"
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,7 @@ def test_report_shows_settings_numbers_definitions_and_verdicts(reported) -> Non
         "SERVFAIL",
         "40000",
         'name="viewport"',
+        GUEST,  # the guest's release and versions (meta.json `guest`)
     ):
         assert text in html, text
 
@@ -102,6 +104,7 @@ def test_compare_has_a_row_per_run_with_its_settings(tmp_path: Path) -> None:
     html = out.read_text()
     header = html.split("<table>")[1].split("</tr>")[0]
     assert "<th>expire_nodest_conn</th>" in header and "socket_mode" not in header  # only varied settings
+    assert "<th>guest</th>" in header and html.count(f"<td>{GUEST}</td>") == 2
     assert html.count('href="runs/cell-') == 2
     assert all((run / "report.html").is_file() for run in runs)  # written so that the links work
     assert html.count('<img src="data:image/png;base64,') == 3
@@ -137,10 +140,11 @@ def test_index_sections_come_above_the_run_list(tmp_path: Path) -> None:
     )
     html = out.read_text()
     assert html.index("<p id='answers'>42</p>") < html.index("<h2>Runs</h2>") < html.index("a-run")
+    assert f"Measured on <code>{GUEST}</code>." in html  # the page says which release answered
 
 
 def test_latest_run_and_no_runs(tmp_path: Path) -> None:
-    from lab.errors import LabError
+    from lab.model.errors import LabError
 
     with pytest.raises(LabError, match="no run directories"):
         latest_run(tmp_path)

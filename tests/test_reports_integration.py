@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import load_lab
-from loadtest.bench import free_port, start_unbound
+from bench.loadtest import free_port, start_unbound
+from lab.model.parse import load_lab
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration

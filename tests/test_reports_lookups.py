@@ -8,10 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lab.errors import LabError
-from reports.analysis import analyse
-from reports.load import load_run
-from reports.synthetic import (
+from bench.synthetic import (
     LOOKUP_HEADER,
     MS,
     PLANTED,
@@ -23,6 +20,9 @@ from reports.synthetic import (
     write_lookup_run,
     write_planted_run,
 )
+from lab.model.errors import LabError
+from reports.analysis import analyse
+from reports.load import load_run
 
 KEYS = ("lookups", "lookups_failed", "lookups_retried", "lookup_p50_ms", "lookup_p99_ms", "lookup_max_ms")
 FAULT_KEYS = ("lookups", "lookups_failed", "lookups_retried", "lookup_max_ms")

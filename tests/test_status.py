@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.config import parse_lab
-from lab.status import format_status, parse_status
+from lab.model.parse import parse_lab
+from lab.ops.status import format_status, parse_status
 
 from .conftest import REPO
 

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from lab import box
-from lab.config import REPO_ROOT, parse_lab
-from lab.errors import LabError
-from lab.providers import remembered_provider, vagrant_repo
-from lab.providers.vagrant import NETNS, VagrantProvider
-from lab.state import ensure_key
+from lab.local.state import ensure_key
+from lab.model.config import REPO_ROOT
+from lab.model.errors import LabError
+from lab.model.parse import parse_lab
+from lab.providers import remembered_provider
+from lab.providers.vagrant import box
+from lab.providers.vagrant import repo as vagrant_repo
+from lab.providers.vagrant.provider import NETNS, VagrantProvider
 
 NO_VAGRANT_LAB = pytest.mark.skipif(Path(f"/run/netns/{NETNS}").exists(), reason="a vagrant lab is up here")
 

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from chaos.ctk import session as s
-from lab.errors import LabError, error_line
+from lab.model.errors import LabError, error_line
 
 logger = logging.getLogger("chaostoolkit")
 

@@ -25,9 +25,9 @@ from chaos.experiment import Experiment, lab_for, load_experiment, parse_experim
 from chaos.journal import activity_dict, utc_iso
 from chaos.runner import HEALTH_TIMEOUT_S, Run, console, settings_of
 from chaos.timeline import Step, method_span_s, schedule
-from lab.atomic import write_json
-from lab.config import Lab
-from lab.errors import LabError
+from lab.local.atomic import write_json
+from lab.model.config import Lab
+from lab.model.errors import ActionFailed, ExperimentError, LabError
 
 CTK_JOURNAL = "ctk-journal.json"  # Chaos Toolkit's journal as the control saw it (reports/ctk_journal.py)
 
@@ -61,7 +61,7 @@ def lab_of(configuration: dict[str, Any] | None) -> Lab:
 
     path = (configuration or {}).get("dnslab_lab")
     if path is not None and not isinstance(path, str):
-        raise LabError(f"configuration.dnslab_lab: must be a lab file path, got {path!r}")
+        raise ExperimentError(f"configuration.dnslab_lab: must be a lab file path, got {path!r}")
     return running_lab(path)
 
 
@@ -92,8 +92,8 @@ def start(experiment: dict[str, Any], configuration: dict[str, Any] | None) -> S
     """Everything `fab chaos` does before the method, then lay the method out for Chaos Toolkit."""
     global ACTIVE
     from chaos.recover import before_run, run_state
+    from lab.local.runlock import lab_lock
     from lab.providers import connect_lab
-    from lab.runlock import lab_lock
 
     exp, run_lab = experiment_of(experiment, lab_of(configuration))
     lock = ExitStack()
@@ -105,7 +105,7 @@ def start(experiment: dict[str, Any], configuration: dict[str, Any] | None) -> S
         run.deploy()
         before = probes.wait_healthy(run.conn, run.lab, HEALTH_TIMEOUT_S)
         if not before["ok"]:
-            raise LabError(f"the lab is not healthy before the experiment: {before}; run `fab status`", 1)
+            raise ActionFailed(f"the lab is not healthy before the experiment: {before}; run `fab status`")
         while True:  # as Run._execute: runs/ is shared, a name taken meanwhile gets the next -N
             try:
                 run.dir.mkdir(parents=True)
@@ -179,7 +179,7 @@ def finish(session: Session, journal: dict[str, Any] | None) -> Path:
         ACTIVE = None
         session.lock.close()
     if not after["ok"]:
-        raise LabError(f"the lab is not healthy after rollback: {after}; data in {run.dir}", 1)
+        raise ActionFailed(f"the lab is not healthy after rollback: {after}; data in {run.dir}")
     return run.dir
 
 
@@ -229,7 +229,7 @@ def records_so_far(run: Run) -> Any:
         merged = subprocess.run([sys.executable, "-m", "loadtest.merge", tmp, "--out", str(out)],
                                 capture_output=True, text=True)
         if merged.returncode != 0 or not out.is_file():
-            raise LabError(f"merging the records so far failed: {' '.join(merged.stderr.split())[-300:]}", 1)
+            raise ActionFailed(f"merging the records so far failed: {' '.join(merged.stderr.split())[-300:]}")
         return pd.read_csv(out)
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.config import Lab, with_overrides
-from lab.endpoint import Endpoint, connect
-from lab.errors import LabError
+from lab.model.config import Lab
+from lab.model.errors import ConfigError, LabError
+from lab.model.parse import with_overrides
 from lab.providers.base import Provider
+from lab.ssh.endpoint import Endpoint, connect
 
 BOOTED = ("qemu", "vagrant")  # providers that start a lab of their own (ssh names an existing host)
 
@@ -27,13 +28,25 @@ def get_provider(lab: Lab) -> Provider:
         from lab.providers.ssh import SSHProvider
 
         return SSHProvider(lab)
-    from lab.providers.vagrant import VagrantProvider
+    from lab.providers.vagrant.provider import VagrantProvider
 
     return VagrantProvider(lab)
 
 
+def lab_image(lab: Lab, force: bool = False) -> Any:
+    """The lab image for lab.vm.provider, built or reused; with its Vagrant box for the vagrant provider."""
+    from lab.image.build import build
+
+    image = build(lab, force=force)
+    if lab.vm.provider != "vagrant":
+        return image
+    from lab.providers.vagrant.box import with_box
+
+    return with_box(image)
+
+
 def _provider_file():
-    from lab.state import state_dir
+    from lab.local.state import state_dir
 
     return state_dir() / "provider"
 
@@ -46,7 +59,7 @@ def _recorded() -> str | None:
 def remembered_provider() -> str | None:
     """The provider of the running lab: the one it was brought up with, else "vagrant" when a
     `vagrant up` made a machine in the repo root, else None (lab.toml decides)."""
-    from lab.providers import vagrant_repo
+    from lab.providers.vagrant import repo as vagrant_repo
 
     return _recorded() or ("vagrant" if vagrant_repo.find() is not None else None)
 
@@ -54,7 +67,7 @@ def remembered_provider() -> str | None:
 def running_lab(path: str | None = None, provider: str | None = None) -> Lab:
     """The lab file's model (`path`, else $DNSLAB_LAB, else lab.toml) with `provider`, else the provider
     the lab was brought up with."""
-    from lab.config import load_lab
+    from lab.model.parse import load_lab
 
     model = load_lab(path)
     provider = provider or remembered_provider()
@@ -81,11 +94,11 @@ def _running(lab: Lab, provider: str) -> bool:
 def bring_up(lab: Lab, *, accept_host_key: bool = False) -> Endpoint:
     """Start the lab with lab.vm.provider and remember that provider for every later task. Refused
     while a lab of another provider runs (`fab down` first). `accept_host_key` (the ssh provider
-    only) pins the key the host presents when none is pinned yet (lab.hostkeys)."""
+    only) pins the key the host presents when none is pinned yet (lab.ssh.hostkeys)."""
     if accept_host_key:
         if lab.vm.provider != "ssh":
-            raise LabError("--accept-host-key is for the ssh provider: a qemu or vagrant lab pins its "
-                           "VM's host key itself")
+            raise ConfigError("--accept-host-key is for the ssh provider: a qemu or vagrant lab pins its "
+                              "VM's host key itself")
         accept_host_key_of(get_provider(lab).endpoint())
     before = _recorded()
     if before in BOOTED and before != lab.vm.provider and _running(lab, before):
@@ -103,7 +116,7 @@ def accept_host_key_of(endpoint: Endpoint) -> None:
     key that differs is still refused)."""
     from rich.console import Console
 
-    from lab.hostkeys import fingerprint
+    from lab.ssh.hostkeys import fingerprint
 
     with connect(endpoint, accept_new_host_key=True) as conn:
         conn.run("true", hide=True, in_stream=False)
@@ -131,7 +144,7 @@ def take_down(lab: Lab) -> None:
 
 def open_lab(endpoint: Endpoint) -> Any:
     """A Fabric connection to the lab host, checked to be root there (one round trip)."""
-    from lab import remote
+    from lab.ssh import remote
 
     conn = connect(endpoint)
     remote.require_root(conn)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any, Protocol
 
-from lab.endpoint import Endpoint, connect
+from lab.ssh.endpoint import Endpoint, connect
 
 
 class Provider(Protocol):
@@ -39,7 +39,7 @@ def not_up(provider: str, looked: str = "") -> str:
 def ssh_problem(endpoint: Endpoint, timeout: float = 5.0, *, accept_new_host_key: bool = False) -> str | None:
     """Why a real command does not run over SSH at the endpoint yet, or None when it does. A host key
     that does not match the pinned one is no reason to wait: its HostKeyError is raised."""
-    from lab.hostkeys import HostKeyError
+    from lab.ssh.hostkeys import HostKeyError
 
     try:  # a bare greeting check first: cheap, and quiet where paramiko logs tracebacks
         with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as sock:

@@ -8,7 +8,6 @@ that the PID is our qemu on our overlay.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -20,20 +19,18 @@ from typing import Any
 
 from rich.markup import escape
 
-from lab import hostkeys
-from lab.atomic import write_json
-from lab.config import Lab
-from lab.endpoint import Endpoint, connect
-from lab.errors import LabError
-from lab.image import ImageArtifacts
-from lab.image_recipe import KERNEL_CMDLINE
-from lab.image_steps import console, last_lines, require_tools
+from lab.image.accel import QEMU, choose_accel
+from lab.image.build import ImageArtifacts
+from lab.image.recipe import KERNEL_CMDLINE
+from lab.image.steps import console, last_lines, require_tools
+from lab.local.state import ensure_key, state_dir
+from lab.model.config import Lab
+from lab.model.errors import ActionFailed, GuestUnreachable, LabError
 from lab.providers.base import not_up, ssh_problem
-from lab.state import cache_dir, ensure_key, state_dir
+from lab.ssh import hostkeys
+from lab.ssh.endpoint import Endpoint, connect
 
-QEMU = "qemu-system-x86_64"
 TOOLS = {QEMU: "qemu-system-x86", "qemu-img": "qemu-utils", "ssh-keygen": "openssh-client"}
-KVM_PROBE_TIMEOUT_S = 20.0
 
 
 def qemu_argv(*, image: ImageArtifacts, overlay: Path, port: int, pubkey: Path, serial: Path,
@@ -54,45 +51,6 @@ def qemu_argv(*, image: ImageArtifacts, overlay: Path, port: int, pubkey: Path, 
         "-serial", f"file:{serial}",
         "-pidfile", str(pidfile), "-daemonize",
     ]
-
-
-def kvm_probe_argv(kernel: Path, serial: Path) -> list[str]:
-    """A bare kernel boot under KVM that ends in a panic (no root) and exits: proof KVM runs it."""
-    return [QEMU, "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults", "-display", "none",
-            "-no-reboot", "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1",
-            "-serial", f"file:{serial}"]
-
-
-def _kvm_runs(kernel: Path) -> bool:
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return False
-    serial = cache_dir() / "kvm-probe.log"
-    serial.unlink(missing_ok=True)
-    try:
-        subprocess.run(kvm_probe_argv(kernel, serial), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=KVM_PROBE_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        return False
-    return serial.exists() and "Kernel panic" in serial.read_text(errors="replace")
-
-
-def choose_accel(mode: str, kernel: Path) -> str:
-    """"kvm" or "tcg" for `[vm] accel` = auto | kvm | tcg. Auto probes KVM once per kernel and qemu."""
-    if mode != "auto":
-        return mode
-    version = subprocess.run([QEMU, "--version"], capture_output=True, text=True, check=False).stdout
-    key = hashlib.sha256(version.encode() + kernel.read_bytes()).hexdigest()[:16]
-    verdicts_file = cache_dir() / "accel.json"
-    try:
-        verdicts = json.loads(verdicts_file.read_text())
-    except (OSError, ValueError):
-        verdicts = {}  # absent or unreadable: probe again
-    verdicts = verdicts if isinstance(verdicts, dict) else {}
-    if key not in verdicts:
-        with console.status("probing whether KVM can run the lab kernel"):
-            verdicts[key] = "kvm" if _kvm_runs(kernel) else "tcg"
-        write_json(verdicts_file, verdicts, indent=2)
-    return verdicts[key]
 
 
 def free_port() -> int:
@@ -137,7 +95,7 @@ class QemuProvider:
     def endpoint(self) -> Endpoint:
         pid = self.pid()
         if pid is None:
-            raise LabError(not_up(self.name, f"no qemu of {self.overlay}"))
+            raise GuestUnreachable(not_up(self.name, f"no qemu of {self.overlay}"))
         if not self.endpoint_file.exists():
             raise LabError(f"lab is still booting (qemu pid {pid}); wait for `fab up` to finish")
         return Endpoint.from_json(self.endpoint_file.read_text())
@@ -149,7 +107,7 @@ class QemuProvider:
             port = json.loads(self.vm_file.read_text())["port"]
             raise LabError(f"lab is already up (qemu pid {pid}, ssh on 127.0.0.1:{port}); "
                            "`fab down` stops it")
-        from lab.image import build
+        from lab.image.build import build
 
         require_tools(TOOLS, "the qemu provider")
         image = build(self.lab)
@@ -168,7 +126,7 @@ class QemuProvider:
         if started.returncode != 0:
             self._clear()
             err = " ".join(started.stderr.split())[:300]
-            raise LabError(f"qemu failed to start (exit {started.returncode}): {err}", exit_code=1)
+            raise ActionFailed(f"qemu failed to start (exit {started.returncode}): {err}")
         endpoint = Endpoint(host="127.0.0.1", port=port, user="root", key=str(key),
                             known_hosts=(str(hostkeys.known_hosts_path()),), host_key_alias=hostkeys.ALIAS)
         self.vm_file.write_text(json.dumps({"pid": self.pid(), "port": port, "accel": accel,
@@ -191,6 +149,8 @@ class QemuProvider:
                 if self.pid() is None:
                     self._fail(f"qemu exited while booting ({accel})")
                 tail = (last_lines(self.serial) or [""])[0][:80]
+                if "end Kernel panic" in tail:  # a panicked guest never answers: say so at once
+                    self._fail(f"the guest kernel panicked while booting ({accel})")
                 status.update(f"[bold]booting the lab VM[/] ({accel}) {time.monotonic() - start:4.0f} s  "
                               f"[dim]{escape(tail)}[/]")
                 # The first key the guest presents is pinned, only through the port our qemu holds.
@@ -208,7 +168,7 @@ class QemuProvider:
     def _fail(self, problem: str) -> None:
         tail = " | ".join(last_lines(self.serial, 3)) or "(empty)"
         self.down()
-        raise LabError(f"{problem}; serial log: {self.serial}; last lines: {tail}", exit_code=1)
+        raise ActionFailed(f"{problem}; serial log: {self.serial}; last lines: {tail}")
 
     def down(self) -> None:
         pid = self.pid()

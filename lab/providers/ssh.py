@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.config import Lab
-from lab.endpoint import Endpoint, connect
-from lab.errors import LabError
-from lab.hostkeys import known_hosts_path
+from lab.model.config import Lab
+from lab.model.errors import ActionFailed
 from lab.providers.base import ssh_answers
+from lab.ssh.endpoint import Endpoint, connect
+from lab.ssh.hostkeys import known_hosts_path
 
 
 class SSHProvider:
@@ -20,7 +20,7 @@ class SSHProvider:
         self.lab = lab
 
     def endpoint(self) -> Endpoint:
-        """The [ssh] host; its key must be in the lab's known_hosts or the user's (lab.hostkeys)."""
+        """The [ssh] host; its key must be in the lab's known_hosts or the user's (lab.ssh.hostkeys)."""
         s = self.lab.ssh
         return Endpoint(host=s.host, port=s.port, user=s.user, key=s.key,
                         known_hosts=(str(known_hosts_path()), "~/.ssh/known_hosts"))
@@ -29,8 +29,8 @@ class SSHProvider:
         endpoint = self.endpoint()
         if not ssh_answers(endpoint, timeout=10.0):
             where = f"{endpoint.user}@{endpoint.host}:{endpoint.port}"
-            raise LabError(f"{self.lab.source}: [ssh] {where} does not answer SSH with that key; "
-                           "check host, port, user and key", exit_code=1)
+            raise ActionFailed(f"{self.lab.source}: [ssh] {where} does not answer SSH with that key; "
+                               "check host, port, user and key")
         return endpoint
 
     def down(self) -> None:

@@ -30,9 +30,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import Lab, load_lab
-from lab.endpoint import Endpoint, connect
+from lab.model.config import Lab
+from lab.model.parse import load_lab
 from lab.providers.qemu import QemuProvider
+from lab.ssh.endpoint import Endpoint, connect
 from tests.conftest import REPO
 
 
@@ -90,3 +91,9 @@ def quick_demo(lab_vm, tmp_path_factory) -> tuple[subprocess.CompletedProcess, P
     proc = subprocess.run([fab, "demo", "--suite", "quick"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=1500)
     return proc, runs.parent / "index.html"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests (their own VM, e.g. the trixie guest) first: their module-scoped VM is down before
+    the session's lab VM boots, so at most one VM runs at a time."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -20,8 +20,8 @@ import pytest
 
 from chaos import probes
 from chaos.runner import run_experiment
-from lab.deploy import deploy
-from lab.endpoint import connect
+from lab.ops.deploy import deploy
+from lab.ssh.endpoint import connect
 
 pytestmark = pytest.mark.e2e
 TCG_SLACK_S = 3.0  # check timers stretch under TCG (two emulated cores shared with the load)

@@ -12,13 +12,12 @@ import time
 
 import pytest
 
-from lab import remote
-from lab.config import with_overrides
-from lab.deploy import RUNNER, deploy, teardown
-from lab.endpoint import connect
-from lab.render import KEEPALIVED_CONF
-from lab.services import STAGE
-from lab.status import read_status
+from lab.model.layout import DEPLOY_SCRIPT, KEEPALIVED_CONF, STAGE
+from lab.model.parse import with_overrides
+from lab.ops.deploy import deploy, teardown
+from lab.ops.status import read_status
+from lab.ssh import remote
+from lab.ssh.endpoint import connect
 
 pytestmark = pytest.mark.e2e
 
@@ -209,7 +208,7 @@ def test_a_config_the_guest_keepalived_rejects_leaves_the_old_one_running(lab, c
     pid = sh(conn, "systemctl show -p MainPID --value dnslab-keepalived").strip()
     sh(conn, f"echo '# local edit' >> {KEEPALIVED_CONF}")  # the installed copy now differs
     remote.upload(conn, {f"{STAGE}{KEEPALIVED_CONF}": BAD_KEEPALIVED.encode()})
-    result = remote.run(conn, f"bash {RUNNER} up")
+    result = remote.run(conn, f"bash {DEPLOY_SCRIPT} up")
     assert result.exited == 1
     assert f"@@ failed file {KEEPALIVED_CONF}" in result.stdout
     assert "keepalived -t rejected the new config; the running Keepalived keeps the old one" in result.stdout

@@ -15,8 +15,8 @@ import pytest
 
 from chaos import probes
 from chaos.runner import run_experiment
-from lab.deploy import deploy
-from lab.endpoint import connect
+from lab.ops.deploy import deploy
+from lab.ssh.endpoint import connect
 
 pytestmark = pytest.mark.e2e
 ON = {"check": {"removal_on_exit": True}}

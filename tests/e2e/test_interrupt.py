@@ -1,6 +1,6 @@
 """End to end: `fab chaos` interrupted during its fault, on the real VM. SIGTERM: the runner rolls back
 by itself. SIGKILL: the fault stays until `fab recover` finishes the run. Either way nothing is left
-afterwards (chaos.interrupt_bench.leftovers: health checks, guest processes, the run marker), and the
+afterwards (bench.interrupt.leftovers: health checks, guest processes, the run marker), and the
 run directory is readable by `python -m reports`.
 
 Shares the session VM (tests/e2e/conftest.py); leaves the stack deployed with the lab's settings.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from chaos.interrupt_bench import interrupt_once, leftovers
-from lab.deploy import deploy
+from bench.interrupt import interrupt_once, leftovers
+from lab.ops.deploy import deploy
 
 pytestmark = pytest.mark.e2e
 

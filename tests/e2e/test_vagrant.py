@@ -21,12 +21,13 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from lab import remote
-from lab.box import VAGRANT_KEY_GLOB
-from lab.config import REPO_ROOT, load_lab, with_overrides
-from lab.endpoint import Endpoint, connect
-from lab.errors import LabError
-from lab.providers.vagrant import NETNS, VagrantProvider
+from lab.model.config import REPO_ROOT
+from lab.model.errors import LabError
+from lab.model.parse import load_lab, with_overrides
+from lab.providers.vagrant.box import VAGRANT_KEY_GLOB
+from lab.providers.vagrant.provider import NETNS, VagrantProvider
+from lab.ssh import remote
+from lab.ssh.endpoint import Endpoint, connect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vagrant]
 

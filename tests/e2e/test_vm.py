@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import REPO_ROOT, with_overrides
-from lab.errors import LabError
-from lab.hostkeys import HostKeyError
-from lab.image import cached_image
+from lab.image.build import cached_image
+from lab.model.config import REPO_ROOT
+from lab.model.errors import LabError
+from lab.model.parse import with_overrides
 from lab.providers import accept_host_key_of
 from lab.providers.qemu import QemuProvider
 from lab.providers.ssh import SSHProvider
+from lab.ssh.hostkeys import HostKeyError
 
 from .conftest import qemu_pids_using
 
@@ -103,7 +104,7 @@ def test_ssh_provider_reaches_an_existing_host(lab_vm):
     ssh_lab = with_overrides(lab, {"vm": {"provider": "ssh"}, "ssh": {
         "host": endpoint.host, "port": endpoint.port, "user": endpoint.user, "key": endpoint.key}})
     provider = SSHProvider(ssh_lab)
-    # a host whose key nobody pinned is refused in one line until the user accepts it (lab.hostkeys)
+    # a host whose key nobody pinned is refused in one line until the user accepts it (lab.ssh.hostkeys)
     with pytest.raises(HostKeyError, match=r"presents an unknown host key .*fab up --accept-host-key"):
         provider.up()
     accept_host_key_of(provider.endpoint())

@@ -1,0 +1,1 @@
+"""The lab image: its recipe and cache keys, the build, and the accelerator that runs it."""

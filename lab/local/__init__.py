@@ -1,0 +1,1 @@
+"""This machine's side of the lab: the state and cache directories, atomic file writes, the lab lock."""

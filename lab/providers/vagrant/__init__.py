@@ -1,0 +1,1 @@
+"""The vagrant provider and its host plumbing: the box, the repo's machine, the host namespace."""
