@@ -1,11 +1,15 @@
 """dnslab's DNS load generator: a Locust user that keeps pace with dnsperf and records every query.
 
 Run: `locust -f loadtest/dns.py --host SERVER[:PORT] [--headless -u N -r N -t 30s] [--dns-* ...]`
-(`locust -f loadtest/dns.py --help` lists the --dns-* knobs). Modules: knobs (the one table of
-load settings), options (--dns-* -> Settings), clients (the raw, glibc and musl client models),
-wire (DNS bytes), engine (the hot path), records (binary per-worker records), stats (bulk Locust
-stats), merge (records -> queries.csv), dns (the locustfile); its benchmark is `python -m bench.loadtest`.
-Imports only stdlib, locust, gevent and dnspython, so the lab VM can run it from /opt/dnslab.
+(`locust -f loadtest/dns.py --help` lists the --dns-* knobs), or `from loadtest.user import DnsUser`
+in a locustfile of your own. Modules: knobs (the one table of load settings), options (--dns-* ->
+Settings), clients (the raw, glibc and musl client models), wire (DNS bytes), engine (the hot path)
+with transport (its sockets), retries (the client models on them) and inflight (what it keeps per
+query), user (`DnsUser`), process (what a Locust process's users share, and the listeners that
+validate the options), recording (the records writer, a listener), records (binary per-worker
+records), stats (bulk Locust stats), merge (records -> queries.csv), dns (the locustfile); its
+benchmark is `python -m bench.loadtest`. Imports only stdlib, locust, gevent and dnspython, so the
+lab VM can run it from /opt/dnslab.
 
 Contract with the chaos runner (and anyone driving a recorded run):
 1. Start Locust with `--dns-records DIR` (created if missing; it must be writable). A bad argument,

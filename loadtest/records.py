@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 
 SUFFIX = ".dq"
-FLUSH_EVERY_S = 0.5  # the Locust user flushes each worker's records this often (loadtest/dns.py)
+FLUSH_EVERY_S = 0.5  # the records writer flushes each worker's records this often (recording.py)
 OUTCOMES = ("ok", "timeout", "error", "rcode")
 OK, TIMEOUT, ERROR, RCODE = range(4)
 PROTOS = ("udp", "tcp")
@@ -129,7 +129,7 @@ class Recorder:
         return count
 
     def flush_if_due(self, every_s: float = FLUSH_EVERY_S) -> int:
-        """Flush when the last flush was every_s or longer ago. The Locust user calls it with each
+        """Flush when the last flush was every_s or longer ago. The records writer calls it with each
         batch: a generator that cannot keep up only ever yields with `sleep(0)`, and a flush timer
         then never fires (measured: no flush in 20 s at 1,000 q/s under TCG)."""
         return self.flush() if time.monotonic() - self._flushed_at >= every_s else 0

@@ -103,6 +103,20 @@ def test_every_query_is_recorded_with_its_outcome_and_resolver(server, tmp_path)
         assert {row["Error"] for row in csv.DictReader(handle)} == {"REFUSED"}
 
 
+def test_a_locustfile_of_ones_own_imports_the_user_and_gets_its_records(server, tmp_path):
+    host, _ = server
+    locustfile, records = tmp_path / "mine.py", tmp_path / "records"
+    locustfile.write_text("from loadtest.user import DnsUser\n")
+    command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--host", host,
+               "-t", "2s", "--loglevel", "WARNING", "-u", "2", "-r", "2", "--dns-rate", "200",
+               "--dns-records", str(records)]
+    result = _run(command)
+    assert result.returncode == 0, result.stderr
+    rows = _rows(records)
+    assert len(rows) > 100
+    assert {(r["outcome"], r["resolver"]) for r in rows} == {("ok", RESOLVER)}
+
+
 def test_reuse_mode_keeps_one_source_port_per_user(server, tmp_path):
     host, _ = server
     records = tmp_path / "records"
