@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos import probes
-from chaos.runner import LOAD_START_TIMEOUT_S, locust_command
+from chaos.recording import LOAD_START_TIMEOUT_S, locust_command
 from lab.model.config import Lab
 from lab.model.errors import ActionFailed, LabError, cli_guard
 from lab.model.layout import in_ns

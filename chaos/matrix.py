@@ -153,7 +153,8 @@ def run_matrix(lab: Lab, conn: Any, suite: str, *, out_dir: Path | None = None) 
 
 
 def _run_matrix(lab: Lab, conn: Any, suite: str, out_dir: Path | None) -> Path:
-    from chaos.runner import console, run_experiment
+    from chaos.execute import run_experiment
+    from chaos.runner import console
     from lab.ops.deploy import deploy
 
     todo = cells(load_suite(suite))

@@ -13,7 +13,6 @@ Guest probes of any other dead run are stopped as well (`stop_stray_probes`).
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from dataclasses import asdict
 from pathlib import Path
@@ -22,38 +21,16 @@ from typing import Any
 from chaos import guest, probes
 from chaos.experiment import Activity, Call, Experiment, Timing
 from chaos.interrupts import deferred
-from chaos.journal import activity_dict, utc_iso
+from chaos.journal import utc_iso
 from chaos.link import Link
 from chaos.runner import Run, console
-from chaos.undo_log import clear_marker, marked_run, read_state, undo_calls
+from chaos.undo_log import VERSION, clear_marker, marked_run, read_state, undo_calls
 from lab.local.atomic import write_atomic, write_json
 from lab.local.state import RUN_INCOMPLETE
 from lab.model.config import Lab
 from lab.model.errors import ActionFailed, LabError
 from lab.model.parse import parse_lab
 from lab.ssh import remote
-
-VERSION = 1
-
-
-def _plain(value: Any) -> Any:
-    """JSON-able data (YAML and TOML may hold dates)."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def run_state(run: Run) -> dict[str, Any]:
-    """What running.json holds besides the undo calls: enough to rebuild the run (`resume`)."""
-    exp = run.exp
-    return {
-        "version": VERSION, "run_id": run.run_id, "dir": str(run.dir.resolve()), "remote": run.remote,
-        "runner_pid": os.getpid(), "started": utc_iso(),
-        "experiment": {"name": exp.name, "path": str(exp.path), "title": exp.title,
-                       "description": exp.description, "uses_load": exp.uses_load,
-                       "timing": asdict(exp.timing), "window_s": exp.window_s, "raw": _plain(exp.raw)},
-        "rollbacks": [activity_dict(a) for a in exp.rollbacks],
-        "lab": {"source": run.lab.source, "raw": _plain(run.lab.raw)},
-        "settings": _plain(run.settings),
-    }
 
 
 def _activity(data: dict[str, Any]) -> Activity:

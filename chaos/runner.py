@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,15 +24,15 @@ from rich.console import Console
 
 from chaos import actions, collect, probes
 from chaos.events import ActivityDone, EventsFile, Finished, Handler, Registry
-from chaos.experiment import Activity, Experiment, Timing, prepare
+from chaos.experiment import Activity, Experiment
 from chaos.interrupts import Interrupted, deferred, stop_on_signals
 from chaos.journal import Journal, JournalWriter, activity_dict, utc_iso
 from chaos.link import ConnectionLost, Link
 from chaos.progress import ConsoleView
-from chaos.recording import LOAD_START_TIMEOUT_S, Recorders, locust_command, versions
+from chaos.recording import Recorders, versions
 from chaos.rundir import claim, free_dir, guest_dir, run_id_for
 from chaos.timeline import Phases, Step, phases, schedule
-from chaos.undo_log import UndoLog
+from chaos.undo_log import UndoLog, run_state
 from lab.local.atomic import write_json
 from lab.local.runlock import lab_lock
 from lab.model.config import Lab
@@ -42,31 +42,8 @@ from lab.ssh import remote
 from lab.versions import guest_versions
 
 HEALTH_TIMEOUT_S = 60.0
-# LOAD_START_TIMEOUT_S and locust_command (chaos.recording) stay importable from here for the load bench.
-__all__ = ["LOAD_START_TIMEOUT_S", "Run", "locust_command", "run_experiment", "run_load_only", "settings_of"]
 
 console = Console(stderr=True)
-
-
-def run_experiment(lab: Lab, conn: Any, name: str, *, cell: Mapping[str, Any] | None = None,
-                   run_id: str | None = None) -> Path:
-    """Run experiment `name` (chaos/experiments/NAME.yaml or a path) on the lab; the run directory.
-
-    `cell` holds extra lab overrides (a matrix cell); they are deployed on top of the experiment's.
-    """
-    exp, run_lab = prepare(name, lab, cell)
-    return Run(run_lab, conn, exp, settings=settings_of(exp, cell), run_id=run_id).execute()
-
-
-def run_load_only(lab: Lab, conn: Any, seconds: float, rate: float | None = None) -> Path:
-    """Load the lab for `seconds` without faults; the run directory (queries.csv, ipvs.csv, ...)."""
-    load = {"rate": rate} if rate is not None else {}
-    exp = Experiment(name="load", path=Path("<load>"), title=f"Load only, {seconds:g} s", description="",
-                     overrides={}, load=load, timing=Timing(warmup_s=0.0, steady_s=seconds, recover_s=0.0),
-                     window_s=seconds, hypothesis=(), method=(), rollbacks=())
-    from lab.model.parse import with_overrides
-
-    return Run(with_overrides(lab, {"load": load}), conn, exp, settings=flatten({"load": load})).execute()
 
 
 def settings_of(exp: Experiment, cell: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -98,6 +75,7 @@ class Run:
     query_rows: int | None = None  # rows the merge wrote to queries.csv (meta.json `queries_rows`)
     incomplete: str | None = None  # why data is missing (meta.json `incomplete`: reports refuse the run)
     subscribers: tuple[Handler, ...] = ()
+    before: Callable[[Any], None] | None = None  # run first in `start`: chaos.execute finishes a dead run
 
     def __post_init__(self) -> None:
         self.run_id = run_id_for(self.exp.name, self.run_id)
@@ -164,9 +142,8 @@ class Run:
         """Everything before the recorders start, holding the lab's lock: finish a run that died before
         this one (chaos.recover), deploy, check the lab is healthy, make the run directory and open the
         undo log in it. Emits `started`."""
-        from chaos.recover import before_run, run_state
-
-        before_run(self.conn)
+        if self.before is not None:
+            self.before(self.conn)
         self.deploy()
         before = probes.wait_healthy(self.conn, self.lab, HEALTH_TIMEOUT_S)
         if not before["ok"]:

@@ -1,7 +1,7 @@
 """A run's pending undo on disk: what `fab recover` (or the next run's start) needs after the runner died.
 
 - `RUN_DIR/running.json` (`lab.local.state.RUN_INCOMPLETE`) is written atomically when the run starts and
-  again before and after each fault: who the run is (chaos.recover.run_state) and every undo call
+  again before and after each fault: who the run is (`run_state`) and every undo call
   of its faults so far, the one about to run included. It is removed once the run rolled back and
   saved its data; while it exists the run directory is incomplete, and `python -m reports` says so.
 - `state_dir()/active-run.json` names the unfinished run directory of this lab (runs/ is shared
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.actions import Undo
+from chaos.journal import activity_dict, utc_iso
 from lab.local.atomic import write_json
 from lab.local.state import RUN_INCOMPLETE, state_dir
 from lab.model.errors import ActionFailed
@@ -124,3 +125,26 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
 def undo_calls(state: dict[str, Any]) -> list[Undo]:
     """The undo calls logged in a running.json."""
     return [Undo(str(u["func"]), dict(u.get("arguments") or {})) for u in state.get("undo") or []]
+
+
+VERSION = 1  # of running.json
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able data (YAML and TOML may hold dates)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def run_state(run: Any) -> dict[str, Any]:
+    """What running.json holds besides the undo calls: enough to rebuild the run (`resume`)."""
+    exp = run.exp
+    return {
+        "version": VERSION, "run_id": run.run_id, "dir": str(run.dir.resolve()), "remote": run.remote,
+        "runner_pid": os.getpid(), "started": utc_iso(),
+        "experiment": {"name": exp.name, "path": str(exp.path), "title": exp.title,
+                       "description": exp.description, "uses_load": exp.uses_load,
+                       "timing": asdict(exp.timing), "window_s": exp.window_s, "raw": _plain(exp.raw)},
+        "rollbacks": [activity_dict(a) for a in exp.rollbacks],
+        "lab": {"source": run.lab.source, "raw": _plain(run.lab.raw)},
+        "settings": _plain(run.settings),
+    }

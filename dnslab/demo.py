@@ -66,7 +66,7 @@ def _remember(**values: Any) -> None:
 
 def probe(lab: Lab, conn: Any, experiment: str) -> Path:
     """A probe experiment's JSON (`<run>/probe_*.json`); an earlier demo's is reused for the same lab."""
-    from chaos.runner import run_experiment
+    from chaos.execute import run_experiment
 
     known = _remembered().get(f"probe_{experiment}") or {}
     if known.get("lab") == lab.as_dict() and Path(known.get("path", "")).is_file():

@@ -104,7 +104,7 @@ def teardown(lab: str | None) -> bool:
 
 def load(lab: str | None, seconds: Any, rate: Any) -> Path:
     """Load the VIP for `seconds` (default 30) at `rate` (default: the lab's); the run directory."""
-    from chaos.runner import run_load_only
+    from chaos.execute import run_load_only
     from lab.model.parse import option_number
 
     length = option_number("fab load --seconds", 30 if seconds is None else seconds)
@@ -115,8 +115,8 @@ def load(lab: str | None, seconds: Any, rate: Any) -> Path:
 
 def chaos(lab: str | None, experiment: str) -> Path:
     """Run one experiment; its run directory. A bad experiment file fails before the lab is touched."""
+    from chaos.execute import run_experiment
     from chaos.experiment import prepare
-    from chaos.runner import run_experiment
 
     model = lab_model(lab)
     prepare(experiment, model)

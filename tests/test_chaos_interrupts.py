@@ -214,7 +214,8 @@ def test_sigkill_of_the_runner_is_undone_at_the_next_runs_start(env):
     (dead_dir,) = env.runs.iterdir()
     assert (dead_dir / RUN_INCOMPLETE).exists()
 
-    Run(_lab(), guest, _experiment(env.tmp / "quiet.yaml", QUIET)).execute()  # the next run
+    quiet = _experiment(env.tmp / "quiet.yaml", QUIET)
+    Run(_lab(), guest, quiet, before=recover.before_run).execute()  # the next run, as chaos.execute starts it
     state = guest.load()
     assert state["dead"] == [] and state["stopped"] == [] and state["probes"] == []
     meta = _meta(dead_dir)

@@ -23,6 +23,7 @@ from chaos import actions, collect, probes
 from chaos.events import ActivityDone
 from chaos.experiment import Experiment, lab_for, load_experiment, parse_experiment
 from chaos.journal import activity_dict, utc_iso
+from chaos.recover import before_run
 from chaos.runner import Run, console, settings_of
 from chaos.timeline import Step, method_span_s, schedule
 from lab.local.atomic import write_json
@@ -98,7 +99,7 @@ def start(experiment: dict[str, Any], configuration: dict[str, Any] | None) -> S
     lock = ExitStack()
     lock.enter_context(lab_lock(f"run {exp.name} (chaos run)"))
     try:
-        run = Run(run_lab, connect_lab(run_lab), exp, settings=settings_of(exp, None))
+        run = Run(run_lab, connect_lab(run_lab), exp, settings=settings_of(exp, None), before=before_run)
         run.start()  # as `fab chaos`: a dead run finished, deploy, health, the run directory, undo log
     except BaseException:
         lock.close()

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from chaos import probes
-from chaos.runner import run_experiment
+from chaos.execute import run_experiment
 from lab.ops.deploy import deploy
 from lab.ssh.endpoint import connect
 

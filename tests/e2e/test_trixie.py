@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from chaos.execute import run_experiment
 from chaos.experiment import EXPERIMENTS_DIR
-from chaos.runner import run_experiment
 from lab.model.parse import load_lab
 from lab.ops.deploy import deploy
 from lab.providers.qemu import QemuProvider
