@@ -202,7 +202,7 @@ def parse_experiment(data: Any, lab: Lab, *, source: str = "<experiment>",
     if load is not False:
         w.mapping(load, at + ("load",), _load_keys())
     try:
-        target = with_overrides(lab, _lab_overrides(overrides, load), source=f"{source}: extensions")
+        target = with_overrides(lab, _lab_overrides(overrides, load), source=source)
     except LabError as err:
         raise w.error(at + ("overrides",), str(err).split(": ", 1)[-1]) from None
     tm = w.mapping(ext.get("timing"), at + ("timing",), TIMING_KEYS)

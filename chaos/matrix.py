@@ -39,6 +39,7 @@ class SuiteCell:
     experiment: str
     overrides: dict[str, Any]
     varied: dict[str, Any]
+    where: str = ""  # the suite file, line and run it comes from, for error messages
 
     @property
     def label(self) -> str:
@@ -62,7 +63,8 @@ def setting(path: str, value: Any) -> dict[str, Any]:
 def cells(suite: Mapping[str, Any]) -> list[SuiteCell]:
     """Every cell of a suite, in order: experiments x the product of the grid values."""
     out = []
-    for run in suite["runs"]:
+    wheres = suite.get("where") or [""] * len(suite["runs"])
+    for run, where in zip(suite["runs"], wheres, strict=True):
         grid: Mapping[str, list[Any]] = run.get("grid") or {}
         keys = list(grid)
         for experiment in run["experiments"]:
@@ -70,7 +72,7 @@ def cells(suite: Mapping[str, Any]) -> list[SuiteCell]:
                 overrides = dict(run.get("overrides") or {})
                 for key, value in zip(keys, values, strict=True):
                     overrides = merge(overrides, setting(key, value))
-                out.append(SuiteCell(experiment, overrides, dict(zip(keys, values, strict=True))))
+                out.append(SuiteCell(experiment, overrides, dict(zip(keys, values, strict=True)), where))
     return out
 
 
@@ -84,8 +86,10 @@ def load_suite(name: str, path: Path = SUITES) -> dict[str, Any]:
     where = f"{path}:{lines.get((name,), '?')}: {name}"
     if not isinstance(suite, dict) or not isinstance(suite.get("runs"), list) or not suite["runs"]:
         raise ExperimentError(f"{where}: needs `runs:`, a list of {{experiments: [...], grid: {{...}}}}")
+    wheres = []
     for i, run in enumerate(suite["runs"]):
         at = f"{path}:{lines.get((name, 'runs', i), '?')}: {name}.runs[{i}]"
+        wheres.append(at)
         exps = run.get("experiments") if isinstance(run, dict) else None
         if not exps or not isinstance(exps, list):
             raise ExperimentError(f"{at}: needs `experiments:`, a non-empty list of experiment names")
@@ -99,7 +103,7 @@ def load_suite(name: str, path: Path = SUITES) -> dict[str, Any]:
         for key in grid:
             if "." not in str(key):
                 raise ExperimentError(f"{at}.grid: key {key!r} must be TABLE.KEY, e.g. check.delay_loop")
-    return suite
+    return {**suite, "where": wheres}
 
 
 def check_cells(lab: Lab, suite_cells: list[SuiteCell]) -> None:
@@ -108,7 +112,11 @@ def check_cells(lab: Lab, suite_cells: list[SuiteCell]) -> None:
         try:
             prepare(cell.experiment, lab, cell.overrides)
         except LabError as err:
-            raise ExperimentError(f"matrix cell {cell.label}: {err}") from None
+            # a bad value of the cell's own overrides: name the suite's line, not the lab file
+            message, lab_prefix = str(err), f"{lab.source}: "
+            if cell.where and message.startswith(lab_prefix):
+                message = f"{cell.where}: {message[len(lab_prefix):]}"
+            raise ExperimentError(f"matrix cell {cell.label}: {message}") from None
 
 
 def repeats(lab: Lab, suite_cells: list[SuiteCell]) -> dict[int, int]:

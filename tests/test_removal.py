@@ -39,7 +39,8 @@ def on(lab):
 def test_off_by_default_and_a_bool(lab, raw_lab):
     assert lab.check.removal_on_exit is False and lab.check.quorum == 1
     raw_lab["check"]["removal_on_exit"] = "yes"
-    with pytest.raises(LabError, match=r"^lab.toml: \[check\] removal_on_exit: must be bool, got 'yes'$"):
+    with pytest.raises(LabError, match=r"^lab.toml: \[check\] removal_on_exit: must be true or false "
+                                       r"\(unquoted\), got 'yes'; write e.g. removal_on_exit = true$"):
         parse_lab(raw_lab, "lab.toml")
 
 

@@ -110,13 +110,13 @@ BAD = [
     ({"check": {"misc_timeout": -1}}, r"\[check\] misc_timeout: must be >= 0"),
     ({"vrrp": {"priority": 0}}, r"\[vrrp\] priority: must be between 1 and 255, got 0"),
     ({"vrrp": {"virtual_router_id": 256}}, r"\[vrrp\] virtual_router_id: must be between 1 and 255"),
-    ({"vrrp": {"advert_int": 0.5}}, r"\[vrrp\] advert_int: must be int"),
+    ({"vrrp": {"advert_int": 0.5}}, r"\[vrrp\] advert_int: must be a whole number"),
     ({"vrrp": {"state": "BACKUP"}}, r"\[vrrp\] state: unknown key; known keys: enabled, virtual_router_id"),
-    ({"vrrp": {"enabled": "yes"}}, r"\[vrrp\] enabled: must be bool"),
+    ({"vrrp": {"enabled": "yes"}}, r"\[vrrp\] enabled: must be true or false"),
     ({"unbound": {"num_threads": 0}}, r"\[unbound\] num_threads: must be > 0"),
     ({"unbound": {"cache_min_ttl": 900, "cache_max_ttl": 600}}, r"\[unbound\] cache_min_ttl: 900 is above"),
     ({"unbound": {"msg_cache_size": "64m"}}, r"\[unbound\] msg_cache_size: unknown key"),
-    ({"ipvs": {"lvs_timeouts": 1}}, r"\[ipvs\] lvs_timeouts: must be bool"),
+    ({"ipvs": {"lvs_timeouts": 1}}, r"\[ipvs\] lvs_timeouts: must be true or false"),
     ({"check": {"quorum": 0}}, r"\[check\] quorum: Keepalived accepts 1 or more"),
 ]
 

@@ -53,6 +53,23 @@ from lab.model.stackconf import (
 from loadtest.knobs import LAB_KNOBS, KnobError, check_combination
 
 
+def _unquoted(text: str, kind: type) -> bool:
+    """Is `text` a good value of `kind` written as a string ("22", "true")?"""
+    if kind is bool:
+        return text.strip().lower() in ("true", "false")
+    try:
+        kind(text)
+    except ValueError:
+        return False
+    return True
+
+
+# How a type is named in a one-line error, with a TOML example of a good value.
+KIND_WORDS: dict[type, tuple[str, str]] = {int: ("a whole number", "3"), float: ("a number", "1.5"),
+                                           bool: ("true or false (unquoted)", "true"),
+                                           str: ("a quoted string", '"text"')}
+
+
 class _Reader:
     """Typed access to one TOML table, reporting errors as `file: [table] key: problem`."""
 
@@ -76,7 +93,10 @@ class _Reader:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
-            self.error(key, f"must be {kind.__name__}, got {value!r}")
+            word, example = KIND_WORDS.get(kind, (kind.__name__, "..."))
+            if isinstance(value, str) and kind in (int, float, bool) and _unquoted(value, kind):
+                example = value.strip().lower()  # the right value, quoted: say so
+            self.error(key, f"must be {word}, got {value!r}; write e.g. {key} = {example}")
         if kind is float and not math.isfinite(value):
             self.error(key, f"must be a finite number, got {value!r}")
         return value
