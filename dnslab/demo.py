@@ -98,16 +98,14 @@ def run_suite(lab: Lab, conn: Any, suite: str) -> Path:
 @locked("demo")
 def run_demo(lab: Lab, *, suite: str = "standard", lab_file: str = "lab.toml") -> Path:
     """The whole job; returns the answers page's path."""
-    from lab.image.build import build
     from lab.ops.deploy import deploy
-    from lab.providers import ensure_up, open_lab
+    from lab.providers import ensure_up, lab_image, open_lab
     from reports.answers import headlines, write_answers
 
     stages = Stages()
     console.print(f"dnslab demo: lab {lab_file}, provider {lab.vm.provider}, suite {suite}")
     if lab.vm.provider != "ssh":
-        stages.run("image", lambda: build(lab, box=lab.vm.provider == "vagrant"),
-                   lambda a: a.qcow2.name)
+        stages.run("image", lambda: lab_image(lab), lambda a: a.qcow2.name)
     endpoint = stages.run("up", lambda: ensure_up(lab), lambda e: f"{e.host}:{e.port}")
     conn = open_lab(endpoint)
     stages.run("deploy", lambda: deploy(lab, conn), lambda s: f"{s.changed} changed")
