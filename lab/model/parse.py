@@ -42,6 +42,7 @@ from lab.model.config import (
     SSHHost,
 )
 from lab.model.errors import ConfigError
+from lab.model.kinds import wrong_kind
 from lab.model.stackconf import (
     check_runtime,
     lab_name_problem,
@@ -51,23 +52,6 @@ from lab.model.stackconf import (
     parse_vrrp,
 )
 from loadtest.knobs import LAB_KNOBS, KnobError, check_combination
-
-
-def _unquoted(text: str, kind: type) -> bool:
-    """Is `text` a good value of `kind` written as a string ("22", "true")?"""
-    if kind is bool:
-        return text.strip().lower() in ("true", "false")
-    try:
-        kind(text)
-    except ValueError:
-        return False
-    return True
-
-
-# How a type is named in a one-line error, with a TOML example of a good value.
-KIND_WORDS: dict[type, tuple[str, str]] = {int: ("a whole number", "3"), float: ("a number", "1.5"),
-                                           bool: ("true or false (unquoted)", "true"),
-                                           str: ("a quoted string", '"text"')}
 
 
 class _Reader:
@@ -93,10 +77,7 @@ class _Reader:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
-            word, example = KIND_WORDS.get(kind, (kind.__name__, "..."))
-            if isinstance(value, str) and kind in (int, float, bool) and _unquoted(value, kind):
-                example = value.strip().lower()  # the right value, quoted: say so
-            self.error(key, f"must be {word}, got {value!r}; write e.g. {key} = {example}")
+            self.error(key, wrong_kind(key, kind, value))
         if kind is float and not math.isfinite(value):
             self.error(key, f"must be a finite number, got {value!r}")
         return value
