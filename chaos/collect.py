@@ -73,19 +73,18 @@ def steady_state(exp: Experiment, queries: Path, marks: dict[str, int]
     return verdicts, {name: [lo, hi] for name, (lo, hi) in windows.items()}
 
 
-def meta(run: Any, steady: dict[str, Any], after: dict[str, Any], versions: list[str],
+def meta(run: Any, steady: dict[str, Any], after: dict[str, Any], tools: dict[str, str],
          guest: dict[str, str]) -> dict[str, Any]:
-    """meta.json of a run (chaos.runner.Run) that has finished; `versions` from chaos.recording.versions,
-    `guest` (release and versions) from lab.versions.guest_versions."""
+    """meta.json of a run (chaos.runner.Run) that has finished; `tools` (each tool's version line) from
+    lab.versions.tool_banners, `guest` (release and versions) from lab.versions.guest_versions."""
     exp = run.exp
     first_t = min((e["t_ns"] for e in run.events), default=None)
     last_t = max((e["t_ns"] for e in run.events), default=None)
     return {
         "run_id": run.run_id, "experiment": exp.name, "title": exp.title,
         "description": exp.description, "lab": run.lab.as_dict(), "settings": run.settings,
-        "tools": {"unbound": versions[1], "keepalived": versions[2], "ipvsadm": versions[3],
-                  "locust": versions[4]},
-        "guest": guest, "kernel": versions[0], "start": utc_iso(first_t), "end": utc_iso(last_t),
+        "tools": tools, "guest": guest, "kernel": guest.get("kernel", ""),
+        "start": utc_iso(first_t), "end": utc_iso(last_t),
         "status": run.status,
         "steady_state": steady, "steady_state_windows_ns": run.windows,
         "healthy_after": after["ok"], "errors": run.errors, "queries_rows": run.query_rows,

@@ -164,18 +164,19 @@ def ipvs_table(conn: Any, lab: Lab) -> list[tuple[str, str, str, int, int, int]]
     return parse_ip_vs(remote.run(conn, cmd).stdout)
 
 
-def health(conn: Any, lab: Lab) -> dict[str, Any]:
+def health(conn: Any, lab: Lab, own: str | None = None) -> dict[str, Any]:
     """Does every resolver answer `who.lab.test TXT` with its name, is the IPVS table whole, and is the
     lab in the state it should be (lab.leftovers.health_checks: no netem qdisc, no stopped or dead
     resolver, no link down, Keepalived active, the lab's sysctls and IPVS timeouts), with no guest
     probe of a run still running?
 
     One round trip (chaos/guest/health.sh): every resolver asked in parallel, then the checks and the
-    director's /proc/net/ip_vs. `faults` names each check that failed.
+    director's /proc/net/ip_vs. `faults` names each check that failed. `own`: the asking run's guest
+    directory, whose prestarted load (chaos.recording) does not count as a probe left running.
     """
     from lab.ops.leftovers import health_checks
 
-    no_probes = remote.script_command(guest.script("no_probes.sh"), GUEST_RUNS)
+    no_probes = remote.script_command(guest.script("no_probes.sh"), GUEST_RUNS, *([own] if own else []))
     checks = [*health_checks(lab), (f"no guest probe left running under {GUEST_RUNS}", no_probes)]
     args = [lab.network.director_netns or "", *(w for r in lab.resolvers for w in (r.name, str(r.address))),
             "--", *(w for check in checks for w in check)]
@@ -204,11 +205,11 @@ def describe_health(state: dict[str, Any]) -> str:
     return "; ".join(p for p in parts if p) or "healthy"
 
 
-def wait_healthy(conn: Any, lab: Lab, timeout_s: float = 60.0) -> dict[str, Any]:
+def wait_healthy(conn: Any, lab: Lab, timeout_s: float = 60.0, own: str | None = None) -> dict[str, Any]:
     """Poll `health` until it is ok or timeout_s passes; returns the last result."""
     deadline = time.monotonic() + timeout_s
     while True:
-        state = health(conn, lab)
+        state = health(conn, lab, own)
         if state["ok"] or time.monotonic() > deadline:
             return state
         time.sleep(1.0)

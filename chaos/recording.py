@@ -1,7 +1,8 @@
 """The run's recorders in the guest: the load generator (Locust, in the client namespace), the IPVS
-sampler and Keepalived's notify reader. Started together, they stop by themselves after the run's
-planned end plus a margin (nothing keeps running if this side dies); stopped together, each only if
-it still is this run's."""
+sampler and Keepalived's notify reader. The load generator is prestarted while the run deploys
+(loadtest/prestart.py imports Locust, ~8 s under TCG, and waits for the run's go file); all start
+together, stop by themselves after the run's planned end plus a margin (nothing keeps running if this
+side dies) and are stopped together, each only if it still is this run's."""
 
 from __future__ import annotations
 
@@ -14,25 +15,47 @@ from rich.console import Console
 from chaos import guest, probes
 from lab.model.config import Lab
 from lab.model.errors import ActionFailed
-from lab.model.layout import HOME, LOCUST, LOCUSTFILE, VENV
+from lab.model.layout import CLIENT_NS, HOME, LOCUST, LOCUSTFILE, PYTHON
 from lab.ssh import remote
+from loadtest import prestart
 
 LOAD_START_TIMEOUT_S = 90.0
 PROBE_MARGIN_S = 120.0  # guest probes stop by themselves this long after the run's planned end
+PRESTART_WAIT_S = 300.0  # a prestarted load generator without its go file exits after this long
+
+
+def locust_arguments(lab: Lab, remote_dir: str, run_time_s: float) -> list[str]:
+    """Locust's arguments for the lab's [load] settings (their flags: loadtest/knobs.py), recording
+    into `remote_dir`/records and stopping by itself after run_time_s."""
+    from loadtest.knobs import locust_arguments as knob_arguments
+
+    values = {**asdict(lab.load), "nameservers": lab.nameserver_addresses()}
+    return ["-f", LOCUSTFILE, "--headless", "--only-summary", "--loglevel", "WARNING",
+            "--host", str(lab.network.vip), "--run-time", f"{int(run_time_s)}s",
+            *knob_arguments(values), "--dns-records", f"{remote_dir}/records"]
 
 
 def locust_command(lab: Lab, remote_dir: str, run_time_s: float) -> str:
-    """Locust in the client namespace with the lab's [load] settings (their flags: loadtest/knobs.py),
-    recording into `remote_dir`/records and stopping by itself after run_time_s."""
-    from loadtest.knobs import locust_arguments
-
-    values = {**asdict(lab.load), "nameservers": lab.nameserver_addresses()}
-    args = [
-        LOCUST, "-f", LOCUSTFILE, "--headless", "--only-summary", "--loglevel", "WARNING",
-        "--host", str(lab.network.vip), "--run-time", f"{int(run_time_s)}s",
-        *locust_arguments(values), "--dns-records", f"{remote_dir}/records",
-    ]
+    """Locust with `locust_arguments`, to be started in the client namespace."""
+    args = [LOCUST, *locust_arguments(lab, remote_dir, run_time_s)]
     return f"env PYTHONPATH={HOME} " + " ".join(shlex.quote(a) for a in args)
+
+
+def prestart_command(lab: Lab, remote_dir: str, run_time_s: float) -> str:
+    """loadtest/prestart.py (uploaded as `remote_dir`/prestart.py): Locust imported now, run in the
+    client namespace with `locust_arguments` once `remote_dir`/go exists (it exits unstarted after
+    PRESTART_WAIT_S)."""
+    args = [PYTHON, prestart_script(remote_dir), "--go", go_file(remote_dir), "--netns", CLIENT_NS,
+            "--wait-s", f"{PRESTART_WAIT_S:g}", "--", *locust_arguments(lab, remote_dir, run_time_s)]
+    return f"env PYTHONPATH={HOME} " + " ".join(shlex.quote(a) for a in args)
+
+
+def go_file(remote_dir: str) -> str:
+    return f"{remote_dir}/go"
+
+
+def prestart_script(remote_dir: str) -> str:
+    return f"{remote_dir}/prestart.py"
 
 
 @dataclass
@@ -46,16 +69,24 @@ class Recorders:
     end_s: float
 
     def locust_command(self) -> str:
-        return locust_command(self.lab, self.remote_dir, self.end_s + PROBE_MARGIN_S)
+        return prestart_command(self.lab, self.remote_dir, self.end_s + PROBE_MARGIN_S)
 
-    def start(self, console: Console) -> None:
-        """The load generator first (Locust takes seconds to start under TCG), the IPVS sampler and the
-        notify reader while it starts, then wait for its first records."""
+    def prestart(self) -> None:
+        """Start the load generator's import (loadtest/prestart.py), before the run's deploy: it sends
+        nothing until `start` gives the go. `stop` ends it either way."""
         remote.run(self.conn, f"mkdir -p {shlex.quote(self.remote_dir + '/records')}", check=True,
                    what="making the run's directory in the guest")
         if self.uses_load:
+            remote.put(self.conn, prestart.__file__, prestart_script(self.remote_dir))
             probes.start_background(self.conn, self.locust_command(), f"{self.remote_dir}/load.pid",
-                                    f"{self.remote_dir}/locust.log", "client")
+                                    f"{self.remote_dir}/locust.log")
+
+    def start(self, console: Console) -> None:
+        """Give the prestarted load generator its go, start the IPVS sampler and the notify reader
+        while it starts, then wait for its first records."""
+        go = f" && touch {shlex.quote(go_file(self.remote_dir))}" if self.uses_load else ""
+        remote.run(self.conn, f"mkdir -p {shlex.quote(self.remote_dir + '/records')}{go}", check=True,
+                   what="starting the load generator")
         max_s = LOAD_START_TIMEOUT_S + self.end_s + PROBE_MARGIN_S  # they stop by themselves then
         probes.start_sampler(self.conn, self.lab, self.remote_dir, max_s=max_s)
         probes.start_notify_reader(self.conn, self.lab, self.remote_dir, max_s=max_s)
@@ -84,9 +115,3 @@ class Recorders:
             stops.insert(0, (f"{self.remote_dir}/load.pid", "INT", 30.0))
         return probes.stop_all(self.conn, stops, owner=f"{self.remote_dir}/")
 
-
-def versions(conn: Any) -> list[str]:
-    """[kernel, unbound, keepalived, ipvsadm, locust] version lines of the guest (chaos/guest/versions.sh);
-    an empty string for one that is missing."""
-    out = remote.run_script(conn, guest.script("versions.sh"), VENV).stdout
-    return (out.splitlines() + [""] * 5)[:5]

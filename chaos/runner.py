@@ -12,6 +12,7 @@ finish a run that was killed or lost the lab for good; the guest's probes stop b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import time
@@ -29,7 +30,7 @@ from chaos.interrupts import Interrupted, deferred, stop_on_signals
 from chaos.journal import Journal, JournalWriter, activity_dict, utc_iso
 from chaos.link import ConnectionLost, Link
 from chaos.progress import ConsoleView
-from chaos.recording import Recorders, versions
+from chaos.recording import Recorders
 from chaos.rundir import claim, free_dir, guest_dir, run_id_for
 from chaos.timeline import Phases, Step, phases, schedule
 from chaos.undo_log import UndoLog, run_state
@@ -39,7 +40,7 @@ from lab.model.config import Lab
 from lab.model.errors import ActionFailed, LabError
 from lab.model.parse import flatten, merge
 from lab.ssh import remote
-from lab.versions import guest_versions
+from lab.versions import guest_versions, tool_banners
 
 HEALTH_TIMEOUT_S = 60.0
 
@@ -140,15 +141,23 @@ class Run:
 
     def start(self) -> None:
         """Everything before the recorders start, holding the lab's lock: finish a run that died before
-        this one (chaos.recover), deploy, check the lab is healthy, make the run directory and open the
-        undo log in it. Emits `started`."""
+        this one (chaos.recover), prestart the load generator, deploy, check the lab is healthy (or
+        stop the load generator again), make the run directory and open the undo log in it. Emits
+        `started`."""
         if self.before is not None:
             self.before(self.conn)
-        self.deploy()
-        before = probes.wait_healthy(self.conn, self.lab, HEALTH_TIMEOUT_S)
-        if not before["ok"]:
-            raise ActionFailed("the lab is not healthy before the experiment: "
-                               f"{probes.describe_health(before)}; run `fab deploy`, then `fab status`")
+        self.recorders.prestart()  # Locust imports while the lab deploys; it sends nothing before the go
+        try:
+            self.deploy()
+            before = probes.wait_healthy(self.conn, self.lab, HEALTH_TIMEOUT_S, own=self.remote)
+            if not before["ok"]:
+                raise ActionFailed("the lab is not healthy before the experiment: "
+                                   f"{probes.describe_health(before)}; run `fab deploy`, then `fab status`")
+        except BaseException:
+            with deferred(console), contextlib.suppress(LabError):  # unstopped, it exits by itself
+                self.recorders.stop()
+                remote.run(self.conn, f"rm -rf {shlex.quote(self.remote)}")
+            raise
         self.dir = claim(self.dir)
         self.run_id, self.remote = self.dir.name, guest_dir(self.dir.name)
         self.undo.open(self.dir, run_state(self))
@@ -315,4 +324,4 @@ class Run:
                 self.errors.append(f"merging records failed: {error}")
 
     def meta(self, steady: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-        return collect.meta(self, steady, after, versions(self.conn), guest_versions(self.conn))
+        return collect.meta(self, steady, after, tool_banners(self.conn), guest_versions(self.conn))

@@ -43,6 +43,10 @@ DEFINITIONS: dict[str, str] = {
     "the fault (1/3 is an even spread over three): the part of the load its failure can hit. IPVS keeps a "
     "reused source port on the server it had until its entry idles out (the UDP timeout), so after "
     "removals a returned resolver gets less than its share for a while",
+    "served_before": "the share of all queries sent in the second before the fault that were answered "
+    "(about 2/3 while one resolver of three is down). Below 1/2 the lab or the load generator was stalled "
+    "(the guest starved of CPU under TCG): such a fault is marked excluded and left out of fault_stats, "
+    "whose n counts the faults kept",
     "returns": "per rollback that brings a resolver back: when IPVS sends to it again (readded_ms), when "
     "Keepalived said so (notify_up_ms), the first ok answer to a query sent after it (first_answer_ms) and "
     "the queries that failed in its span (failed), and how often Keepalived took it out again in that span "

@@ -40,7 +40,8 @@ class Cell:
         mine = [f for f in faults if f.get("action") == action]
         medians = {k: (stats.get(k) or {}).get("median", mine[0].get(k))
                    for k in ("failover_window_ms", "failed", "detection_ms")}
-        return {**mine[0], **medians, "n": len(mine), "stats": stats,
+        return {**mine[0], **medians, "n": stats.get("n", len(mine)), "excluded": stats.get("excluded", 0),
+                "stats": stats,
                 "resolvers": sorted({str(f.get("resolver")) for f in mine})}
 
     @property

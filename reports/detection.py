@@ -99,6 +99,18 @@ def traffic_share(queries: pd.DataFrame, resolver: str | None, t: int, before_ns
     return float((answered == resolver).mean()) if len(answered) else None
 
 
+SERVED_BEFORE_MIN = 0.5  # a fault whose preceding second had fewer queries answered is not measured
+
+
+def served_before(queries: pd.DataFrame, t: int, before_ns: int = 1_000_000_000) -> float | None:
+    """The share of queries sent in the `before_ns` before `t` that were answered (None when none was
+    sent). One resolver of three down gives about 2/3; below SERVED_BEFORE_MIN the whole lab (or the
+    load generator, starved of CPU under TCG) was not serving, and a fault then measures that stall."""
+    send = queries["t_send_ns"].to_numpy()
+    mask = (send >= t - before_ns) & (send < t)
+    return float((queries["outcome"].to_numpy()[mask] == "ok").mean()) if mask.any() else None
+
+
 def _ms(t: int | None, since: int) -> float | None:
     return (t - since) / NS_PER_MS if t is not None else None
 
@@ -188,9 +200,12 @@ STAT_KEYS = ("failover_window_ms", "failed", "detection_ms", "notify_detection_m
 
 
 def action_stats(faults: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per fault action: n, and the spread (reports.stats) of each of STAT_KEYS over its faults."""
+    """Per fault action: n, and the spread (reports.stats) of each of STAT_KEYS over its faults; a
+    fault that met a lab not serving (`excluded_why`) is left out and counted in `excluded`."""
     out: dict[str, dict[str, Any]] = {}
     for action in dict.fromkeys(f["action"] for f in faults):
-        mine = [f for f in faults if f["action"] == action]
-        out[action] = {"n": len(mine), **{k: spread(f.get(k) for f in mine) for k in STAT_KEYS}}
+        mine = [f for f in faults if f["action"] == action and not f.get("excluded_why")]
+        excluded = sum(1 for f in faults if f["action"] == action and f.get("excluded_why"))
+        out[action] = {"n": len(mine), "excluded": excluded,
+                       **{k: spread(f.get(k) for f in mine) for k in STAT_KEYS}}
     return out

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.detection import detect_fault, traffic_share
+from reports.detection import SERVED_BEFORE_MIN, detect_fault, served_before, traffic_share
 from reports.lookups import LookupStats, LookupTable, lookup_stats
 from reports.records import NS_PER_MS, is_ok, max_stall_in
 
@@ -34,8 +34,17 @@ class FaultResult:
     pinned_ports: int
     blackholed_ports: int
     share_before: float | None
+    served_before: float | None
     pinning: pd.DataFrame = field(repr=False, compare=False)
     lookups: LookupStats | None = None  # lookups whose first query was sent in the span
+
+    @property
+    def excluded_why(self) -> str | None:
+        """Why this fault is left out of the statistics: the lab was not serving when it came."""
+        if self.served_before is None or self.served_before >= SERVED_BEFORE_MIN:
+            return None
+        return (f"only {self.served_before:.0%} of the queries in the second before it were answered: "
+                "the lab (or the load generator) was stalled, not failing over")
 
     def summary(self) -> dict[str, Any]:
         lookups = self.lookups.summary() if self.lookups else {}
@@ -56,6 +65,8 @@ class FaultResult:
             "pinned_ports": self.pinned_ports,
             "blackholed_ports": self.blackholed_ports,
             "share_before": self.share_before,
+            "served_before": self.served_before,
+            "excluded_why": self.excluded_why,
             **{k: lookups.get(k) for k in ("lookups", "lookups_failed", "lookups_retried", "lookup_max_ms")},
         }
 
@@ -152,6 +163,7 @@ def analyse_fault(
         pinned_ports=pinned,
         blackholed_ports=blackholed,
         share_before=traffic_share(queries, resolver, t),
+        served_before=served_before(queries, t),
         pinning=pinning,
     )
 

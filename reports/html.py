@@ -31,6 +31,7 @@ FAULT_HEADERS = (
     "pinned_ports",
     "blackholed_ports",
     "share_before",
+    "served_before",
 )
 
 
@@ -173,6 +174,7 @@ def report_context(run: Run, analysis: Analysis, images: list[Image]) -> dict[st
             fmt(f.pinned_ports),
             fmt(f.blackholed_ports),
             fmt(f.share_before, 2),
+            fmt(f.served_before, 2) + (" (excluded)" if f.excluded_why else ""),
         ]
         for f in analysis.faults
     ]
@@ -238,7 +240,8 @@ def failover_context(run: Run, analysis: Analysis) -> dict[str, Any]:
     by_action = analysis.summary()["fault_stats"]
     keys = ("failover_window_ms", "failed", "detection_ms", "notify_detection_ms", "lookups_failed",
             "lookup_max_ms")
-    stats = [[action, fmt(s["n"]), *(_spread(s[k]) for k in keys)] for action, s in by_action.items()]
+    stats = [[action, fmt(s["n"]) + (f" ({s['excluded']} excluded)" if s.get("excluded") else ""),
+              *(_spread(s[k]) for k in keys)] for action, s in by_action.items()]
     detect = run.events[run.events["kind"] == "detect"]
     said = [[fmt((e.t_ns - t0) / 1e9, 3), e.action, e.target, str(e.detail.get("proto", ""))]
             for e in detect.itertuples()]

@@ -72,7 +72,7 @@ def env(tmp_path, monkeypatch, raw_lab):
 
 
 def _healthy(ok: bool):
-    return lambda conn, lab, timeout_s=60.0: {"ok": ok, "resolvers": {}, "ipvs_missing": []}
+    return lambda conn, lab, timeout_s=60.0, own=None: {"ok": ok, "resolvers": {}, "ipvs_missing": []}
 
 
 def test_an_unhealthy_lab_leaves_no_run_directory(env, monkeypatch):
@@ -81,6 +81,23 @@ def test_an_unhealthy_lab_leaves_no_run_directory(env, monkeypatch):
     with pytest.raises(LabError, match="not healthy before the experiment"):
         run.execute()
     assert not run.dir.exists()
+    assert list(env.runs.iterdir()) == []
+
+
+def test_a_run_that_never_starts_stops_its_prestarted_load_generator(env, monkeypatch, tmp_path):
+    """The load generator is prestarted before the deploy (it imports Locust meanwhile); when the lab
+    is not healthy it is stopped and the run's guest directory removed."""
+    monkeypatch.setattr(probes, "wait_healthy", _healthy(False))
+    path = tmp_path / "loaded.yaml"
+    path.write_text(EXPERIMENT.replace("load: false", "load: {rate: 100}"))
+    guest = FakeGuest()
+    run = Run(env.lab, guest, load_experiment(str(path), env.lab))
+    with pytest.raises(LabError, match="not healthy before the experiment"):
+        run.execute()
+    started = [i for i, c in enumerate(guest.commands) if "prestart.py" in c and "--go" in c]
+    stopped = [i for i, c in enumerate(guest.commands) if "load.pid" in c and "INT" in c]
+    removed = [i for i, c in enumerate(guest.commands) if c == f"rm -rf {run.remote}"]
+    assert len(started) == len(stopped) == len(removed) == 1 and started[0] < stopped[0] < removed[0]
     assert list(env.runs.iterdir()) == []
 
 

@@ -208,3 +208,32 @@ def test_all_failed_run_has_no_stall(tmp_path: Path) -> None:
     a = analyse(run.queries, run.events, run.ipvs, run.meta)
     assert (a.ok, a.dropped, a.max_stall_ms, a.latency_ms["p50"]) == (0, 10, None, None)
     assert a.answers_per_second.empty and isinstance(a.latency_per_second, pd.DataFrame)
+
+
+def test_a_fault_that_meets_a_stalled_lab_is_left_out_of_the_statistics(tmp_path: Path) -> None:
+    """Kills of rs2 at 2000 and 4000 ms (restarted at 2500). After the first, rs2's queries fail for
+    100 ms; from 3000 ms every query fails (the guest stalled) until 4300 ms: the second kill measures
+    the stall, so it is marked excluded and fault_stats counts only the first."""
+    rows = []
+    for i in range(600):
+        t_ms, resolver = 10 * i, ("rs1", "rs2")[i % 2]
+        failed = (200 <= i < 210 and resolver == "rs2") or 300 <= i < 430
+        rows.append({"t_send_ns": T0_NS + t_ms * MS, "latency_ms": None if failed else 2.0,
+                     "outcome": "timeout" if failed else "ok", "rcode": None if failed else "NOERROR",
+                     "resolver": None if failed else resolver, "proto": "udp", "qname": "who.lab.test",
+                     "qtype": "TXT", "src_port": 20000 + i, "worker": f"w{i % 4}"})
+    events = [{"t_ns": T0_NS + t * MS, "kind": "fault", "action": "kill", "target": "rs2",
+               "detail": {"real_server": "192.168.100.12:53", "signal": "KILL"}} for t in (2000, 4000)]
+    events.append({"t_ns": T0_NS + 2500 * MS, "kind": "rollback", "action": "restart_resolver",
+                   "target": "rs2", "detail": {"real_server": "192.168.100.12:53"}})
+    ipvs = [{"t_ns": T0_NS + 100 * k * MS, "vip": "192.168.100.100:53", "proto": "udp",
+             "real_server": "192.168.100.12:53", "weight": 1, "active_conns": 0, "inactive_conns": 0}
+            for k in range(60)]
+    run = load_run(write_run(tmp_path / "stalled", meta_for("stalled", "planted", None), rows, events, ipvs))
+    a = analyse(run.queries, run.events, run.ipvs, run.meta)
+    first, second = a.faults
+    assert first.served_before == 1.0 and first.excluded_why is None
+    assert second.served_before == 0.0 and "stalled" in second.excluded_why
+    stats = a.summary()["fault_stats"]["kill"]
+    assert (stats["n"], stats["excluded"]) == (1, 1)
+    assert stats["failover_window_ms"]["median"] == first.failover_window_ms == 90.0

@@ -65,3 +65,36 @@ def test_a_vm_of_another_release_is_refused_in_one_line(raw_lab):
     raw_lab["vm"].update(provider="ssh")
     raw_lab.setdefault("ssh", {})["host"] = "real-host"
     require_release(Guest("bookworm"), parse_lab(raw_lab, "labs/trixie.toml"))  # a real host: its own
+
+
+def test_banners_keep_each_tools_line_and_locusts_version():
+    from lab.versions import parse_banners
+
+    text = TRIXIE + "\nlocust=/opt/dnslab/venv/lib/python3.13/site-packages/locust-2.32.4.dist-info\n"
+    raw = parse_banners(text)
+    assert raw["keepalived"].startswith("Keepalived v2.3.3")
+    assert raw["locust"] == "locust 2.32.4"
+    assert parse_banners("locust=\n")["locust"] == ""
+
+
+def test_the_guest_is_read_once_per_connection(monkeypatch):
+    from lab import versions
+
+    calls = []
+
+    class Conn:
+        pass
+
+    def run(conn, command, **kwargs):
+        calls.append(command)
+        return type("R", (), {"stdout": TRIXIE})()
+
+    monkeypatch.setattr(versions.remote, "run", run)
+    first, second = Conn(), Conn()
+    assert versions.guest_versions(first)["release"] == "trixie"
+    assert versions.tool_banners(first)["keepalived"].startswith("Keepalived v2.3.3")
+    assert len(calls) == 1
+    versions.guest_versions(type("Link", (), {"conn": first})())  # a Link over the same connection
+    assert len(calls) == 1
+    versions.guest_versions(second)
+    assert len(calls) == 2

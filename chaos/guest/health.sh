@@ -13,12 +13,17 @@ while [ $# -ge 2 ] && [ "$1" != -- ]; do
     shift 2
 done
 [ "${1:-}" = -- ] && shift
-wait
-for name in "${names[@]}"; do cat "$tmp/$name"; done
-rm -rf "$tmp"
+# The checks run alongside the queries, each in a subshell of this one (a fork, no exec: a fresh bash
+# costs ~0.1 s under TCG), their faults collected in order.
+n=0
 while [ $# -ge 2 ]; do
-    (bash -c "$2") >/dev/null 2>&1 || echo "@@fault $1"
+    n=$((n + 1))
+    ( (eval "$2") >/dev/null 2>&1 || echo "@@fault $1" > "$tmp/fault.$n" ) &
     shift 2
 done
+wait
+for name in "${names[@]}"; do cat "$tmp/$name"; done
+for ((i = 1; i <= n; i++)); do [ -f "$tmp/fault.$i" ] && cat "$tmp/fault.$i"; done
+rm -rf "$tmp"
 echo @@ipvs
 if [ -n "$director" ]; then ip netns exec "$director" cat /proc/net/ip_vs; else cat /proc/net/ip_vs; fi

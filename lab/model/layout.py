@@ -62,6 +62,7 @@ def exit_file(name: str) -> str:
 HOME = "/opt/dnslab"
 VENV = f"{HOME}/venv"
 LOCUST = f"{VENV}/bin/locust"
+PYTHON = f"{VENV}/bin/python"
 LOADTEST_DIR = f"{HOME}/loadtest"
 LOCUSTFILE = f"{LOADTEST_DIR}/dns.py"
 
