@@ -6,6 +6,12 @@ created as `nobody` when the kernel allows it). For each sysctl the init namespa
 case: does it exist, what is its value, is it writable, and does a write there change the value seen
 in the other two cases (a leak)? Every value written is put back at once.
 
+Kernels from 6.2 run IPVS's rate estimators in kthreads: a *change* of est_nice, run_estimation or
+est_cpulist restarts them, and under TCG that held the estimator lock for minutes (every later read
+waited). On such a kernel (it has est_nice) those are written with their own value (writable, no
+restart: the kernel only restarts on a change) and est_cpulist not at all; their leak is not tested
+(`not_changed` says why). Every request to a namespace's agent has a deadline.
+
 This file runs standalone in the guest (stdlib only: `python3 sysctl_probe.py` prints JSON);
 `probe_sysctl_namespaces(target)` uploads it, runs it and returns the parsed result.
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -21,6 +28,10 @@ from typing import Any
 
 VS_DIR = "/proc/sys/net/ipv4/vs"
 CASES = ("init", "child_init_userns", "child_unpriv_userns")
+ESTIMATOR_SYSCTLS = ("est_cpulist", "est_nice", "run_estimation")  # a change restarts the kthreads
+ASK_TIMEOUT_S = 30.0
+NOT_CHANGED = ("not changed: on this kernel a change restarts IPVS's estimator kthreads, which held the "
+               "estimator lock for minutes under TCG")
 
 AGENT = r"""
 import json, os, sys
@@ -54,16 +65,25 @@ class Agent:
         self.proc = subprocess.Popen(prefix + ["python3", "-c", AGENT, directory], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
 
-    def ask(self, **req: str) -> dict[str, Any]:
+    def ask(self, timeout_s: float = ASK_TIMEOUT_S, **req: str) -> dict[str, Any]:
+        """The agent's answer; TimeoutError when it gives none within timeout_s (a write stuck in the
+        kernel)."""
         assert self.proc.stdin and self.proc.stdout
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
+        if not ready:
+            raise TimeoutError(f"{req['op']} of net.ipv4.vs.{req['name']} did not return within "
+                               f"{timeout_s:g} s")
         return json.loads(self.proc.stdout.readline())
 
     def close(self) -> None:
         if self.proc.stdin:
             self.proc.stdin.close()
-        self.proc.wait(timeout=10)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # stuck in the kernel: leave it to finish, do not wait on it
+            self.proc.kill()
 
 
 def other_value(value: str) -> str:
@@ -84,6 +104,7 @@ def _holder(cmd: list[str]) -> subprocess.Popen[bytes]:
 def run_probe(directory: str = VS_DIR, names: list[str] | None = None) -> dict[str, Any]:
     """Run the probe here (root in the init namespaces) over the sysctls in `directory`."""
     names = sorted(names or os.listdir(directory))
+    kthreads = os.path.exists(os.path.join(directory, "est_nice"))
     child = _holder(["unshare", "--net"])
     unpriv_as = "nobody"
     unpriv = _holder(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
@@ -105,7 +126,9 @@ def run_probe(directory: str = VS_DIR, names: list[str] | None = None) -> dict[s
             entry: dict[str, Any] = {}
             for case in CASES:
                 info = dict(before[case])
-                if info["exists"] and info.get("value") is not None:
+                if kthreads and name in ESTIMATOR_SYSCTLS:
+                    info.update(_unchanged(agents[case], name, info))
+                elif info["exists"] and info.get("value") is not None:
                     new = other_value(info["value"])
                     wrote = agents[case].ask(op="write", name=name, value=new)
                     info["leak_tested"] = wrote["ok"]
@@ -134,9 +157,21 @@ def run_probe(directory: str = VS_DIR, names: list[str] | None = None) -> dict[s
             "cases": list(CASES), "sysctls": result, "summary": summarize(result)}
 
 
+def _unchanged(agent: Agent, name: str, info: dict[str, Any]) -> dict[str, Any]:
+    """An estimator sysctl on a kernel with estimator kthreads: its own value written back (est_nice,
+    run_estimation: writable, nothing restarts), est_cpulist not written; no leak test."""
+    out: dict[str, Any] = {"leak_tested": False, "write_took": False, "leaks_to": [],
+                           "not_changed": NOT_CHANGED}
+    if not info["exists"] or info.get("value") is None or name == "est_cpulist":
+        return {**out, "writable": None if info["exists"] else False}
+    wrote = agent.ask(op="write", name=name, value=info["value"])
+    return {**out, "writable": wrote["ok"], **({} if wrote["ok"] else {"write_error": wrote.get("error")})}
+
+
 def summarize(sysctls: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per case: how many exist, how many are writable, and which writes leaked elsewhere."""
-    out: dict[str, Any] = {"total_in_init": len(sysctls)}
+    unchanged = sorted(n for n, s in sysctls.items() if s[CASES[0]].get("not_changed"))
+    out: dict[str, Any] = {"total_in_init": len(sysctls), "not_changed": unchanged}
     for case in CASES:
         rows = [s[case] for s in sysctls.values()]
         out[case] = {

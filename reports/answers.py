@@ -181,10 +181,11 @@ def answer(cells: Sequence[Cell], probe: Mapping[str, Any] | None, lab: Lab,
         summary = probe.get("summary") or {}
         items["sysctl"] = {
             "kernel": probe.get("kernel"), "total": summary.get("total_in_init"),
+            "not_changed": summary.get("not_changed") or [],
             "cases": [{"name": CASE_NAMES.get(k, k), **summary[k]} for k in CASE_NAMES if k in summary],
         }
     else:
-        items["sysctl"] = {"kernel": None, "total": None, "cases": []}
+        items["sysctl"] = {"kernel": None, "total": None, "not_changed": [], "cases": []}
 
     netns = varying(cells, "network.keepalived_netns")
     items["netns"] = {**compared(netns, reference, f"keepalived_netns = {lab.network.keepalived_netns}"),

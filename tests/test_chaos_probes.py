@@ -232,3 +232,26 @@ def test_health_asks_every_resolver_and_names_each_failed_check(tmp_path, raw_la
     assert state["resolvers"] == {"rs1": True, "rs2": False, "rs3": True}
     assert state["faults"] == ["it's \"broken\"; really"]
     assert not state["ok"] and "udp/192.168.100.11:53" in state["ipvs_missing"]
+
+
+def test_estimator_sysctls_are_not_changed_where_a_change_restarts_the_kthreads(tmp_path):
+    """A directory that has est_nice (kernel >= 6.2): est_nice and run_estimation are written with their
+    own value, est_cpulist not at all, none leak-tested; the others as usual. Run in a throwaway netns
+    over plain files, so every case sees the same files (they "leak" by construction)."""
+    from chaos import sysctl_probe
+
+    values = {"est_nice": "0", "run_estimation": "1", "est_cpulist": "0-1", "conntrack": "0"}
+    for name, value in values.items():
+        (tmp_path / name).write_text(value + "\n")
+    res = subprocess.run(["unshare", "--net", sys.executable, sysctl_probe.__file__, str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    if res.returncode != 0 and "Operation not permitted" in res.stderr:
+        pytest.skip("cannot create namespaces here")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["summary"]["not_changed"] == ["est_cpulist", "est_nice", "run_estimation"]
+    init = {name: data["sysctls"][name]["init"] for name in data["sysctls"]}
+    assert init["est_nice"]["writable"] is True and init["est_nice"]["leak_tested"] is False
+    assert init["est_cpulist"]["writable"] is None and "kthreads" in init["est_cpulist"]["not_changed"]
+    assert init["conntrack"]["leak_tested"] is True and "not_changed" not in init["conntrack"]
+    assert {name: (tmp_path / name).read_text().strip() for name in init} == values  # all put back
