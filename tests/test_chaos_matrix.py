@@ -35,7 +35,7 @@ def test_setting_keeps_the_dots_of_a_sysctl():
         setting("vlan", True)
 
 
-@pytest.mark.parametrize("suite", ["quick", "nodest", "checks", "exit", "settings", "clients", "standard"])
+@pytest.mark.parametrize("suite", ["quick", "nodest", "releases", "checks", "exit", "settings", "clients", "standard"])
 def test_shipped_suites_are_valid_for_the_lab(raw_lab, suite):
     lab = parse_lab(raw_lab)
     todo = cells(load_suite(suite))
@@ -64,7 +64,7 @@ def test_standard_suite_covers_the_seed_questions():
 
 
 def test_unknown_suite_and_bad_shapes(tmp_path, raw_lab):
-    known = "quick, nodest, checks, exit, settings, clients, standard"
+    known = "quick, nodest, releases, checks, exit, settings, clients, standard"
     with pytest.raises(LabError, match=f"no suite named .huge.; known: {known}"):
         load_suite("huge")
     path = tmp_path / "suites.yaml"
@@ -126,3 +126,15 @@ def test_exit_suite_measures_each_exit_with_removal_on_exit_off_and_on(raw_lab):
     assert list(repeats(parse_lab(raw_lab), todo).values()) == [
         next(i for i, c in enumerate(todo) if c.experiment == "all-down" and c.varied == {
             "check.removal_on_exit": True})]
+
+
+def test_releases_suite_is_the_nodest_grid_and_removal_on_exit(raw_lab):
+    from chaos.matrix import repeats
+
+    todo = cells(load_suite("releases"))
+    assert len(todo) == 9
+    grid = {(c.experiment, c.varied["sysctl.net.ipv4.vs.expire_nodest_conn"], c.varied["load.socket_mode"])
+            for c in todo[:8]}
+    assert grid == {(e, n, m) for e in ("kill-one", "stop-one") for n in (0, 1) for m in ("fresh", "reuse")}
+    assert [(c.experiment, c.varied) for c in todo[8:]] == [("kill-one", {"check.removal_on_exit": True})]
+    assert repeats(parse_lab(raw_lab), todo) == {}  # nine runs: no cell is another's
