@@ -108,7 +108,8 @@ def report(c, run=None):
     app.report(run)
 
 
-@task(help={"provider": "qemu | vagrant", "suite": "experiment suite", "lab": "lab file"})
+@task(help={"provider": "qemu | vagrant", "lab": "lab file",
+            "suite": "experiment suite; releases: the whole job on each guest release in turn (qemu)"})
 @cli_guard
 def demo(c, provider=None, suite="standard", lab=None):
     """The whole job: image, VM, deploy, experiment suite, answers report."""

@@ -29,13 +29,19 @@ def parse_releases(text: str) -> tuple[str, ...]:
     return names
 
 
+def refuse_unless_free(lab: Lab, what: str) -> None:
+    """A one-line error unless `what` may bring each release's VM up in turn: the qemu provider, and
+    no lab VM up."""
+    if lab.vm.provider != "qemu":
+        raise ConfigError(f"{lab.source}: [vm] provider: {what} brings each release's VM up and down "
+                          f"with the qemu provider, not {lab.vm.provider}")
+    if QemuProvider(lab).pid() is not None:
+        raise ActionFailed(f"a lab VM is up: {what} brings each release's VM up in turn; `fab down` first")
+
+
 def run_releases(lab: Lab, suite: str, releases: tuple[str, ...]) -> Path:
     """Run `suite` on each release's lab in turn (up, suite, down); the comparison's path."""
-    if lab.vm.provider != "qemu":
-        raise ConfigError(f"{lab.source}: [vm] provider: --releases brings each release's VM up and down "
-                       f"with the qemu provider, not {lab.vm.provider}")
-    if QemuProvider(lab).pid() is not None:
-        raise ActionFailed("a lab VM is up: --releases brings each release's VM up in turn; `fab down` first")
+    refuse_unless_free(lab, "--releases")
     out_dir = matrix_dir(f"{suite}-releases")
     runs: list[str] = []
     for release in releases:

@@ -64,18 +64,24 @@ def _remember(**values: Any) -> None:
     write_json(_progress_file(), {**_remembered(), **values})
 
 
-def probe(lab: Lab, conn: Any, experiment: str) -> Path:
-    """A probe experiment's JSON (`<run>/probe_*.json`); an earlier demo's is reused for the same lab."""
+def _key(name: str, tag: str) -> str:
+    return f"{name}_{tag}" if tag else name
+
+
+def probe(lab: Lab, conn: Any, experiment: str, *, tag: str = "") -> Path:
+    """A probe experiment's JSON (`<run>/probe_*.json`); an earlier demo's is reused for the same lab
+    (remembered under `tag` too: one per release in the per-release demo)."""
     from chaos.execute import run_experiment
 
-    known = _remembered().get(f"probe_{experiment}") or {}
+    key = _key(f"probe_{experiment}", tag)
+    known = _remembered().get(key) or {}
     if known.get("lab") == lab.as_dict() and Path(known.get("path", "")).is_file():
         return Path(known["path"])
     run_dir = run_experiment(lab, conn, experiment)
     found = sorted(run_dir.glob("probe_*.json"))
     if not found:
         raise ActionFailed(f"{run_dir}: the {experiment} probe wrote no probe_*.json")
-    _remember(**{f"probe_{experiment}": {"path": str(found[0]), "lab": lab.as_dict()}})
+    _remember(**{key: {"path": str(found[0]), "lab": lab.as_dict()}})
     return found[0]
 
 
@@ -83,12 +89,13 @@ def _run_name(path: Path) -> str:
     return path.parent.name
 
 
-def run_suite(lab: Lab, conn: Any, suite: str) -> Path:
-    """The suite's matrix.json, keeping the cells an interrupted demo already finished."""
+def run_suite(lab: Lab, conn: Any, suite: str, *, tag: str = "") -> Path:
+    """The suite's matrix.json, keeping the cells an interrupted demo (with the same `tag`) already
+    finished."""
     from chaos.matrix import matrix_dir, run_matrix
 
-    key = f"matrix_{suite}"
-    out_dir = Path(_remembered().get(key) or matrix_dir(suite))
+    key = _key(f"matrix_{suite}", tag)
+    out_dir = Path(_remembered().get(key) or matrix_dir(f"{suite}-{tag}" if tag else suite))
     _remember(**{key: str(out_dir)})
     report = run_matrix(lab, conn, suite, out_dir=out_dir)
     _remember(**{key: None})

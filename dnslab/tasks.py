@@ -151,7 +151,12 @@ def report(run: str | None) -> None:
 
 
 def demo(lab: str | None, provider: str | None, suite: str) -> Path:
-    """The whole job; the answers page's path."""
+    """The whole job; the answers page's path (with the `releases` suite: on each guest release in
+    turn, and the side-by-side page's path)."""
+    from dnslab import releases_demo
     from dnslab.demo import run_demo
+
+    if suite == releases_demo.SUITE:
+        return releases_demo.run_releases_demo(lab_model(lab, provider), lab_file=str(lab_path(lab)))
 
     return run_demo(lab_model(lab, provider), suite=suite, lab_file=str(lab_path(lab)))

@@ -35,7 +35,8 @@ def test_setting_keeps_the_dots_of_a_sysctl():
         setting("vlan", True)
 
 
-@pytest.mark.parametrize("suite", ["quick", "nodest", "releases", "checks", "exit", "settings", "clients", "standard"])
+@pytest.mark.parametrize("suite", ["quick", "nodest", "releases", "checks", "exit", "settings", "clients",
+                                   "standard"])
 def test_shipped_suites_are_valid_for_the_lab(raw_lab, suite):
     lab = parse_lab(raw_lab)
     todo = cells(load_suite(suite))
