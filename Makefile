@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml Makefile lab/host_setup.sh
 	@bash lab/host_setup.sh --venv $(VENV) --retry "make $(or $(MAKECMDGOALS),setup)" $(APT_PACKAGES)
 	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
 
-# PROVIDER=vagrant make demo uses Vagrant + libvirt; SUITE=quick make demo runs the short suite.
+# PROVIDER=vagrant make demo uses Vagrant + libvirt; SUITE=quick make demo runs the short suite;
+# SUITE=releases make demo runs the whole job on each guest release in turn (reports/releases.html).
 demo: setup
 	$(VENV)/bin/fab demo $(if $(PROVIDER),--provider $(PROVIDER)) $(if $(SUITE),--suite $(SUITE))
 
