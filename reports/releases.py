@@ -144,7 +144,8 @@ def grid_rows(releases: Sequence[Release]) -> list[dict[str, Any]]:
             cell = _by_key(release).get(key)
             row = row_of(cell) if cell else {}
             per.append({"window": spread_text(row.get("window_s"), " ms"),
-                        "failed": spread_text(row.get("failed_s")), "href": cell.href if cell else None})
+                        "failed": spread_text(row.get("failed_s")), "href": cell.href if cell else None,
+                        "unexercised": bool(cell) and not cell.exercised})
         rows.append({"label": label, "removal": dict(key[1]).get(REMOVAL) == "true", "releases": per})
     return rows
 
@@ -176,8 +177,8 @@ def recommendation(key: Key, releases: Sequence[Release], lab: Lab) -> tuple[str
         if cell is None:
             continue
         alt, mine, theirs = _alternative(cell, release.cells, lab)
-        verdicts[release.name] = (verdict(row_of(cell)["window_s"], row_of(alt)["window_s"]) if alt
-                                  else NO_DIFFERENCE)
+        verdicts[release.name] = (verdict(row_of(cell)["window_s"], row_of(alt)["window_s"])
+                                  if alt and alt.exercised and cell.exercised else NO_DIFFERENCE)
     for word, setting in (("better", mine), ("worse", theirs)):
         holds = [r for r, v in verdicts.items() if v == word]
         if holds:
@@ -191,7 +192,8 @@ def grid_differences(releases: Sequence[Release], lab: Lab) -> list[dict[str, An
     out = []
     keyed = [(r, _by_key(r)) for r in releases]
     for key, label in _cells(releases).items():
-        present = [(r, cells[key]) for r, cells in keyed if key in cells]
+        # a fault no client traffic reached shows nothing about the release: not compared
+        present = [(r, cells[key]) for r, cells in keyed if key in cells and cells[key].exercised]
         found = []
         for i, (ra, a) in enumerate(present):
             for rb, b in present[i + 1:]:

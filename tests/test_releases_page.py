@@ -146,3 +146,42 @@ def test_the_check_cost_sentences_of_each_release_are_on_the_page(lab):
     assert "A MISC_CHECK with nslookup costs 330 ms of CPU" in page
     assert "not probed" in page and "No fault cell completed on any release" in page
     assert page.count("Not measured.") == 1  # bookworm's check cost
+
+
+def test_the_page_is_written_from_each_releases_files(lab, tmp_path):
+    import json
+
+    from bench.synthetic import meta_for, write_planted_run
+    from reports.releases import read_release, write_releases
+
+    releases = []
+    for name in ("bookworm", "trixie"):
+        run = write_planted_run(tmp_path / "runs" / f"{name}-kill", f"{name}-kill", {NODEST: 0})
+        matrix = tmp_path / "matrix" / name / "matrix.json"
+        matrix.parent.mkdir(parents=True)
+        matrix.write_text(json.dumps({"suite": "releases", "cells": [
+            {"experiment": "kill-one", "settings": {NODEST: 0}, "overrides": {}, "slug": "k",
+             "run_dir": str(run), "status": "completed"}]}))
+        probe_run = tmp_path / "runs" / f"{name}-probe"
+        probe_run.mkdir()
+        (probe_run / "meta.json").write_text(json.dumps({**meta_for("p", "sysctl-namespaces"),
+                                                         "guest": GUEST[name]}))
+        (probe_run / "probe_sysctl_namespaces.json").write_text(json.dumps(probe(name == "trixie")))
+        answers = tmp_path / f"answers-{name}.html"
+        releases.append(read_release(name, matrix, probe_run / "probe_sysctl_namespaces.json", None, answers,
+                                     tmp_path / "releases.html"))
+    page = write_releases(releases, lab, tmp_path / "releases.html").read_text()
+    assert "Debian trixie · kernel 6.12.48-amd64" in page and 'href="answers-trixie.html"' in page
+    assert 'href="runs/bookworm-kill/report.html"' in page  # the cell's run, linked from the page's dir
+    assert 'data-difference="net.ipv4.vs.conn_reuse_mode"' in page
+
+
+def test_a_fault_no_client_traffic_reached_is_shown_but_not_compared(lab):
+    trixie = grid("trixie", FAST)
+    lucky = trixie[1]  # kill-one, expire_nodest_conn 0, reused ports
+    trixie[1] = Cell(lucky.run_id, lucky.experiment, lucky.settings, lucky.overrides,
+                     {**lucky.summary, "answers_by_resolver": {"rs1": 1000, "rs2": 0}}, lucky.href)
+    data = compare_releases([release("bookworm", grid("bookworm", SLOW), probe(False)),
+                             release("trixie", trixie, probe(False))], lab)
+    assert data["differences"] == []
+    assert data["grid"][1]["releases"][1]["unexercised"] and "not compared" in render_releases(data)
