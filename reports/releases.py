@@ -86,22 +86,30 @@ def sysctl_table(releases: Sequence[Release]) -> dict[str, Any]:
 
 
 def sysctl_differences(releases: Sequence[Release]) -> list[dict[str, Any]]:
-    """Every sysctl and case whose existence, writability or leaks differ between releases measured by
-    the probe; the recommendation (set it in the namespace that holds the VIP) holds where it exists,
-    is writable and does not leak."""
+    """The sysctls whose existence, writability or leaks differ between the releases the probe
+    measured, one difference per case and per way they differ (the sysctls that differ alike are
+    named together); the recommendation (set it in the namespace that holds the VIP) holds where it
+    exists, is writable and does not leak."""
     probed = [r for r in releases if r.probe]
     out = []
-    for name in sorted({name for r in probed for name in _sysctls(r)}):
-        for case, case_name in CASE_NAMES.items():
+    for case, case_name in CASE_NAMES.items():
+        groups: dict[tuple[str, ...], list[str]] = {}
+        holds: dict[tuple[str, ...], list[str]] = {}
+        for name in sorted({name for r in probed for name in _sysctls(r)}):
             entries = {r.name: _sysctls(r).get(name, {}).get(case) for r in probed}
             if len({sysctl_state(e) for e in entries.values()}) < 2:
                 continue
-            holds = [r for r, e in entries.items() if (s := sysctl_state(e)) and s[0] is True and not s[1]]
-            out.append({"what": f"net.ipv4.vs.{name}", "case": case_name,
-                        "text": "; ".join(f"{r}: {sysctl_text(e)}" for r, e in entries.items()),
-                        "recommendation": f"set net.ipv4.vs.{name} in the namespace that holds the VIP "
-                                          f"({case_name})",
-                        "holds_for": holds})
+            texts = tuple(f"{r}: {sysctl_text(e)}" for r, e in entries.items())
+            groups.setdefault(texts, []).append(name)
+            holds[texts] = [r for r, e in entries.items()
+                            if (state := sysctl_state(e)) and state[0] is True and not state[1]]
+        for texts, names in groups.items():
+            what = f"net.ipv4.vs.{names[0]}" if len(names) == 1 else \
+                f"net.ipv4.vs.* ({len(names)}: {', '.join(names)})"
+            out.append({"what": what, "case": case_name, "text": "; ".join(texts),
+                        "recommendation": f"set {'it' if len(names) == 1 else 'them'} in the namespace that "
+                                          f"holds the VIP ({case_name})",
+                        "holds_for": holds[texts]})
     return out
 
 

@@ -185,3 +185,32 @@ def test_a_fault_no_client_traffic_reached_is_shown_but_not_compared(lab):
                              release("trixie", trixie, probe(False))], lab)
     assert data["differences"] == []
     assert data["grid"][1]["releases"][1]["unexercised"] and "not compared" in render_releases(data)
+
+
+def test_sysctls_that_differ_alike_are_named_together(lab):
+    """Bookworm's unprivileged netns has no IPVS sysctls, trixie's has them all: one difference for the
+    case naming every sysctl, not one per sysctl; one that is not writable anywhere recommends nothing."""
+    old, new = probe(False, extra="est_cpulist"), probe(False, extra="est_cpulist")
+    for entry in old["sysctls"].values():
+        entry["child_unpriv_userns"] = {"exists": False, "value": None}
+    new["sysctls"]["expire_nodest_conn"]["child_unpriv_userns"]["writable"] = True
+    old["sysctls"].pop("est_cpulist")
+    for case in new["sysctls"]["est_cpulist"].values():
+        case.update(writable=None, leak_tested=False, not_changed="a change restarts the kthreads")
+    data = compare_releases([release("bookworm", grid("bookworm", SLOW), old),
+                             release("trixie", grid("trixie", SLOW), new)], lab)
+    unpriv = [d for d in data["differences"] if d["case"] == "child netns, unprivileged user namespace"]
+    assert [(d["what"], d["holds_for"]) for d in unpriv] == [
+        ("net.ipv4.vs.conn_reuse_mode", []),  # exists on trixie, read-only: nothing to recommend
+        ("net.ipv4.vs.est_cpulist", []),
+        ("net.ipv4.vs.expire_nodest_conn", ["trixie"])]
+    page = render_releases(data)
+    assert "No recommendation: not writable, or not written by the probe, in any release." in page
+    both = [d for d in data["differences"] if d["case"] == "init namespace"]
+    assert [d["what"] for d in both] == ["net.ipv4.vs.est_cpulist"]
+    alike = probe(True)
+    alike["sysctls"]["expire_nodest_conn"]["child_unpriv_userns"]["writable"] = True
+    many = compare_releases([release("bookworm", grid("bookworm", SLOW), old),
+                             release("trixie", grid("trixie", SLOW), alike)], lab)["differences"]
+    assert [d["what"] for d in many if d["case"].startswith("child netns, unp")] == [
+        "net.ipv4.vs.* (2: conn_reuse_mode, expire_nodest_conn)"]
