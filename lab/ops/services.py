@@ -30,6 +30,7 @@ from lab.model.layout import (
     resolver_unit,
     unbound_path,
 )
+from lab.ops.validate import IN_NETNS, config_links
 from lab.render.files import GuestFile
 from lab.render.netplan import Step, link_name, topology_signature
 
@@ -64,13 +65,24 @@ def exit_files_exist(lab: Lab) -> str:
     return f"mkdir -p {EXIT_DIR}; {made}; "
 
 
+def keepalived_test(file: GuestFile, staged: str) -> str:
+    """The guest's config test of a staged keepalived.conf. One naming links (a VRRP instance) is
+    tested in a throwaway network namespace holding links of those names, as on this machine
+    (lab.ops.validate): on a fresh guest the director's link does not exist before the network step."""
+    links = config_links(file.content.decode(errors="replace"))
+    if not links:
+        return f"keepalived --config-test --use-file {staged}"
+    return " ".join(["unshare --net sh -c", shlex.quote(IN_NETNS), "sh keepalived", staged,
+                     *(shlex.quote(link) for link in links)])
+
+
 def file_step(path: str, file: GuestFile, before: str = "") -> Step:
     """Install a staged file when the guest's copy has another sha256 (`before`: shell run first,
     e.g. exit_files_exist for keepalived.conf's config test)."""
     staged = f"{STAGE}{path}"
     validate = ""
     if path == KEEPALIVED_CONF:
-        validate = (f"{before}out=$(keepalived --config-test --use-file {staged} 2>&1) || "
+        validate = (f"{before}out=$({keepalived_test(file, staged)} 2>&1) || "
                     f"{{ printf 'keepalived -t rejected the new config; the running Keepalived keeps "
                     f"the old one:\\n%s\\n' \"$out\" >&2; exit 1; }}; ")
     return Step(

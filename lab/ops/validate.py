@@ -58,8 +58,9 @@ def check_unbound(text: str, name: str, source: str) -> None:
 # The links a VRRP instance names (`interface X`, `... dev X`): keepalived -t wants them to exist.
 _LINK_RE = re.compile(r"^\s*(?:interface\s+(\S+)|\S+\s+dev\s+(\S+))\s*$", re.M)
 _IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
-# Run by sh in a throwaway user and network namespace: a veth per link named, then the config test.
-_IN_NETNS = ('k=$1 f=$2; shift 2; i=0; for l in "$@"; do ip link add "$l" type veth peer name "p$i" '
+# Run by sh in a throwaway network namespace (here also a user namespace; in the guest's deploy
+# lab.ops.services): a veth per link named, then the config test.
+IN_NETNS = ('k=$1 f=$2; shift 2; i=0; for l in "$@"; do ip link add "$l" type veth peer name "p$i" '
              '&& ip link set "$l" up || exit 97; i=$((i + 1)); done; exec "$k" --config-test --use-file "$f"')
 
 
@@ -79,7 +80,7 @@ def check_keepalived(text: str, source: str) -> None:
         argv = [_tool("keepalived"), "--config-test", "--use-file", str(path)]
         links = config_links(text)
         if links:
-            argv = ["unshare", "--user", "--map-root-user", "--net", "sh", "-c", _IN_NETNS, "sh",
+            argv = ["unshare", "--user", "--map-root-user", "--net", "sh", "-c", IN_NETNS, "sh",
                     argv[0], str(path), *links]
         code, out = _run(argv)
     if code != 0:
