@@ -61,3 +61,21 @@ def test_the_guests_config_test_of_a_vrrp_config_needs_no_link_yet(tmp_path):
     lab_toml = load_lab(REPO / "lab.toml")
     plain_conf = render_files(lab_toml)[KEEPALIVED_CONF]
     assert keepalived_test(plain_conf, "/x") == "keepalived --config-test --use-file /x"
+
+
+def test_a_vrrp_labs_keepalived_runs_both_subsystems():
+    """--check and --vrrp each mean "only this one": Keepalived 2.2.7 given both ran neither ("has no
+    configuration to run", an empty IPVS table: the seed preset's first deploy). With VRRP the unit
+    passes no subsystem flag; without, --check alone."""
+    from lab.model.layout import KEEPALIVED_UNIT
+    from lab.model.parse import load_lab
+    from lab.render.files import render_files
+    from tests.conftest import REPO
+
+    def exec_start(path):
+        text = render_files(load_lab(REPO / path))[KEEPALIVED_UNIT].content.decode()
+        return text[text.index("ExecStart="):text.index("ExecReload=")]
+
+    seed, plain = exec_start("labs/seed.toml"), exec_start("lab.toml")
+    assert "--check" not in seed and "--vrrp" not in seed
+    assert "--check" in plain and "--vrrp" not in plain
