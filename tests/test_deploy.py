@@ -74,7 +74,7 @@ def test_a_vrrp_labs_keepalived_runs_both_subsystems():
 
     def exec_start(path):
         text = render_files(load_lab(REPO / path))[KEEPALIVED_UNIT].content.decode()
-        return text[text.index("ExecStart="):text.index("ExecReload=")]
+        return text[text.index("ExecStart="):text.index("ExecReload=")].split()
 
     seed, plain = exec_start("labs/seed.toml"), exec_start("lab.toml")
     assert "--check" not in seed and "--vrrp" not in seed
