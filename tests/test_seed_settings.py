@@ -73,7 +73,9 @@ def test_with_vrrp_keepalived_holds_the_vip_not_the_network_plan(lab):
     variant = with_overrides(lab, {"vrrp": {"enabled": True}})
     assert not any("(VIP)" in s.name for s in network_plan(variant))
     unit = render_files(variant)[KEEPALIVED_UNIT].content.decode()
-    assert "--check --vrrp" in unit and "--vrrp_pid /run/dnslab-keepalived-vrrp.pid" in unit
+    words = unit[unit.index("ExecStart="):unit.index("ExecReload=")].split()
+    assert "--check" not in words and "--vrrp" not in words  # each means "only this one": both run
+    assert "--vrrp_pid /run/dnslab-keepalived-vrrp.pid" in unit
     assert "inet 192.168.100.100/32 " in ready_step(variant).check
     assert "inet 192.168.100.100/32 " not in ready_step(lab).check
 
