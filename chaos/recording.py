@@ -37,17 +37,21 @@ def locust_arguments(lab: Lab, remote_dir: str, run_time_s: float) -> list[str]:
 
 def locust_command(lab: Lab, remote_dir: str, run_time_s: float) -> str:
     """Locust with `locust_arguments`, to be started in the client namespace."""
-    args = [LOCUST, *locust_arguments(lab, remote_dir, run_time_s)]
-    return f"env PYTHONPATH={HOME} " + " ".join(shlex.quote(a) for a in args)
+    return _with_loadtest([LOCUST, *locust_arguments(lab, remote_dir, run_time_s)])
 
 
 def prestart_command(lab: Lab, remote_dir: str, run_time_s: float) -> str:
     """loadtest/prestart.py (uploaded as `remote_dir`/prestart.py): Locust imported now, run in the
     client namespace with `locust_arguments` once `remote_dir`/go exists (it exits unstarted after
     PRESTART_WAIT_S)."""
-    args = [PYTHON, prestart_script(remote_dir), "--go", go_file(remote_dir), "--netns", CLIENT_NS,
-            "--wait-s", f"{PRESTART_WAIT_S:g}", "--", *locust_arguments(lab, remote_dir, run_time_s)]
-    return f"env PYTHONPATH={HOME} " + " ".join(shlex.quote(a) for a in args)
+    return _with_loadtest([PYTHON, prestart_script(remote_dir), "--go", go_file(remote_dir),
+                           "--netns", CLIENT_NS, "--wait-s", f"{PRESTART_WAIT_S:g}", "--",
+                           *locust_arguments(lab, remote_dir, run_time_s)])
+
+
+def _with_loadtest(argv: list[str]) -> str:
+    """`argv` as a quoted command line that imports the deployed loadtest package."""
+    return f"env PYTHONPATH={HOME} " + " ".join(shlex.quote(a) for a in argv)
 
 
 def go_file(remote_dir: str) -> str:

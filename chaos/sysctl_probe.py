@@ -82,7 +82,7 @@ class Agent:
             self.proc.stdin.close()
         try:
             self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # stuck in the kernel: leave it to finish, do not wait on it
+        except subprocess.TimeoutExpired:  # stuck in the kernel: killed, it exits once the call returns
             self.proc.kill()
 
 

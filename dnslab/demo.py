@@ -85,7 +85,8 @@ def probe(lab: Lab, conn: Any, experiment: str, *, tag: str = "") -> Path:
     return found[0]
 
 
-def _run_name(path: Path) -> str:
+def run_name(path: Path) -> str:
+    """A stage result's run directory name (the stage table's result column)."""
     return path.parent.name
 
 
@@ -116,9 +117,9 @@ def run_demo(lab: Lab, *, suite: str = "standard", lab_file: str = "lab.toml") -
     endpoint = stages.run("up", lambda: ensure_up(lab), lambda e: f"{e.host}:{e.port}")
     conn = open_lab(endpoint)
     stages.run("deploy", lambda: deploy(lab, conn), lambda s: f"{s.changed} changed")
-    sysctls = stages.run("sysctl probe", lambda: probe(lab, conn, "sysctl-namespaces"), _run_name)
-    costs = stages.run("checks probe", lambda: probe(lab, conn, "check-cost"), _run_name)
-    matrix_json = stages.run("experiments", lambda: run_suite(lab, conn, suite), _run_name)
+    sysctls = stages.run("sysctl probe", lambda: probe(lab, conn, "sysctl-namespaces"), run_name)
+    costs = stages.run("checks probe", lambda: probe(lab, conn, "check-cost"), run_name)
+    matrix_json = stages.run("experiments", lambda: run_suite(lab, conn, suite), run_name)
     runs = runs_dir()
     index = runs.parent / "index.html"
     page, answers = stages.run(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dnslab.demo import Stages, console, probe, run_suite
+from dnslab.demo import Stages, console, probe, run_name, run_suite
 from lab.local.runlock import locked
 from lab.local.state import runs_dir
 from lab.model.config import RELEASES, Lab
@@ -22,10 +22,6 @@ from reports.answers import headlines
 from reports.releases import Release, read_release, write_releases
 
 SUITE = "releases"
-
-
-def _run_name(path: Path) -> str:
-    return path.parent.name
 
 
 def run_release(lab: Lab, stages: Stages, page: Path) -> Release:
@@ -42,11 +38,11 @@ def run_release(lab: Lab, stages: Stages, page: Path) -> Release:
         with open_lab(endpoint) as conn:
             stages.run(f"{name}: deploy", lambda: deploy(lab, conn), lambda s: f"{s.changed} changed")
             sysctls = stages.run(f"{name}: sysctl probe",
-                                 lambda: probe(lab, conn, "sysctl-namespaces", tag=name), _run_name)
+                                 lambda: probe(lab, conn, "sysctl-namespaces", tag=name), run_name)
             costs = stages.run(f"{name}: checks probe", lambda: probe(lab, conn, "check-cost", tag=name),
-                               _run_name)
+                               run_name)
             matrix_json = stages.run(f"{name}: experiments", lambda: run_suite(lab, conn, SUITE, tag=name),
-                                     _run_name)
+                                     run_name)
     finally:
         stages.run(f"{name}: down", lambda: take_down(lab))
     runs = runs_dir()

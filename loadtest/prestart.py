@@ -54,11 +54,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--go", required=True, help="the file whose appearance starts the load")
     parser.add_argument("--netns", default="", help="the network namespace to run in (default: this one)")
     parser.add_argument("--wait-s", type=float, required=True, help="how long to wait for the go file")
-    ours, sep, locust_args = (argv[: argv.index("--")], "--", argv[argv.index("--") + 1:]) if "--" in argv \
-        else (argv, "", [])
-    if not sep:
+    if "--" not in argv:
         parser.error("Locust's arguments follow `--`")
-    return parser.parse_args(ours), locust_args
+    split = argv.index("--")
+    return parser.parse_args(argv[:split]), argv[split + 1:]
 
 
 def main(argv: list[str] | None = None) -> int:

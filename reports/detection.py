@@ -93,8 +93,7 @@ def traffic_share(queries: pd.DataFrame, resolver: str | None, t: int, before_ns
     (None without a resolver or an answer): how much of the load a fault on it could hit."""
     if not resolver:
         return None
-    send = queries["t_send_ns"].to_numpy()
-    mask = (send >= t - before_ns) & (send < t) & (queries["outcome"] == "ok").to_numpy()
+    mask = _sent_before(queries, t, before_ns) & (queries["outcome"] == "ok").to_numpy()
     answered = queries["resolver"].to_numpy()[mask]
     return float((answered == resolver).mean()) if len(answered) else None
 
@@ -106,9 +105,14 @@ def served_before(queries: pd.DataFrame, t: int, before_ns: int = 1_000_000_000)
     """The share of queries sent in the `before_ns` before `t` that were answered (None when none was
     sent). One resolver of three down gives about 2/3; below SERVED_BEFORE_MIN the whole lab (or the
     load generator, starved of CPU under TCG) was not serving, and a fault then measures that stall."""
-    send = queries["t_send_ns"].to_numpy()
-    mask = (send >= t - before_ns) & (send < t)
+    mask = _sent_before(queries, t, before_ns)
     return float((queries["outcome"].to_numpy()[mask] == "ok").mean()) if mask.any() else None
+
+
+def _sent_before(queries: pd.DataFrame, t: int, before_ns: int) -> np.ndarray:
+    """The queries sent in the `before_ns` before `t` (a boolean mask)."""
+    send = queries["t_send_ns"].to_numpy()
+    return (send >= t - before_ns) & (send < t)
 
 
 def _ms(t: int | None, since: int) -> float | None:

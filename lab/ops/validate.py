@@ -61,7 +61,7 @@ _IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 # Run by sh in a throwaway network namespace (here also a user namespace; in the guest's deploy
 # lab.ops.services): a veth per link named, then the config test.
 IN_NETNS = ('k=$1 f=$2; shift 2; i=0; for l in "$@"; do ip link add "$l" type veth peer name "p$i" '
-             '&& ip link set "$l" up || exit 97; i=$((i + 1)); done; exec "$k" --config-test --use-file "$f"')
+            '&& ip link set "$l" up || exit 97; i=$((i + 1)); done; exec "$k" --config-test --use-file "$f"')
 
 
 def config_links(text: str) -> list[str]:
