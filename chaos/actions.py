@@ -35,13 +35,28 @@ class Layout:
     resolver_netns: str = "{name}"
 
 
+COMPOSE_LAYOUT = Layout(resolver_unit=layout.container_name("{name}"),
+                        keepalived_unit=layout.container_name("keepalived"), pids="docker")
+
+
+def layout_for(lab: Lab) -> Layout:
+    """The guest layout of the lab's runtime: systemd units, or the compose project's containers (whose
+    network namespaces deploy names after the resolvers, as the systemd runtime's are)."""
+    return COMPOSE_LAYOUT if lab.stack.runtime == "compose" else Layout()
+
+
 @dataclass(frozen=True)
 class Target:
-    """Where actions run: a connection, the lab model as deployed, and the guest layout."""
+    """Where actions run: a connection, the lab model as deployed, and the guest layout (by default the
+    one of the lab's runtime)."""
 
     conn: Any
     lab: Lab
-    layout: Layout = Layout()
+    layout_override: Layout | None = None  # local tests stand in for systemd with a directory of PIDs
+
+    @property
+    def layout(self) -> Layout:
+        return self.layout_override or layout_for(self.lab)
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,11 @@ def _resolver(t: Target, name: str) -> tuple[str, dict[str, Any]]:
     return t.layout.resolver_unit.format(name=name), {"real_server": r.real_server, "address": str(r.address)}
 
 
+def _netns(t: Target, resolver: str) -> str:
+    """The network namespace name of the resolver (named again after a container starts anew)."""
+    return t.layout.resolver_netns.format(name=resolver)
+
+
 def _signal(t: Target, resolver: str, sig: str, action: str, undo: tuple[Undo, ...]) -> Outcome:
     unit, detail = _resolver(t, resolver)
     t_ns, pid = _run(t, "signal", t.layout.pids, unit, sig)
@@ -125,23 +145,24 @@ def cont_resolver(t: Target, resolver: str) -> Outcome:
 
 
 def restart_resolver(t: Target, resolver: str) -> Outcome:
-    """`systemctl restart` the resolver's unit."""
+    """`systemctl restart` the resolver's unit (compose: start its container unless its restart policy
+    already has)."""
     unit, detail = _resolver(t, resolver)
-    t_ns, _ = _run(t, "restart", unit)
+    t_ns, _ = _run(t, "restart", t.layout.pids, unit, _netns(t, resolver))
     return Outcome(t_ns, "restart_resolver", resolver, detail)
 
 
 def start_resolver(t: Target, resolver: str) -> Outcome:
     """Make sure the resolver runs and is not stopped: SIGCONT it, start its unit when inactive."""
     unit, detail = _resolver(t, resolver)
-    t_ns, _ = _run(t, "ensure", t.layout.pids, unit)
+    t_ns, _ = _run(t, "ensure", t.layout.pids, unit, _netns(t, resolver))
     return Outcome(t_ns, "start_resolver", resolver, detail)
 
 
 def unit_stop_resolver(t: Target, resolver: str) -> Outcome:
     """`systemctl stop` the resolver's unit (a clean, announced shutdown)."""
     unit, detail = _resolver(t, resolver)
-    t_ns, _ = _run(t, "unit_stop", unit)
+    t_ns, _ = _run(t, "unit_stop", t.layout.pids, unit)
     return Outcome(t_ns, "unit_stop_resolver", resolver, detail,
                    (Undo("start_resolver", {"resolver": resolver}),))
 
@@ -150,7 +171,10 @@ def unit_stop_resolver(t: Target, resolver: str) -> Outcome:
 
 def _iface(t: Target, resolver: str) -> tuple[str, str]:
     """(netns, interface) holding the resolver's address."""
-    ns = t.layout.resolver_netns.format(name=resolver)
+    if t.layout.pids == "docker":
+        raise ExperimentError(f"network faults on {resolver}'s link need the systemd runtime (under compose "
+                              "the container's interface is Docker's); use a process fault")
+    ns = _netns(t, resolver)
     addr = str(t.lab.resolver(resolver).address)
     res = remote.run(t.conn, f"ip -n {_q(ns)} -o -4 addr show")
     for line in res.stdout.splitlines():
@@ -240,13 +264,13 @@ def kill_keepalived(t: Target) -> Outcome:
 
 def restart_keepalived(t: Target) -> Outcome:
     """`systemctl restart` Keepalived."""
-    t_ns, _ = _run(t, "restart", t.layout.keepalived_unit)
+    t_ns, _ = _run(t, "restart", t.layout.pids, t.layout.keepalived_unit)
     return Outcome(t_ns, "restart_keepalived", "keepalived", {})
 
 
 def start_keepalived(t: Target) -> Outcome:
     """Make sure Keepalived runs (idempotent)."""
-    t_ns, _ = _run(t, "ensure_active", t.layout.keepalived_unit)
+    t_ns, _ = _run(t, "ensure_active", t.layout.pids, t.layout.keepalived_unit)
     return Outcome(t_ns, "start_keepalived", "keepalived", {})
 
 

@@ -42,7 +42,7 @@ from typing import Any
 
 from chaos.repeat import KEYS as REPEAT_KEYS
 from chaos.repeat import Repeat, expand
-from chaos.values import argument_problems, route_tokens
+from chaos.values import argument_problems, route_tokens, runtime_problem
 from chaos.yaml_doc import Where, read_yaml
 from lab.model.config import SYSCTL_RE, Lab
 from lab.model.errors import ExperimentError, LabError
@@ -330,11 +330,12 @@ def _provider(w: Where, value: Any, path: tuple[Any, ...]) -> Call:
 def _check_targets(w: Where, call: Call, path: tuple[Any, ...], lab: Lab) -> None:
     """Arguments that name lab objects must name ones that exist."""
     args = call.arguments
-    if "resolver" in args:
-        names = [r.name for r in lab.resolvers]
-        if args["resolver"] not in names:
-            raise w.error(path + ("arguments", "resolver"),
-                          f"no resolver named {args['resolver']!r}; the lab has {', '.join(names)}")
+    names = [r.name for r in lab.resolvers]
+    if "resolver" in args and args["resolver"] not in names:
+        raise w.error(path + ("arguments", "resolver"),
+                      f"no resolver named {args['resolver']!r}; the lab has {', '.join(names)}")
+    if (problem := runtime_problem(call.func, lab.stack.runtime)) is not None:
+        raise w.error(path + ("func",), problem)
     if call.func == "set_sysctl" and not SYSCTL_RE.fullmatch(str(args.get("name", ""))):
         raise w.error(path + ("arguments", "name"), f"not a net.* sysctl name: {args.get('name')!r}")
     if call.func == "set_sysctl" and sysctl_value(args.get("value")) is None:

@@ -166,18 +166,21 @@ def ipvs_table(conn: Any, lab: Lab) -> list[tuple[str, str, str, int, int, int]]
 
 def health(conn: Any, lab: Lab, own: str | None = None) -> dict[str, Any]:
     """Does every resolver answer `who.lab.test TXT` with its name, is the IPVS table whole, and is the
-    lab in the state it should be (lab.leftovers.health_checks: no netem qdisc, no stopped or dead
-    resolver, no link down, Keepalived active, the lab's sysctls and IPVS timeouts), with no guest
+    lab in the state it should be (lab.ops.leftovers.health_checks: no netem qdisc, no stopped or dead
+    resolver, no link down, Keepalived active, the lab's sysctls and IPVS timeouts; under compose
+    lab.ops.compose_steps.compose_health_checks: no container paused or dead), with no guest
     probe of a run still running?
 
     One round trip (chaos/guest/health.sh): every resolver asked in parallel, then the checks and the
     director's /proc/net/ip_vs. `faults` names each check that failed. `own`: the asking run's guest
     directory, whose prestarted load (chaos.recording) does not count as a probe left running.
     """
+    from lab.ops.compose_steps import compose_health_checks
     from lab.ops.leftovers import health_checks
 
     no_probes = remote.script_command(guest.script("no_probes.sh"), GUEST_RUNS, *([own] if own else []))
-    checks = [*health_checks(lab), (f"no guest probe left running under {GUEST_RUNS}", no_probes)]
+    state = compose_health_checks(lab) if lab.stack.runtime == "compose" else health_checks(lab)
+    checks = [*state, (f"no guest probe left running under {GUEST_RUNS}", no_probes)]
     args = [lab.network.director_netns or "", *(w for r in lab.resolvers for w in (r.name, str(r.address))),
             "--", *(w for check in checks for w in check)]
     out = remote.run_script(conn, guest.script("health.sh"), *args).stdout

@@ -132,3 +132,15 @@ def argument_problems(func: Callable[..., Any], arguments: Mapping[str, Any]) ->
         if problem:
             out[name] = problem
     return out
+
+
+LINK_FAULTS = ("link_down", "link_up", "netem", "netem_clear")
+
+
+def runtime_problem(func: str, runtime: str) -> str | None:
+    """Why action `func` cannot run on a lab of `runtime`, or None: under compose Docker owns each
+    container's interface, so the faults on a resolver's link need the systemd runtime."""
+    if func in LINK_FAULTS and runtime == "compose":
+        return (f"{func} acts on the resolver's link, which needs the systemd runtime (Docker owns a "
+                'container\'s interface); use a process fault or [stack] runtime = "systemd"')
+    return None

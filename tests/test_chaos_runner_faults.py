@@ -116,7 +116,7 @@ def test_a_failure_to_record_one_rollback_does_not_skip_the_others(env, monkeypa
     monkeypatch.setattr(Run, "record", flaky_record)
     run.execute()
     calls = [action_call(c) for c in guest.commands]
-    starts = [c for c in calls if c == ("ensure", ["systemd", "dnslab-resolver@rs2.service"])]
+    starts = [c for c in calls if c == ("ensure", ["systemd", "dnslab-resolver@rs2.service", "rs2"])]
     conts = [c for c in calls if c[0] in ("cont", "ensure")]  # both SIGCONT
     assert len(conts) == 2 and len(starts) == 1  # the rollback (CONT) and the kill's undo (CONT, start) ran
     events = [json.loads(line) for line in (run.dir / "events.jsonl").read_text().splitlines()]

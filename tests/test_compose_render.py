@@ -4,6 +4,7 @@ files it mounts, which the real tools accept; bad runtime settings are refused i
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import subprocess
@@ -12,14 +13,14 @@ import sys
 import pytest
 import yaml
 
-from lab.model.errors import LabError
+from lab.model.layout import COMPOSE_DIR, container_name
 from lab.model.parse import load_lab, with_overrides
-from lab.ops.deploy import deploy
 from lab.ops.validate import check_keepalived, check_unbound
-from lab.render.compose import COMPOSE_DIR, IMAGES, INIT_SCRIPT, compose_files
+from lab.render.compose import CONFIG_LABEL, INIT_SCRIPT, compose_files
 from tests.conftest import REPO
 
-COMPOSE = {"stack": {"runtime": "compose", "restart": "unless-stopped", "client_dns": "docker"}}
+COMPOSE = {"stack": {"runtime": "compose", "restart": "unless-stopped", "client_dns": "docker"},
+           "network": {"ipvlan_mode": "l3"}}  # bookworm's Docker 20.10 has no l3s
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,9 @@ def seed():
 def project(seed, tmp_path_factory):
     """`python -m lab render` of the seed preset under compose: the project directory."""
     lab_file = tmp_path_factory.mktemp("lab") / "seed-compose.toml"
-    text = (REPO / "labs" / "seed.toml").read_text().replace(
-        'runtime = "systemd"', 'runtime = "compose"\nrestart = "unless-stopped"\nclient_dns = "docker"')
+    stack = 'runtime = "compose"\nrestart = "unless-stopped"\nclient_dns = "docker"'
+    text = (REPO / "labs" / "seed.toml").read_text().replace('runtime = "systemd"', stack).replace(
+        'ipvlan_mode = "l3s"', 'ipvlan_mode = "l3"')
     lab_file.write_text(text)
     out = tmp_path_factory.mktemp("out")
     proc = subprocess.run([sys.executable, "-m", "lab", "render", "--lab", str(lab_file), "--out", str(out)],
@@ -66,16 +68,18 @@ def test_compose_yaml_follows_the_operators_layout(project):
     nets, svc = normal["networks"], normal["services"]
     dnsnet = nets["dnsnet"]
     assert dnsnet["driver"] == "ipvlan"
-    assert dnsnet["driver_opts"] == {"parent": "eth0.53", "ipvlan_mode": "l3s"}
+    assert dnsnet["driver_opts"] == {"parent": "eth0.53", "ipvlan_mode": "l3"}
     assert dnsnet["ipam"]["config"] == [{"subnet": "192.168.100.0/24"}]
-    bridge = [name for name, n in nets.items() if n.get("driver") == "bridge"]
-    assert len(bridge) == 1 and bridge[0] < "dnsnet" and nets[bridge[0]]["internal"] is True
+    assert set(nets) == {"dnsnet"}  # no egress bridge: no internet, and Docker 20.10 fails on two
     assert set(svc) == {"init", "keepalived", "rs1", "rs2", "client"}
     for name, address in (("rs1", "192.168.100.2"), ("rs2", "192.168.100.3")):
         rs = svc[name]
-        assert rs["image"] == IMAGES["unbound"] and rs["restart"] == "unless-stopped"
+        assert rs["image"] == "dnslab/stack:bookworm" and rs["restart"] == "unless-stopped"
+        assert rs["container_name"] == container_name(name) == f"dnslab-{name}"
+        conf = (project / "unbound" / f"{name}.conf").read_bytes()
+        assert rs["labels"] == {CONFIG_LABEL: hashlib.sha256(conf).hexdigest()}  # changed: recreated
         assert rs["networks"]["dnsnet"]["ipv4_address"] == address
-        assert bridge[0] in rs["networks"]
+        assert set(rs["networks"]) == {"dnsnet"}
     ka = svc["keepalived"]
     assert ka["network_mode"] == "host"
     assert sorted(ka["cap_add"]) == ["NET_ADMIN", "NET_BROADCAST", "NET_RAW"]
@@ -93,7 +97,7 @@ def test_compose_yaml_follows_the_operators_layout(project):
     assert client["dns"] == ["192.168.100.100"]  # no public fallback
     assert client["environment"]["DNSLAB_NAMESERVER"] == "127.0.0.11"
     images = {s["image"] for s in svc.values()}
-    assert images <= set(IMAGES.values())  # local names only
+    assert images == {"dnslab/stack:bookworm"}  # one local image (the lab image's import), no registry
 
 
 def test_the_mounted_files_pass_the_real_tools(seed, project):
@@ -117,16 +121,19 @@ def test_without_vrrp_keepalived_runs_checkers_only_and_the_init_script_adds_the
     assert doc["services"]["rs1"]["restart"] == "no"
 
 
+L3 = {"ipvlan_mode": "l3"}  # the seed's l3s is not a mode of bookworm's Docker
 BAD = [
     ({"stack": {"runtime": "docker"}}, "[stack] runtime: must be one of systemd, compose, got 'docker'"),
     ({"stack": {"restart": "always"}}, "[stack] restart: only the compose runtime reads it"),
     ({"stack": {"client_dns": "docker"}}, "[stack] client_dns: only the compose runtime reads it"),
     ({"stack": {"runtime": "compose", "restart": "sometimes"}}, "[stack] restart: must be one of no, always"),
-    ({"stack": {"runtime": "compose"}, "check": {"removal_on_exit": True}},
+    ({"stack": {"runtime": "compose"}, "check": {"removal_on_exit": True}, "network": L3},
      "[check] removal_on_exit: needs the systemd runtime"),
-    ({"stack": {"runtime": "compose"}, "network": {"keepalived_netns": "lb"}},
+    ({"stack": {"runtime": "compose"}, "network": {"keepalived_netns": "lb", **L3}},
      "[network] keepalived_netns: the compose runtime runs Keepalived on the host network"),
-    ({"stack": {"runtime": "compose"}, "network": {"vlan": False}}, "[network] vlan: the compose runtime"),
+    ({"stack": {"runtime": "compose"}, "network": {"vlan": False, **L3}},
+     "[network] vlan: the compose runtime"),
+    ({"stack": {"runtime": "compose"}}, "[network] ipvlan_mode: \"l3s\" is not a mode of bookworm's Docker"),
 ]
 
 
@@ -143,12 +150,6 @@ def test_bad_runtime_settings_get_one_line_before_anything_is_written(raw_lab, t
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith(f"dnslab: error: {lab_file}: {message}"), proc.stderr
     assert not out.exists()
-
-
-def test_deploy_refuses_the_compose_runtime_before_touching_the_guest(seed, tmp_path, monkeypatch):
-    monkeypatch.setenv("DNSLAB_STATE", str(tmp_path))
-    with pytest.raises(LabError, match=r'\[stack\] runtime: "compose" renders only so far'):
-        deploy(seed, object())
 
 
 def _toml(data: dict, prefix: str = "") -> str:

@@ -91,7 +91,7 @@ def test_deploy_clears_leftovers_first_unless_told_not_to(lab):
     files = render_files(lab)
     names = [s.name for s in deploy_steps(lab, files, network_plan(lab))]
     leftover = [s.name for s in leftover_steps(lab)]
-    assert names[1:1 + len(leftover)] == leftover, "right after retiring another topology"
+    assert names[2:2 + len(leftover)] == leftover, "right after retiring another runtime and topology"
     inside = [s.name for s in deploy_steps(lab, files, network_plan(lab), clear_faults=False)]
     assert not set(leftover) & set(inside), "a deploy inside an experiment leaves its faults alone"
 

@@ -2,15 +2,34 @@
 # Usage: actions.sh ACTION ARG...  Every value arrives as a positional parameter, never as code.
 # Each action prints the instant it acts first (ns of the guest's CLOCK_REALTIME, the clock of the
 # query records), then what it read (a PID, previous values); a failure goes to stderr, exit non-zero.
-# PIDS is where a unit's main PID comes from: `systemd` (its MainPID), or a directory holding UNIT.pid
-# (local tests stand in for systemd that way).
+# PIDS is where a unit's main PID comes from: `systemd` (its MainPID), `docker` (UNIT is a container:
+# its process as the host sees it), or a directory holding UNIT.pid (local tests stand in for systemd
+# that way). Under docker a SIGSTOP is `docker pause` (the cgroup freezer: the hang case), and starting
+# a container again names its new network namespace as before (`ip netns attach`, the resolver's name).
 set -f  # route words are never globbed
 
 now() { echo "${EPOCHREALTIME//[!0-9]/}000"; }  # from bash itself, right before the act: no fork between
 stamp() { date +%s%N; }
 
 main_pid() {  # PIDS UNIT
-    if [ "$1" = systemd ]; then systemctl show -p MainPID --value "$2"; else cat "$1/$2.pid" 2>/dev/null; fi
+    case "$1" in
+        systemd) systemctl show -p MainPID --value "$2";;
+        docker) docker inspect -f '{{.State.Pid}}' "$2" 2>/dev/null;;
+        *) cat "$1/$2.pid" 2>/dev/null;;
+    esac
+}
+
+netns_attach() {  # CONTAINER NETNS: NETNS names the container's current network namespace
+    pid=$(docker inspect -f '{{.State.Pid}}' "$1") || return
+    [ "$(stat -L -c %i "/run/netns/$2" 2>/dev/null)" = "$(stat -L -c %i "/proc/$pid/ns/net")" ] && return
+    ip netns delete "$2" 2>/dev/null
+    ip netns attach "$2" "$pid"
+}
+
+container_ensure() {  # CONTAINER NETNS: unpaused, running, its namespace named
+    [ "$(docker inspect -f '{{.State.Paused}}' "$1")" = true ] && docker unpause "$1" >/dev/null
+    [ "$(docker inspect -f '{{.State.Running}}' "$1")" = true ] || docker start "$1" >/dev/null || return
+    [ -z "$2" ] || netns_attach "$1" "$2"
 }
 
 running_pid() {  # PIDS UNIT: the main PID, or a message and exit 3
@@ -30,27 +49,35 @@ case "$action" in
     signal)  # PIDS UNIT SIGNAL: kill, terminate, stop a resolver; kill or reload Keepalived
         running_pid "$1" "$2"
         now
-        kill "-$3" "$pid"
+        if [ "$1" = docker ] && [ "$3" = STOP ]; then docker pause "$2" >/dev/null; else kill "-$3" "$pid"; fi
         echo "$pid";;
-    cont)  # PIDS UNIT: SIGCONT its main process, if any
+    cont)  # PIDS UNIT: SIGCONT its main process (docker: unpause it), if any
         pid=$(main_pid "$1" "$2")
         stamp
-        if [ "${pid:-0}" -gt 0 ] 2>/dev/null; then kill -CONT "$pid"; fi
+        if [ "$1" = docker ]; then
+            [ "$(docker inspect -f '{{.State.Paused}}' "$2")" != true ] || docker unpause "$2" >/dev/null
+        elif [ "${pid:-0}" -gt 0 ] 2>/dev/null; then kill -CONT "$pid"; fi
         true;;
-    ensure)  # PIDS UNIT: not stopped, and active (restarted when it is not)
+    ensure)  # PIDS UNIT [NETNS]: not stopped, and active (restarted when it is not)
+        if [ "$1" = docker ]; then stamp; container_ensure "$2" "${3:-}"; exit; fi
         pid=$(main_pid "$1" "$2")
         stamp
         if [ "${pid:-0}" -gt 0 ] 2>/dev/null; then kill -CONT "$pid"; fi
         systemctl is-active -q "$2" || systemctl restart "$2";;
-    ensure_active)  # UNIT
+    ensure_active)  # PIDS UNIT
         stamp
-        systemctl is-active -q "$1" || systemctl restart "$1";;
-    restart)  # UNIT
+        if [ "$1" = docker ]; then container_ensure "$2" ""; exit; fi
+        systemctl is-active -q "$2" || systemctl restart "$2";;
+    restart)  # PIDS UNIT [NETNS]
         stamp
-        systemctl restart "$1";;
-    unit_stop)  # UNIT
+        # Under docker every experiment restarts a crashed resolver: `docker start` it, or leave it to
+        # its restart policy when that brought it back already (a `docker restart` would crash it again).
+        if [ "$1" = docker ]; then container_ensure "$2" "${3:-}"; exit; fi
+        systemctl restart "$2";;
+    unit_stop)  # PIDS UNIT
         now
-        systemctl stop "$1";;
+        if [ "$1" = docker ]; then docker stop "$2" >/dev/null; exit; fi
+        systemctl stop "$2";;
     link_down)  # NETNS DEV
         stamp
         ip -n "$1" link set "$2" down;;

@@ -229,7 +229,7 @@ def _build_base(key: str, release: str) -> ImageArtifacts:
     final = cache_dir() / "base" / key
     log = _log("base", key)
     with _staging(final) as tmp:
-        env = {"DNSLAB_PIP_PACKAGES": " ".join(PIP_PACKAGES)}
+        env = {"DNSLAB_PIP_PACKAGES": " ".join(PIP_PACKAGES), "DNSLAB_RELEASE": release}
         if HOST_CA_BUNDLE.is_file():
             env["DNSLAB_PIP_CERT"] = str(HOST_CA_BUNDLE)
         rootfs = tmp / "rootfs"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.model.errors import ConfigError
-from lab.model.stackconf import Stack, Unbound, Vrrp
+from lab.model.stackconf import DOCKER_DNS, DOCKER_DNS_NAME, Stack, Unbound, Vrrp
 from loadtest.knobs import LAB_KNOBS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +71,12 @@ class Network:
     def lower_link(self) -> str:
         """The link the ipvlan sits on: `eth0.53`, or a dummy when the VLAN is off."""
         return f"{self.parent}.{self.vlan_id}" if self.vlan else "dnslab0"
+
+    @property
+    def vlan_host(self) -> IPv4Address:
+        """Compose runtime: the host's own address on the VLAN link (the operator's host network
+        config), where a VRRP instance on that link sends from: the subnet's first address, as /32."""
+        return self.subnet.network_address + 1
 
     @property
     def director_netns(self) -> str | None:
@@ -153,7 +159,8 @@ class Lab:
 
     def nameserver_addresses(self) -> tuple[str, ...]:
         """The load client's nameservers as addresses: vip and resolver names resolved."""
-        names = {r.name: str(r.address) for r in self.resolvers} | {"vip": str(self.network.vip)}
+        names = {r.name: str(r.address) for r in self.resolvers} | {"vip": str(self.network.vip),
+                                                                     DOCKER_DNS_NAME: DOCKER_DNS}
         return tuple(names.get(n, n) for n in self.load.nameservers)
 
     def resolver(self, name: str) -> Resolver:

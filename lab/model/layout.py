@@ -66,6 +66,25 @@ PYTHON = f"{VENV}/bin/python"
 LOADTEST_DIR = f"{HOME}/loadtest"
 LOCUSTFILE = f"{LOADTEST_DIR}/dns.py"
 
+# The compose runtime: the one container image every service runs (made from Debian packages by
+# packer/base/customize.sh, imported by packer/scripts/lab-layer.sh), tagged with the guest's release.
+CONTAINER_IMAGE = "dnslab/stack"
+CONTAINER_TARBALL = "/var/lib/dnslab/images/stack.tar"
+COMPOSE_PROJECT = "dnslab"
+COMPOSE_DIR = f"{HOME}/compose"
+COMPOSE_FILE = f"{COMPOSE_DIR}/compose.yaml"
+
+
+def container_image(release: str) -> str:
+    """The container image of guest release `release`."""
+    return f"{CONTAINER_IMAGE}:{release}"
+
+
+def container_name(service: str) -> str:
+    """The fixed container name of compose service `service` (the same under compose v1 and v2)."""
+    return f"{COMPOSE_PROJECT}-{service}"
+
+
 # Network namespaces (besides one per resolver, named after it).
 CLIENT_NS = "client"
 LB_NS = "lb"

@@ -6,12 +6,10 @@ raises `ConfigError` with a one-line message naming the file, the key and what i
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -43,7 +41,10 @@ from lab.model.config import (
 )
 from lab.model.errors import ConfigError
 from lab.model.kinds import wrong_kind
+from lab.model.labfile import merge, read_tables
 from lab.model.stackconf import (
+    DOCKER_DNS_NAME,
+    Stack,
     check_runtime,
     lab_name_problem,
     misc_template_problem,
@@ -191,20 +192,20 @@ def parse_lab(raw: Mapping[str, Any], source: str = "lab.toml") -> Lab:
 
     sysctl = _parse_sysctl(_Reader(source, "sysctl", raw.get("sysctl", {})))
 
-    load = _parse_load(_Reader(source, "load", raw.get("load", {})), network, resolvers)
+    stack = parse_stack(_Reader(source, "stack", raw.get("stack", {})))
+    load = _parse_load(_Reader(source, "load", raw.get("load", {})), network, resolvers, stack)
     vrrp = parse_vrrp(_Reader(source, "vrrp", raw.get("vrrp", {})))
     unbound = parse_unbound(_Reader(source, "unbound", raw.get("unbound", {})))
-    stack = parse_stack(_Reader(source, "stack", raw.get("stack", {})))
 
     def runtime_error(table: str, key: str, problem: str) -> None:
         _Reader(source, table, {}).error(key, problem)
 
-    check_runtime(stack, check, network, runtime_error)
+    check_runtime(stack, check, network, vm.release, runtime_error)
     return Lab(source, vm, ssh, network, resolvers, check, ipvs, sysctl, load, vrrp=vrrp, unbound=unbound,
                stack=stack, raw=dict(raw))
 
 
-def _parse_load(ld: _Reader, network: Network, resolvers: tuple[Resolver, ...]) -> Any:
+def _parse_load(ld: _Reader, network: Network, resolvers: tuple[Resolver, ...], stack: Stack) -> Any:
     """[load]: each key by its knob (loadtest/knobs.py), then the keys that must go together, then the
     nameservers against this lab."""
     ld.check_keys(_fields(Load))
@@ -221,13 +222,17 @@ def _parse_load(ld: _Reader, network: Network, resolvers: tuple[Resolver, ...]) 
         ld.error("nameservers", 'must not be empty; give e.g. ["vip"]')
     names = {"vip"} | {r.name for r in resolvers}
     for item in values["nameservers"]:
-        if item in names:
+        if item == DOCKER_DNS_NAME and stack.runtime != "compose":
+            ld.error("nameservers", f'"{DOCKER_DNS_NAME}" (Docker\'s embedded DNS server) needs '
+                                    '[stack] runtime = "compose"; use "vip" or a resolver name')
+        if item in names or item == DOCKER_DNS_NAME:
             continue
         try:
             addr = IPv4Address(item)
         except ValueError:
             known = ", ".join(sorted(names - {"vip"}))
-            ld.error("nameservers", f"{item!r} is not vip, a resolver name ({known}) or an IPv4 address")
+            ld.error("nameservers", f"{item!r} is not vip, {DOCKER_DNS_NAME} (compose), a resolver name "
+                                    f"({known}) or an IPv4 address")
         if addr not in network.subnet:
             ld.error("nameservers", f"{addr} is outside [network] subnet {network.subnet}: the load must "
                                     "stay inside the lab")
@@ -340,17 +345,6 @@ def _parse_sysctl(s: _Reader) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge `overrides` into a copy of `base` (tables merge, other values replace)."""
-    out = copy.deepcopy(dict(base))
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"sysctl": {"net.ipv4.vs.x": 1}} -> {"sysctl.net.ipv4.vs.x": 1}."""
     out: dict[str, Any] = {}
@@ -374,17 +368,6 @@ def lab_path(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def load_lab(path: str | os.PathLike[str] | None = None) -> Lab:
-    """Read and validate a lab file."""
+    """Read and validate a lab file (and the file it extends, if any)."""
     p = lab_path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such lab file; copy lab.toml from the repo root") from None
-    except OSError as err:
-        raise ConfigError(f"{p}: cannot read: {err.strerror}") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{p}: not valid TOML: {err}") from None
-    return parse_lab(raw, str(p))
-
+    return parse_lab(read_tables(p), str(p))

@@ -15,6 +15,13 @@ from typing import Any
 RUNTIMES = ("systemd", "compose")
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 CLIENT_DNS = ("vip", "docker")
+# [load] nameservers: Docker's embedded DNS server in the client container (compose), which forwards
+# to the container's `dns:` servers (the VIP).
+DOCKER_DNS_NAME = "docker"
+DOCKER_DNS = "127.0.0.11"
+# What each guest release's docker.io is, and the ipvlan modes its driver takes (l3s came with Docker 23).
+DOCKER_VERSIONS = {"bookworm": "docker.io 20.10", "trixie": "docker.io 26.1"}
+DOCKER_IPVLAN_MODES = {"bookworm": ("l2", "l3"), "trixie": ("l2", "l3", "l3s")}
 # [stack] keys only the compose runtime reads: present with runtime "systemd" they are an error.
 COMPOSE_ONLY = ("restart", "client_dns")
 
@@ -71,10 +78,15 @@ def parse_stack(r: Any) -> Stack:
     return stack
 
 
-def check_runtime(stack: Stack, check: Any, network: Any, error: Any) -> None:
+def check_runtime(stack: Stack, check: Any, network: Any, release: str, error: Any) -> None:
     """Settings only the systemd runtime can honour, refused under compose: `error(table, key, why)`."""
     if stack.runtime != "compose":
         return
+    if network.ipvlan_mode not in DOCKER_IPVLAN_MODES.get(release, ("l2", "l3", "l3s")):
+        modes = " or ".join(f'"{m}"' for m in DOCKER_IPVLAN_MODES[release])
+        error("network", "ipvlan_mode", f'"{network.ipvlan_mode}" is not a mode of {release}\'s Docker '
+                                        f"ipvlan driver ({DOCKER_VERSIONS[release]}); set {modes}, or "
+                                        '[stack] runtime = "systemd"')
     if check.removal_on_exit:
         error("check", "removal_on_exit", 'needs the systemd runtime (the resolver unit reports its exit); '
                                           'set it to false or [stack] runtime = "systemd"')

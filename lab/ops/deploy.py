@@ -12,15 +12,16 @@ import re
 import shlex
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from rich.console import Console
 
 from lab.local.runlock import locked
 from lab.model.config import Lab
-from lab.model.errors import LabError
+from lab.model.errors import ActionFailed
 from lab.model.layout import (
+    COMPOSE_DIR,
     DEPLOY_SCRIPT,
     HOME,
     LOADTEST_DIR,
@@ -31,10 +32,13 @@ from lab.model.layout import (
     UNBOUND_DIR,
 )
 from lab.model.removal import require_support
-from lab.ops.services import deploy_steps, preamble
+from lab.model.stackconf import Stack
+from lab.ops.compose_steps import compose_preamble, compose_steps
+from lab.ops.services import COMPOSE_ABSENT, deploy_steps, preamble
 from lab.ops.validate import validate_for
-from lab.render.files import GuestFile, render_files, render_script
-from lab.render.netplan import network_plan
+from lab.render.compose import compose_files
+from lab.render.files import GuestFile, loadtest_files, render_files, render_script
+from lab.render.netplan import Step, network_plan
 from lab.ssh import remote
 from lab.versions import require_release
 
@@ -98,13 +102,23 @@ def guest_hashes(conn, paths: list[str]) -> dict[str, str]:
     return hashes
 
 
-def run_steps(conn, lab: Lab, files: Mapping[str, GuestFile], mode: str, summary: Summary,
-              console: Console, verbose: bool, extra: Mapping[str, bytes] | None = None, *,
-              clear_faults: bool = True) -> Summary:
-    """Upload the runner script (and any staged files), run it in `mode`, and tally its lines."""
+def plan(lab: Lab, *, clear_faults: bool = True) -> tuple[dict[str, GuestFile], list[Step], str]:
+    """What a deploy of the lab's runtime installs and runs: (files by guest path, steps, the steps'
+    shell preamble)."""
+    if lab.stack.runtime == "compose":
+        files = {**compose_files(lab), **loadtest_files()}
+        return files, compose_steps(lab, files, clear_faults=clear_faults), compose_preamble(lab, files)
+    files = render_files(lab)
     steps = deploy_steps(lab, files, network_plan(lab), clear_faults=clear_faults)
+    return files, steps, preamble(lab, files)
+
+
+def run_steps(conn, lab: Lab, steps: list[Step], shell: str, mode: str, summary: Summary,
+              console: Console, verbose: bool, extra: Mapping[str, bytes] | None = None) -> Summary:
+    """Upload the runner script of `steps` (and any staged files), run it in `mode`, and tally its
+    lines. `shell` is the runner's preamble (helpers the steps use)."""
     script = render_script(lab, steps, title=f"dnslab {summary.action} runner", script=DEPLOY_SCRIPT,
-                           preamble=preamble(lab, files))
+                           preamble=shell)
     remote.upload(conn, {**(extra or {}), DEPLOY_SCRIPT: script.encode()})
     details: list[str] = []
     last = [time.monotonic()]
@@ -157,36 +171,58 @@ def deploy(lab: Lab, conn, *, console: Console | None = None, verbose: bool = Tr
     failed step: `summary.failed` says so; raises LabError for bad config or an unreachable host).
     It first clears what an experiment may have left (lab.ops.leftovers), unless `clear_faults` is off
     (a deploy within an experiment, which must not end the experiment's other faults)."""
-    if lab.stack.runtime != "systemd":
-        raise LabError(f'{lab.source}: [stack] runtime: "{lab.stack.runtime}" renders only so far '
-                       f"(python -m lab render --lab {lab.source} --out DIR); deploy it with "
-                       'runtime = "systemd" until the compose deploy lands')
     console = console or Console(stderr=True)
     start = time.monotonic()
-    files = render_files(lab)
+    files, steps, shell = plan(lab, clear_faults=clear_faults)
     require_release(conn, lab)
-    validate_for(lab, files, conn)
+    validate_for(lab, render_files(lab), conn)  # the same Unbound and Keepalived configs under compose
     if lab.check.removal_on_exit:  # the guest's Keepalived must provide it; checked before any change
         require_support(lab, remote.run(conn, "keepalived --version 2>&1 | head -1").stdout)
+    _retire_other_runtime(lab, conn, console, verbose)
     current = guest_hashes(conn, list(files))
     staged = {f"{STAGE}{path}": file.content for path, file in files.items()
               if current.get(path) != file.sha256}
     summary = Summary("deploy")
-    run_steps(conn, lab, files, "up", summary, console, verbose, staged, clear_faults=clear_faults)
+    run_steps(conn, lab, steps, shell, "up", summary, console, verbose, staged)
     return _finish(summary, start, console)
 
 
 @locked("teardown")
 def teardown(lab: Lab, conn, *, console: Console | None = None, verbose: bool = True) -> Summary:
-    """Remove everything deploy made: units, IPVS services, network, files, state."""
-    console = console or Console(stderr=True)
+    """Remove everything deploy made: units (compose: the project, Docker's daemon and rules), IPVS
+    services, network, files, state."""
+    return _teardown(lab, conn, console or Console(stderr=True), verbose)
+
+
+def _teardown(lab: Lab, conn, console: Console, verbose: bool) -> Summary:
     start = time.monotonic()
-    files: dict[str, GuestFile] = render_files(lab)
+    _, steps, shell = plan(lab)
     summary = Summary("teardown")
-    remote.run(conn, f"mkdir -p {STATE}; [ ! -x {NETWORK_SCRIPT} ] || {NETWORK_SCRIPT} down >/dev/null 2>&1; "
-                 "true")
-    run_steps(conn, lab, files, "down", summary, console, verbose)
+    if lab.stack.runtime == "systemd":
+        remote.run(conn, f"mkdir -p {STATE}; [ ! -x {NETWORK_SCRIPT} ] || "
+                         f"{NETWORK_SCRIPT} down >/dev/null 2>&1; true")
+    run_steps(conn, lab, steps, shell, "down", summary, console, verbose)
     remote.run(conn, f"systemctl daemon-reload; systemctl reset-failed 'dnslab*' 2>/dev/null; "
-                     f"rm -rf {STATE} {LOADTEST_DIR}; "
+                     f"rm -rf {STATE} {LOADTEST_DIR} {COMPOSE_DIR}; "
                      f"rmdir {UNBOUND_DIR} {HOME} {PurePosixPath(RESOLVER_DROPIN).parent} 2>/dev/null; true")
     return _finish(summary, start, console)
+
+
+def deployed_runtime(conn) -> str | None:
+    """Which runtime's stack the guest holds: "systemd" (its network script), "compose" (the project's
+    containers), or None."""
+    out = remote.run(conn, f"[ ! -e {NETWORK_SCRIPT} ] || echo systemd; "
+                           f"{{ {COMPOSE_ABSENT}; }} || echo compose").stdout.split()
+    return out[0] if out else None
+
+
+def _retire_other_runtime(lab: Lab, conn, console: Console, verbose: bool) -> None:
+    """Tear down the other runtime's stack when the guest holds one (a matrix cell may switch)."""
+    other = deployed_runtime(conn)
+    if other is None or other == lab.stack.runtime:
+        return
+    console.print(f"[yellow]the guest runs the {other} runtime's stack: tearing it down first[/]")
+    summary = _teardown(replace(lab, stack=Stack(runtime=other)), conn, console, verbose)
+    if summary.failed:
+        raise ActionFailed(f"tearing down the {other} runtime's stack failed at {summary.failed_step}: "
+                           f"{summary.error}")

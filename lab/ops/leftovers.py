@@ -39,9 +39,11 @@ def leftover_steps(lab: Lab) -> list[Step]:
 
 def health_checks(lab: Lab) -> list[tuple[str, str]]:
     """(name, bash check) of every state a healthy lab is in besides its answers: no leftover fault,
-    every unit active, the director's sysctls and IPVS timeouts as the lab sets them."""
+    every unit active, the director's sysctls and IPVS timeouts as the lab sets
+    them. (The compose runtime's: lab.ops.compose_steps.compose_health_checks.)"""
     units = [resolver_unit(r.name) for r in lab.resolvers] + [KEEPALIVED]
     checks = [(s.name, s.check) for s in leftover_steps(lab)]
     checks += [(f"{unit} active", f"systemctl is-active -q {unit}") for unit in units]
     checks += [(s.name, s.check) for s in tuning_steps(lab)]
     return checks
+

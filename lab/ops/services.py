@@ -14,12 +14,12 @@ from collections.abc import Mapping
 
 from lab.model.config import Lab
 from lab.model.layout import (
+    COMPOSE_PROJECT,
     EXIT_DIR,
     EXIT_WATCHER,
     KEEPALIVED,
     KEEPALIVED_CONF,
     KEEPALIVED_UNIT,
-    LB_NS,
     NETWORK_SCRIPT,
     RESOLVER_DROPIN,
     RESOLVER_UNIT,
@@ -31,8 +31,8 @@ from lab.model.layout import (
     unbound_path,
 )
 from lab.ops.validate import IN_NETNS, config_links
-from lab.render.files import GuestFile
-from lab.render.netplan import Step, link_name, topology_signature
+from lab.render.files import GuestFile, vip_link
+from lab.render.netplan import Step, topology_signature
 
 READY_TIMEOUT_S = 30
 
@@ -172,7 +172,7 @@ def ready_step(lab: Lab) -> Step:
     table = in_ns(ns, "ipvsadm -Ln")
     rows = " && ".join(ipvs_expected(lab))
     if lab.vrrp.enabled:  # Keepalived's VRRP instance holds the VIP once it is MASTER
-        addrs = in_ns(ns, f"ip -o -4 addr show dev {link_name(LB_NS)}")
+        addrs = in_ns(ns, f"ip -o -4 addr show dev {vip_link(lab)}")
         rows += f" && [[ $({addrs}) == *' inet {lab.network.vip}/32 '* ]]"
     digs = "; ".join(f"answers {r.address} {r.name} & p{i}=$!" for i, r in enumerate(lab.resolvers))
     waits = " && ".join(f"wait $p{i}" for i in range(len(lab.resolvers)))
@@ -187,11 +187,12 @@ def ready_step(lab: Lab) -> Step:
     )
 
 
-def preamble(lab: Lab, files: Mapping[str, GuestFile]) -> str:
+def preamble(lab: Lab, files: Mapping[str, GuestFile], units: list[str] | None = None) -> str:
     """Shell helpers for the deploy runner: one snapshot of file hashes and unit states, read
     with builtins by the checks (a check falls back to the real command when the snapshot says
     no), and the resolver probe."""
-    units = [*(resolver_unit(r.name) for r in lab.resolvers), KEEPALIVED]
+    if units is None:
+        units = [*(resolver_unit(r.name) for r in lab.resolvers), KEEPALIVED]
     probe = in_ns(lab.network.director_netns, "dig +time=1 +tries=1 +short @$1 who.lab.test TXT")
     return "\n".join([
         "declare -A SNAP_SHA SNAP_ACTIVE",
@@ -218,6 +219,21 @@ def service_steps(lab: Lab, files: Mapping[str, GuestFile]) -> list[Step]:
     return steps
 
 
+# Bash: no container of the compose runtime's project exists (Docker's daemon is down, or has none).
+COMPOSE_ABSENT = ("! systemctl is-active -q docker.service || "
+                  f"[ -z \"$(docker ps -aq --filter label=com.docker.compose.project={COMPOSE_PROJECT})\" ]")
+
+
+def no_compose_step() -> Step:
+    """The compose runtime's stack is not up here (its containers would hold the same addresses)."""
+    return Step(
+        name="runtime: no compose-runtime stack deployed here",
+        check=COMPOSE_ABSENT,
+        apply=("echo 'the compose runtime stack is deployed on this guest; remove it first: "
+               "fab teardown --lab with runtime = \"compose\"' >&2; false"),
+    )
+
+
 def deploy_steps(lab: Lab, files: Mapping[str, GuestFile], network: list[Step], *,
                  clear_faults: bool = True) -> list[Step]:
     """The whole deploy: retire a different topology, clear faults an experiment left (unless
@@ -227,4 +243,5 @@ def deploy_steps(lab: Lab, files: Mapping[str, GuestFile], network: list[Step], 
     installs = [file_step(path, file, exit_files_exist(lab) if path == KEEPALIVED_CONF else "")
                 for path, file in files.items()]
     leftovers = leftover_steps(lab) if clear_faults else []
-    return [retire_step(lab), *leftovers, *installs, *network, *service_steps(lab, files)]
+    return [no_compose_step(), retire_step(lab), *leftovers, *installs, *network,
+            *service_steps(lab, files)]

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.model.config import Lab
-from lab.model.layout import EXIT_DIR, KEEPALIVED, in_ns, resolver_unit
+from lab.model.layout import EXIT_DIR, KEEPALIVED, container_name, in_ns, resolver_unit
 from lab.ssh import remote
 
 SECTION = "=== dnslab:"
@@ -27,21 +27,42 @@ UP_EVENTS = ("Adding", "Enabling")
 EXIT_WORDS = {None: "-", "": "(none)", "0": "0 running", "1": "1 exited"}  # removal on exit's file
 
 
+def unit_names(lab: Lab) -> dict[str, str]:
+    """What runs each resolver and Keepalived ("keepalived"): its systemd unit, or under compose its
+    container."""
+    if lab.stack.runtime == "compose":
+        return {name: container_name(name) for name in [*(r.name for r in lab.resolvers), "keepalived"]}
+    return {**{r.name: resolver_unit(r.name) for r in lab.resolvers}, "keepalived": KEEPALIVED}
+
+
+def _units_and_log(lab: Lab) -> list[str]:
+    """The units section (each unit or container and its state) and Keepalived's log since it started."""
+    names = unit_names(lab)
+    units = " ".join(names.values())
+    if lab.stack.runtime == "compose":
+        state = "{{.State.Status}}"
+        return [f"echo '{SECTION} units'",
+                f"for u in {units}; do "
+                f"echo \"$u $(docker inspect -f '{state}' $u 2>/dev/null || echo absent)\"; done",
+                f"echo '{SECTION} journal'",
+                f"docker logs {names['keepalived']} 2>&1 | grep -F 'service ['"]
+    return [f"echo '{SECTION} units'", f"for u in {units}; do echo \"$u $(systemctl is-active $u)\"; done",
+            f"echo '{SECTION} journal'",
+            f"inv=$(systemctl show -p InvocationID --value {KEEPALIVED}); [ -z \"$inv\" ] || "
+            f"journalctl _SYSTEMD_INVOCATION_ID=$inv -o cat --no-pager 2>/dev/null | grep -F 'service ['"]
+
+
 def status_command(lab: Lab) -> str:
     """One shell command printing every section `parse_status` reads."""
     ns = lab.network.director_netns
-    units = " ".join([*(resolver_unit(r.name) for r in lab.resolvers), KEEPALIVED])
     keys = " ".join(shlex.quote(key) for key, _ in lab.sysctl)
     return "; ".join([
         f"echo '{SECTION} ipvs'", in_ns(ns, "ipvsadm -Ln 2>&1"),
         f"echo '{SECTION} timeout'", in_ns(ns, "ipvsadm -L --timeout 2>&1"),
-        f"echo '{SECTION} units'", f"for u in {units}; do echo \"$u $(systemctl is-active $u)\"; done",
         f"echo '{SECTION} sysctl'", in_ns(ns, f"sysctl net.ipv4.vs {keys} 2>&1 | sort -u"),
         f"echo '{SECTION} exit'", f"for f in {EXIT_DIR}/*.down; do [ -f \"$f\" ] && "
         "echo \"$(basename \"$f\" .down) $(cat \"$f\")\"; done",
-        f"echo '{SECTION} journal'",
-        f"inv=$(systemctl show -p InvocationID --value {KEEPALIVED}); [ -z \"$inv\" ] || "
-        f"journalctl _SYSTEMD_INVOCATION_ID=$inv -o cat --no-pager 2>/dev/null | grep -F 'service ['",
+        *_units_and_log(lab),
         "true",
     ])
 
@@ -121,7 +142,8 @@ def parse_status(lab: Lab, text: str) -> dict[str, Any]:
         "ipvs_timeouts": dict(zip(("tcp", "tcpfin", "udp"), map(int, timeout), strict=False))
         if all(t.isdigit() for t in timeout) else {},
         "checks": checks,
-        "units": units,
+        "units": {name: units.get(unit, "?") for name, unit in unit_names(lab).items()},
+        "runtime": lab.stack.runtime,
         "sysctl": sysctl,
     }
 
@@ -148,14 +170,15 @@ def format_status(data: dict[str, Any]) -> str:
             name = sched = ""
     console.print(ipvs)
     checks = Table(title="Health checks (Keepalived's last verdict, else the IPVS table)")
-    for col in ("resolver", "proto", "real server", "check", "state", "unit", "exit file"):
+    runs_in = "container" if data.get("runtime") == "compose" else "unit"
+    for col in ("resolver", "proto", "real server", "check", "state", runs_in, "exit file"):
         checks.add_column(col)
     for c in data["checks"]:
-        unit = data["units"].get(resolver_unit(c["resolver"]), "?")
+        unit = data["units"].get(c["resolver"], "?")
         exit_file = EXIT_WORDS.get(c["exit_file"], c["exit_file"])
         checks.add_row(c["resolver"], c["proto"], c["real_server"], c["check"], c["state"], unit, exit_file)
     console.print(checks)
-    console.print(f"keepalived: {data['units'].get(KEEPALIVED, '?')}    IPVS timeouts: "
+    console.print(f"keepalived: {data['units'].get('keepalived', '?')}    IPVS timeouts: "
                   + " ".join(f"{k}={v}s" for k, v in data["ipvs_timeouts"].items()))
     sysctl = Table(title=f"sysctls in force ({data['director_netns']} namespace)")
     sysctl.add_column("key")

@@ -2,10 +2,12 @@
 
 Pure: `compose_files(lab)` returns the project directory's files keyed by their path in the guest.
 The layout follows the seed (snemarch/dns-doodle `keepalived/compose.yaml`): an ipvlan network
-`dnsnet` on the VLAN link, a bridge network sorted before it, the resolvers at fixed addresses,
-Keepalived on the host network after the resolvers and a privileged one-shot init container (the
-seed's fix-network.sh as lab/guest/dnslab-compose-init.sh), and a client container on dnsnet.
-Images have local names only: no registry is reachable, the lab image will build them.
+`dnsnet` on the VLAN link, the resolvers at fixed addresses, Keepalived on the host network after the
+resolvers and a privileged one-shot init container (the seed's fix-network.sh as
+lab/guest/dnslab-compose-init.sh), and a client container on dnsnet. No egress bridge: the lab has no
+internet, and with a second network Docker 20.10 fails to start a container on the ipvlan l3 network
+("failed to set gateway ... file exists"). Every service runs the one image the lab image imported
+from Debian packages (lab.model.layout.container_image): no registry is reachable or needed.
 """
 
 from __future__ import annotations
@@ -16,25 +18,23 @@ from typing import Any
 import yaml
 
 from lab.model.config import REPO_ROOT, Lab
-from lab.model.layout import HOME, LVS_NOTIFY_FIFO
+from lab.model.layout import (
+    COMPOSE_DIR,
+    COMPOSE_FILE,
+    COMPOSE_PROJECT,
+    LVS_NOTIFY_FIFO,
+    container_image,
+    container_name,
+)
+from lab.model.stackconf import DOCKER_DNS
 from lab.render.files import GuestFile, render_keepalived, render_sysctl, render_unbound
 
-PROJECT = "dnslab"
-COMPOSE_DIR = f"{HOME}/compose"
-COMPOSE_FILE = f"{COMPOSE_DIR}/compose.yaml"
 INIT_SCRIPT = "dnslab-compose-init.sh"
-IMAGES = {
-    "unbound": "dnslab/unbound:bookworm",
-    "keepalived": "dnslab/keepalived:bookworm",
-    "tools": "dnslab/tools:bookworm",  # the init and client containers: iproute2, iptables, dnsutils, python3
-}
-# Sorted before dnsnet so Docker makes it the default route (the seed's `a_normalnet`). Internal: the
-# lab never leaves its VM (the seed's bridge is the resolvers' way to the internet).
-BRIDGE = "a_bridge"
+# A mounted file's hash as a label: compose recreates the container when the file changes.
+CONFIG_LABEL = "dnslab.config-sha256"
 DNSNET = "dnsnet"
 HOST_LINK = "dnsnet-host"  # the host's ipvlan link into dnsnet, with the director's address
 KEEPALIVED_CAPS = ["NET_ADMIN", "NET_RAW", "NET_BROADCAST"]
-DOCKER_DNS = "127.0.0.11"
 
 
 def _mount(name: str, target: str) -> str:
@@ -56,7 +56,8 @@ def _init_service(lab: Lab) -> dict[str, Any]:
         "DNSLAB_NOTIFY_FIFO": LVS_NOTIFY_FIFO,
     }
     return {
-        "image": IMAGES["tools"],
+        "image": container_image(lab.vm.release),
+        "container_name": container_name("init"),
         "init": True,
         "privileged": True,
         "network_mode": "host",
@@ -75,7 +76,8 @@ def _keepalived_service(lab: Lab) -> dict[str, Any]:
     depends = {"init": {"condition": "service_completed_successfully"}}
     depends |= {r.name: {"condition": "service_started"} for r in lab.resolvers}
     return {
-        "image": IMAGES["keepalived"],
+        "image": container_image(lab.vm.release),
+        "container_name": container_name("keepalived"),
         "network_mode": "host",
         "cap_add": list(KEEPALIVED_CAPS),
         "depends_on": depends,
@@ -85,11 +87,14 @@ def _keepalived_service(lab: Lab) -> dict[str, Any]:
 
 
 def _resolver_service(lab: Lab, name: str, address: str) -> dict[str, Any]:
+    resolver = lab.resolver(name)
     return {
-        "image": IMAGES["unbound"],
+        "image": container_image(lab.vm.release),
+        "container_name": container_name(name),
         "restart": lab.stack.restart,
+        "labels": {CONFIG_LABEL: GuestFile(render_unbound(lab, resolver).encode()).sha256},
         "hostname": name,
-        "networks": {DNSNET: {"ipv4_address": address}, BRIDGE: {}},
+        "networks": {DNSNET: {"ipv4_address": address}},
         "volumes": [_mount(f"unbound/{name}.conf", "/etc/unbound/unbound.conf")],
         "command": ["unbound", "-d", "-c", "/etc/unbound/unbound.conf"],
     }
@@ -98,16 +103,22 @@ def _resolver_service(lab: Lab, name: str, address: str) -> dict[str, Any]:
 def _client_service(lab: Lab) -> dict[str, Any]:
     nameserver = DOCKER_DNS if lab.stack.client_dns == "docker" else str(lab.network.vip)
     return {
-        "image": IMAGES["tools"],
+        "image": container_image(lab.vm.release),
+        "container_name": container_name("client"),
         "init": True,
         "hostname": "client",
         "depends_on": ["keepalived"],
-        "networks": {BRIDGE: {}, DNSNET: {"ipv4_address": str(lab.network.client)}},
+        "networks": {DNSNET: {"ipv4_address": str(lab.network.client)}},
         # Docker's embedded DNS (127.0.0.11) forwards to these; no public fallback.
         "dns": [str(lab.network.vip)],
         "environment": {"DNSLAB_NAMESERVER": nameserver},
         "command": ["sleep", "infinity"],
     }
+
+
+def services_running(lab: Lab) -> list[str]:
+    """The services that run for good (every one but the one-shot init), in compose.yaml's order."""
+    return ["keepalived", *(r.name for r in lab.resolvers), "client"]
 
 
 def compose_document(lab: Lab) -> dict[str, Any]:
@@ -119,7 +130,6 @@ def compose_document(lab: Lab) -> dict[str, Any]:
     services["client"] = _client_service(lab)
     return {
         "networks": {
-            BRIDGE: {"driver": "bridge", "internal": True},
             DNSNET: {
                 "driver": "ipvlan",
                 "driver_opts": {"parent": net.lower_link, "ipvlan_mode": net.ipvlan_mode},
@@ -132,9 +142,9 @@ def compose_document(lab: Lab) -> dict[str, Any]:
 
 def render_compose(lab: Lab) -> str:
     """compose.yaml's text, with a header naming its source."""
-    header = (f"# dnslab compose runtime (project {PROJECT}): the seed's layout, rendered by\n"
+    header = (f"# dnslab compose runtime (project {COMPOSE_PROJECT}): the seed's layout, rendered by\n"
               f"# lab/render/compose.py from {lab.source}; do not edit by hand.\n"
-              f"# Run: docker-compose -p {PROJECT} up -d\n")
+              f"# Run: docker-compose -p {COMPOSE_PROJECT} up -d\n")
     return header + yaml.safe_dump(compose_document(lab), sort_keys=False, default_flow_style=False)
 
 

@@ -25,6 +25,22 @@ for mod in ip_vs ip_vs_rr 8021q ipvlan nf_conntrack xt_ipvs; do
     modprobe "$mod"
 done
 
+# The compose runtime's container image: the tarball of Debian packages (packer/base/customize.sh)
+# imported once here, so no lab VM needs a registry. Docker stays disabled at boot.
+tarball=/var/lib/dnslab/images/stack.tar
+release=$(. /etc/os-release && echo "$VERSION_CODENAME")
+if [ -f "$tarball" ]; then
+    systemctl start docker.service
+    docker import --change 'CMD ["/bin/sh"]' "$tarball" "dnslab/stack:$release"
+    rm -f "$tarball"
+fi
+systemctl start docker.service
+docker image inspect --format 'dnslab: container image {{.RepoTags}} {{.Size}} bytes' "dnslab/stack:$release"
+systemctl stop docker.service docker.socket containerd.service
+for tool in docker docker-compose; do
+    command -v "$tool" >/dev/null || { echo "dnslab: $tool missing from the image" >&2; exit 1; }
+done
+
 # Root is reached only with the lab's own key: no vagrant user (only the Vagrant box adds one).
 if getent passwd vagrant >/dev/null || [ -e /etc/sudoers.d/vagrant ]; then
     echo "dnslab: the lab image must have no vagrant user" >&2; exit 1

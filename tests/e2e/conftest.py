@@ -29,7 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from chaos.experiment import EXPERIMENTS_DIR
 from lab.model.config import Lab
 from lab.model.parse import load_lab
 from lab.providers.qemu import QemuProvider
@@ -95,5 +97,17 @@ def quick_demo(lab_vm, tmp_path_factory) -> tuple[subprocess.CompletedProcess, P
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests (their own VM, e.g. the trixie guest) first: their module-scoped VM is down before
-    the session's lab VM boots, so at most one VM runs at a time."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    the session's lab VM boots, so at most one VM runs at a time. Tests marked `last` (they switch the
+    session VM to the compose runtime) after every other."""
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None,
+                                 item.get_closest_marker("last") is not None))
+
+
+def few_crashes(directory: Path, experiment: str, times: int) -> Path:
+    """A copy of a repeated experiment with `times` crashes instead of its own count (same name, so the
+    reports treat it alike)."""
+    data = yaml.safe_load((EXPERIMENTS_DIR / f"{experiment}.yaml").read_text())
+    data["extensions"][0]["repeat"]["times"] = times
+    path = directory / f"{experiment}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

@@ -18,29 +18,18 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from chaos.execute import run_experiment
-from chaos.experiment import EXPERIMENTS_DIR
 from lab.model.parse import load_lab
 from lab.ops.deploy import deploy
 from lab.providers.qemu import QemuProvider
 from lab.ssh.endpoint import connect
 from tests.conftest import REPO
-from tests.e2e.conftest import qemu_pids_using
+from tests.e2e.conftest import few_crashes, qemu_pids_using
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 TRIXIE_LAB = REPO / "labs" / "trixie.toml"
 CRASHES = 3  # kill-one's five, cut to three: the figures exist and have a spread, in less time
-
-
-def few_crashes(directory: Path) -> Path:
-    """kill-one.yaml with CRASHES crashes instead of five (same name, so reports treat it alike)."""
-    data = yaml.safe_load((EXPERIMENTS_DIR / "kill-one.yaml").read_text())
-    data["extensions"][0]["repeat"]["times"] = CRASHES
-    path = directory / "kill-one.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +51,7 @@ def trixie(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 conn.config.run.in_stream = False
                 out["deploy"] = deploy(lab, conn, verbose=False)
                 out["again"] = deploy(lab, conn, verbose=False)
-                out["kill"] = run_experiment(lab, conn, str(few_crashes(work)))
+                out["kill"] = run_experiment(lab, conn, str(few_crashes(work, "kill-one", CRASHES)))
                 out["probe"] = run_experiment(lab, conn, "sysctl-namespaces")
         finally:
             overlay = provider.overlay
