@@ -56,6 +56,7 @@ class Summary:
     failed: int = 0
     seconds: float = 0.0
     steps: list[tuple[str, str]] = field(default_factory=list)
+    step_seconds: dict[str, float] = field(default_factory=dict)  # each step's wall time, by name
     failed_step: str | None = None
     error: str = ""
 
@@ -127,6 +128,7 @@ def run_steps(conn, lab: Lab, steps: list[Step], shell: str, mode: str, summary:
         now = time.monotonic()
         took, last[0] = now - last[0], now
         summary.steps.append((status, name))
+        summary.step_seconds[name] = took
         if status in ("ok", "absent"):
             summary.ok += 1
         elif status == "changed":
