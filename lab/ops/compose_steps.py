@@ -34,9 +34,9 @@ DOCKER_UNITS = "docker.service docker.socket containerd.service"
 _PROJECT = f"-p {COMPOSE_PROJECT} -f {COMPOSE_FILE}"
 COMPOSE = (f"compose() {{ if command -v docker-compose >/dev/null; then docker-compose {_PROJECT} \"$@\"; "
            f"else docker compose {_PROJECT} \"$@\"; fi; }}")
-# Docker's own iptables rules and chains, removed when the daemon stops for good (teardown).
-DOCKER_RULES_CLEAR = ("iptables-save | grep -v -e '^:DOCKER' -e '-j DOCKER' -e '^-A DOCKER' "
-                      "| iptables-restore; iptables -P FORWARD ACCEPT")
+# Docker's own iptables rules and chains and its default bridge, removed when the daemon stops for good.
+DOCKER_RULES_CLEAR = ("iptables-save | grep -v -e DOCKER -e docker0 | iptables-restore; "
+                      "iptables -P FORWARD ACCEPT; ip link del docker0 2>/dev/null; true")
 
 
 def _inspect(name: str, fmt: str) -> str:

@@ -1,7 +1,9 @@
-"""End to end on the compose runtime: the seed's own stack (labs/seed-compose.toml) deployed as a Docker
-compose project on the session's VM, twice (the second changes nothing), then a resolver container
-crashed three times under load through Docker's embedded DNS, the report's figures asserted, and a
-teardown that leaves no container, link, rule or IPVS service behind.
+"""End to end on the compose runtime: the recommended settings on compose (labs/compose.toml) deployed as
+a Docker compose project on the session's VM, twice (the second changes nothing), Docker's embedded DNS
+in the client container answering through the VIP, then a resolver container crashed three times
+under load, the report's figures asserted, and a teardown that leaves no container, link, rule or IPVS
+service behind. (The seed's own preset, labs/seed-compose.toml, checks with nslookup every second: under
+TCG with Docker's DNS in the path its checks flap, so its figures come from the seed-compose suite.)
 
 Marked `last`: it replaces the session VM's systemd stack (deploy retires the other runtime), so
 tests/e2e/conftest.py runs it after every other test of the session.
@@ -25,7 +27,7 @@ from tests.conftest import REPO
 from tests.e2e.conftest import few_crashes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.last]
-COMPOSE_LAB = REPO / "labs" / "seed-compose.toml"
+COMPOSE_LAB = REPO / "labs" / "compose.toml"
 CRASHES = 3
 
 
@@ -41,11 +43,15 @@ def compose(lab_vm, tmp_path_factory: pytest.TempPathFactory) -> dict:
         out["deploy"] = deploy(lab, conn, verbose=False)
         out["again"] = deploy(lab, conn, verbose=False)
         out["status"] = read_status(lab, conn)
-        out["kill"] = run_experiment(lab, conn, str(few_crashes(work, "kill-one-of-two", CRASHES)))
+        out["docker_dns"] = conn.run("ip netns exec client dig +short +time=2 @127.0.0.11 who.lab.test TXT",
+                                     warn=True, hide=True).stdout.strip()
+        out["kill"] = run_experiment(lab, conn, str(few_crashes(work, "kill-one", CRASHES)))
         out["down"] = teardown(lab, conn, verbose=False)
         out["left"] = conn.run("docker ps -aq 2>/dev/null; systemctl is-active docker.service; "
-                               "ip -br link show dnsnet-host 2>&1; ipvsadm -Ln | grep -c '^UDP'; "
-                               "iptables -t nat -S POSTROUTING | grep -c SNAT", warn=True, hide=True).stdout
+                               "ip -br link show dnsnet-host 2>&1; ip -br link show docker0 2>&1; "
+                               "ipvsadm -Ln | grep -c '^UDP'; "
+                               "iptables-save | grep -c -e SNAT -e DOCKER -e docker0",
+                               warn=True, hide=True).stdout
     print(f"\ncompose deploy {out['deploy'].seconds:.1f} s, again {out['again'].seconds:.1f} s")
     return out
 
@@ -63,9 +69,14 @@ def test_compose_deploys_and_redeploys_without_change(compose):
 def test_status_shows_the_containers_and_ipvs(compose):
     status = compose["status"]
     assert status["runtime"] == "compose"
-    assert status["units"] == {"rs1": "running", "rs2": "running", "keepalived": "running"}, status["units"]
-    (udp,) = status["ipvs"]
-    assert {rs["real_server"] for rs in udp["real_servers"]} == {"192.168.100.2:53", "192.168.100.3:53"}
+    assert status["units"] == {"rs1": "running", "rs2": "running", "rs3": "running",
+                               "keepalived": "running"}, status["units"]
+    udp = next(s for s in status["ipvs"] if s["proto"] == "udp")
+    assert {rs["real_server"] for rs in udp["real_servers"]} == {f"192.168.100.1{i}:53" for i in (1, 2, 3)}
+
+
+def test_docker_s_embedded_dns_answers_through_the_vip(compose):
+    assert compose["docker_dns"] in ('"rs1"', '"rs2"', '"rs3"'), compose["docker_dns"]
 
 
 def test_a_crashed_resolver_container_has_its_fault_figures(compose):
@@ -74,15 +85,15 @@ def test_a_crashed_resolver_container_has_its_fault_figures(compose):
     assert stats["n"] == CRASHES, stats
     window = stats["failover_window_ms"]
     assert window["median"] is not None and window["min"] <= window["median"] <= window["max"], window
-    assert stats["detection_ms"]["median"] is not None, "Keepalived removed the dead resolver from IPVS"
     meta = json.loads((compose["kill"] / "meta.json").read_text())
-    assert meta["lab"]["stack"]["runtime"] == "compose", meta["lab"].get("stack")
-    assert meta["lab"]["load"]["nameservers"] == ["docker"]  # through Docker's embedded DNS
+    assert meta["lab"]["stack"] == {"runtime": "compose", "restart": "unless-stopped", "client_dns": "vip"}
+    kills = [json.loads(line) for line in (compose["kill"] / "events.jsonl").read_text().splitlines()]
+    assert sum(e["kind"] == "fault" and e["action"] == "kill_resolver" for e in kills) == CRASHES
 
 
 def test_teardown_leaves_nothing_behind(compose):
     assert not compose["down"].failed, compose["down"].error
     lines = compose["left"].split("\n")
     assert lines[0] in ("inactive", "failed"), compose["left"]  # no container listed: docker is down
-    assert "does not exist" in compose["left"], compose["left"]  # dnsnet-host
-    assert lines[-3:-1] == ["0", "0"], compose["left"]  # no IPVS service, no SNAT rule
+    assert compose["left"].count("does not exist") == 2, compose["left"]  # dnsnet-host, docker0
+    assert lines[-3:-1] == ["0", "0"], compose["left"]  # no IPVS service, no SNAT or Docker rule
