@@ -48,7 +48,8 @@ def timed_deploy(lab: Lab, conn: Any) -> Any:
 
     summary = deploy(lab, conn)
     if summary.failed:
-        raise ActionFailed(f"{lab.source}: deploy failed at {summary.failed_step}: {summary.error}")
+        first = (summary.error or "see above").splitlines()[0]
+        raise ActionFailed(f"{lab.source}: deploy failed at {summary.failed_step}: {first}")
     return summary
 
 
