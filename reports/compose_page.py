@@ -83,6 +83,13 @@ def label(run: Run) -> str:
     return f"{run.cell.experiment} on {runtime}, {count}{check}, {client_path(run)}"
 
 
+def short(s: Mapping[str, Any] | None, unit: str = "") -> str:
+    """`810 [515–1746] ms, n=5` (a table cell; the comparisons add the 95 % interval)."""
+    if not s or not s.get("n"):
+        return "–"
+    return f"{s['median']:.0f} [{s['min']:.0f}–{s['max']:.0f}]{unit}, n={s['n']}"
+
+
 def measured(run: Run | None, name: str) -> dict[str, Any] | None:
     """A run's figures for the page: per fault (kept faults only) each STATS spread and its text, n,
     how many faults were excluded and why, how many Keepalived removed, and the whole run's figures."""
@@ -99,13 +106,13 @@ def measured(run: Run | None, name: str) -> dict[str, Any] | None:
             "n": fault.get("n", 0), "excluded": fault.get("excluded", 0),
             "why": [f["excluded_why"] for f in faults if f.get("excluded_why")],
             "stats": {k: stats.get(k) for k in STATS},
-            "text": {k: spread_text(stats.get(k), unit) for k, (_, unit) in STATS.items()},
+            "text": {k: short(stats.get(k), unit) for k, (_, unit) in STATS.items()},
             "removed": (stats.get("detection_ms") or {}).get("n", 0), "qps": cell.qps,
             "queries": cell.summary.get("queries"), "dropped": cell.summary.get("dropped"),
             "max_stall_ms": cell.summary.get("max_stall_ms"),
             "run_lookups_failed": cell.summary.get("lookups_failed"),
             "run_lookup_max_ms": cell.summary.get("lookup_max_ms"),
-            "first_answer": spread_text(returns, " ms")}
+            "first_answer": short(returns, " ms")}
 
 
 def compare(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None, stat: str) -> dict[str, str]:
