@@ -104,6 +104,31 @@ def test_a_release_the_package_source_lacks_is_one_line_naming_it(tmp_path, monk
 
 
 
+def test_the_container_image_is_a_tarball_of_debian_packages_without_docs():
+    argv = image_recipe.container_argv("bookworm", ["unbound", "keepalived"], Path("/t/stack.tar"))
+    assert argv[:3] == ["mmdebstrap", "--variant=minbase", "--include=unbound,keepalived"]
+    assert argv[-2:] == ["bookworm", "/t/stack.tar"]  # no mirror: Debian's default
+    assert "--dpkgopt=path-exclude=/usr/share/doc/*" in argv
+    assert image_recipe.parse_packages(image_recipe.CONTAINER_PACKAGES.read_text())[:2] == (
+        "unbound", "keepalived")
+
+
+def test_a_step_alongside_runs_with_the_body_and_fails_in_one_line(tmp_path):
+    from lab.image.steps import alongside
+
+    log, mark = tmp_path / "bg.log", tmp_path / "mark"
+    with alongside("bg", ["sh", "-c", f"sleep 0.3; touch {mark}"], log):
+        assert not mark.exists()  # the body runs while it does
+    assert mark.exists()
+    failed = pytest.raises(LabError, match=r"image build: bg failed \(exit 3\).*full log: .*bg\.log")
+    with failed, alongside("bg", ["sh", "-c", "echo broken; exit 3"], log):
+        pass
+    slow = tmp_path / "slow"
+    with pytest.raises(RuntimeError), alongside("bg", ["sh", "-c", f"sleep 30; touch {slow}"], log):
+        raise RuntimeError("the body failed")  # the background step is ended, not waited for
+    assert not slow.exists()
+
+
 def test_staging_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
     final = tmp_path / "images" / "k1"
     with image._staging(final) as tmp:

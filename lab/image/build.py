@@ -25,20 +25,23 @@ from pathlib import Path
 from lab.image.accel import choose_accel
 from lab.image.recipe import (
     BASE_DIR,
+    CONTAINER_PACKAGES,
     DISK_MIB,
     KERNEL_CMDLINE,
     PIP_PACKAGES,
     base_key,
+    container_argv,
     image_key,
     missing_from_log,
     mmdebstrap_argv,
     packer_argv,
     parse_packages,
 )
-from lab.image.steps import console, require_tools, run_step
+from lab.image.steps import alongside, console, require_tools, run_step
 from lab.local.state import cache_dir
 from lab.model.config import VM, Lab
 from lab.model.errors import ActionFailed, ConfigError
+from lab.model.layout import CONTAINER_TARBALL
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -229,12 +232,19 @@ def _build_base(key: str, release: str) -> ImageArtifacts:
     final = cache_dir() / "base" / key
     log = _log("base", key)
     with _staging(final) as tmp:
-        env = {"DNSLAB_PIP_PACKAGES": " ".join(PIP_PACKAGES), "DNSLAB_RELEASE": release}
+        env = {"DNSLAB_PIP_PACKAGES": " ".join(PIP_PACKAGES)}
         if HOST_CA_BUNDLE.is_file():
             env["DNSLAB_PIP_CERT"] = str(HOST_CA_BUNDLE)
-        rootfs = tmp / "rootfs"
+        rootfs, stack = tmp / "rootfs", tmp / "stack.tar"
+        packages = parse_packages(CONTAINER_PACKAGES.read_text())
         try:
-            _rootfs(release, rootfs, log, env)
+            # the container image's tarball is made alongside the rootfs (both mostly wait on apt)
+            with alongside(f"stage 1/3: {release} container image (mmdebstrap, alongside)",
+                           container_argv(release, packages, stack), _log("container", key)):
+                _rootfs(release, rootfs, log, env)
+            target = rootfs / CONTAINER_TARBALL.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(stack, target)
             run_step("stage 2/3: bootable disk (sfdisk, ext4, GRUB, qcow2)",
                      ["sh", str(BASE_DIR / "mkdisk.sh"), str(rootfs), str(tmp), str(DISK_MIB)], log)
         finally:

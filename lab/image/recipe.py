@@ -16,6 +16,7 @@ from lab.model.config import REPO_ROOT
 
 PACKER_DIR = REPO_ROOT / "packer"
 BASE_DIR = PACKER_DIR / "base"
+CONTAINER_PACKAGES = BASE_DIR / "container-packages.txt"
 TEMPLATE = PACKER_DIR / "dnslab.pkr.hcl"
 DISK_MIB = 4096
 PIP_PACKAGES = ("locust==2.47.0", "dnspython==2.9.2")
@@ -58,6 +59,14 @@ def mmdebstrap_argv(release: str, packages: Iterable[str], hook: Path, target: P
     """mmdebstrap for the base rootfs. No mirror argument: Debian's default, plus updates/security."""
     return ["mmdebstrap", "--variant=minbase", f"--include={','.join(packages)}",
             f"--customize-hook={hook}", release, str(target)]
+
+
+def container_argv(release: str, packages: Iterable[str], target: Path) -> list[str]:
+    """mmdebstrap of the compose runtime's container image: a tarball of Debian packages (no docs,
+    manuals or locales; no resolv.conf or hostname, which Docker provides)."""
+    excludes = [f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "locale")]
+    return ["mmdebstrap", "--variant=minbase", f"--include={','.join(packages)}", *excludes,
+            '--customize-hook=rm -f "$1"/etc/resolv.conf "$1"/etc/hostname', release, str(target)]
 
 
 # What apt (inside mmdebstrap) says when the package source lacks a suite or a package.

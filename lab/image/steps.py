@@ -7,7 +7,8 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -38,26 +39,28 @@ def last_lines(path: Path, count: int = 1) -> list[str]:
     return lines[-count:]
 
 
-def run_step(title: str, argv: Sequence[str], log: Path, *, env: Mapping[str, str] | None = None,
-             cwd: Path | None = None) -> float:
-    """Run `argv`, appending its output to `log`; show progress; return the seconds it took."""
-    start = time.monotonic()
+def _start(title: str, argv: Sequence[str], log: Path, env: Mapping[str, str] | None,
+           cwd: Path | None) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         out.write(f"\n=== {title}: {' '.join(argv)}\n".encode())
         out.flush()
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        return subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env={**os.environ, **(env or {})}, cwd=cwd)
-        try:
-            with console.status(f"[bold]{title}[/]") as status:
-                while proc.poll() is None:
-                    tail = (last_lines(log) or [""])[0][:90]
-                    elapsed = time.monotonic() - start
-                    status.update(f"[bold]{title}[/] {elapsed:5.0f} s  [dim]{escape(tail)}[/]")
-                    time.sleep(0.5)
-        except BaseException:
-            proc.terminate()
-            proc.wait()
-            raise
+
+
+def _wait(title: str, proc: subprocess.Popen[bytes], log: Path, start: float) -> float:
+    """Show progress until `proc` ends (terminated when interrupted); its seconds, or ActionFailed."""
+    try:
+        with console.status(f"[bold]{title}[/]") as status:
+            while proc.poll() is None:
+                tail = (last_lines(log) or [""])[0][:90]
+                elapsed = time.monotonic() - start
+                status.update(f"[bold]{title}[/] {elapsed:5.0f} s  [dim]{escape(tail)}[/]")
+                time.sleep(0.5)
+    except BaseException:
+        proc.terminate()
+        proc.wait()
+        raise
     elapsed = time.monotonic() - start
     if proc.returncode != 0:
         tail = " | ".join(last_lines(log, 3))
@@ -65,3 +68,25 @@ def run_step(title: str, argv: Sequence[str], log: Path, *, env: Mapping[str, st
                            f"full log: {log}; last lines: {tail}")
     console.print(f"[green]✓[/] {title} [dim]({elapsed:.0f} s)[/]")
     return elapsed
+
+
+def run_step(title: str, argv: Sequence[str], log: Path, *, env: Mapping[str, str] | None = None,
+             cwd: Path | None = None) -> float:
+    """Run `argv`, appending its output to `log`; show progress; return the seconds it took."""
+    start = time.monotonic()
+    return _wait(title, _start(title, argv, log, env, cwd), log, start)
+
+
+@contextmanager
+def alongside(title: str, argv: Sequence[str], log: Path) -> Iterator[None]:
+    """Run `argv` in the background (its output to its own `log`) while the body runs, then wait for it
+    with progress; ActionFailed when it failed. Ended when the body fails or is interrupted."""
+    start = time.monotonic()
+    proc = _start(title, argv, log, None, None)
+    try:
+        yield
+    except BaseException:
+        proc.terminate()
+        proc.wait()
+        raise
+    _wait(title, proc, log, start)

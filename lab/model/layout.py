@@ -67,7 +67,7 @@ LOADTEST_DIR = f"{HOME}/loadtest"
 LOCUSTFILE = f"{LOADTEST_DIR}/dns.py"
 
 # The compose runtime: the one container image every service runs (made from Debian packages by
-# packer/base/customize.sh, imported by packer/scripts/lab-layer.sh), tagged with the guest's release.
+# lab/image/build.py, imported by packer/scripts/lab-layer.sh), tagged with the guest's release.
 CONTAINER_IMAGE = "dnslab/stack"
 CONTAINER_TARBALL = "/var/lib/dnslab/images/stack.tar"
 COMPOSE_PROJECT = "dnslab"

@@ -1,8 +1,10 @@
 #!/bin/sh
 # mmdebstrap customize hook: turn the Debian rootfs at $1 into the dnslab guest.
 # Environment (set by lab/image/build.py): DNSLAB_PIP_CERT (CA bundle for pip, optional),
-# DNSLAB_PIP_PACKAGES (pip requirement specifiers for /opt/dnslab/venv), DNSLAB_RELEASE (the Debian
-# suite being built, also the container image's). No `vagrant` user here: only the Vagrant box has one (packer/box/vagrant-disk.sh), so root is reached only with the lab's own key.
+# DNSLAB_PIP_PACKAGES (pip requirement specifiers for /opt/dnslab/venv). The compose runtime's
+# container image (an mmdebstrap tarball of container-packages.txt) is built alongside by
+# lab/image/build.py. No `vagrant` user here: only the Vagrant box has one
+# (packer/box/vagrant-disk.sh), so root is reached only with the lab's own key.
 set -eu
 root="$1"
 files="$(dirname "$0")/files"
@@ -55,17 +57,6 @@ echo "dnslab: Docker and containerd never start on their own (only the compose r
 for unit in docker.service docker.socket containerd.service; do
     in_root systemctl disable "$unit" >/dev/null 2>&1 || true
 done
-
-# The compose runtime's one container image, from Debian packages: a tarball the lab layer passes to
-# `docker import` as dnslab/stack:$DNSLAB_RELEASE (lab/model/layout.py CONTAINER_IMAGE, CONTAINER_TARBALL).
-container_packages=$(sed 's/#.*//' "$(dirname "$0")/container-packages.txt" | xargs | tr ' ' ,)
-echo "dnslab: container image rootfs ($container_packages)"
-install -d -m 0755 "$root/var/lib/dnslab/images"
-mmdebstrap --variant=minbase --include="$container_packages" \
-    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' \
-    --customize-hook='rm -f "$1"/etc/resolv.conf "$1"/etc/hostname' \
-    "${DNSLAB_RELEASE:?set by lab/image/build.py}" "$root/var/lib/dnslab/images/stack.tar"
 
 echo "dnslab: no upstream resolver in the guest; trim"
 printf '# dnslab: the guest has no upstream resolver (nothing may recurse to the internet)\n' > "$root/etc/resolv.conf"

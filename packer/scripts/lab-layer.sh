@@ -25,7 +25,7 @@ for mod in ip_vs ip_vs_rr 8021q ipvlan nf_conntrack xt_ipvs; do
     modprobe "$mod"
 done
 
-# The compose runtime's container image: the tarball of Debian packages (packer/base/customize.sh)
+# The compose runtime's container image: the tarball of Debian packages (lab/image/build.py)
 # imported once here, so no lab VM needs a registry. Docker stays disabled at boot.
 tarball=/var/lib/dnslab/images/stack.tar
 release=$(. /etc/os-release && echo "$VERSION_CODENAME")
