@@ -32,9 +32,13 @@ SEED_LAB = REPO_ROOT / "labs" / "seed-compose.toml"
 
 
 def refuse_unless_fresh(lab: Lab) -> None:
-    """A one-line error unless the demo can boot a fresh VM: the qemu provider, and no lab VM up."""
+    """A one-line error unless the demo can boot a fresh VM (the qemu provider, no lab VM up) and `lab`,
+    the reference's, runs on systemd."""
     from lab.providers.qemu import QemuProvider
 
+    if lab.stack.runtime != "systemd":
+        raise ConfigError(f"{lab.source}: [stack] runtime: the compose demo's reference runs on systemd, "
+                          f"not {lab.stack.runtime}; give a systemd lab file (lab.toml)")
     if lab.vm.provider != "qemu":
         raise ConfigError(f"{lab.source}: [vm] provider: the compose demo times a deploy on a fresh VM it "
                           f"boots with the qemu provider, not {lab.vm.provider}")

@@ -121,12 +121,17 @@ def test_a_failed_deploy_stops_the_demo_in_one_line_and_brings_the_vm_down(raw_l
     assert calls == [*MEASURED[:2], ("down", "compose")]
 
 
-def test_refused_while_a_lab_vm_is_up_or_with_another_provider(raw_lab, calls, monkeypatch):
+def test_refused_while_a_vm_is_up_with_another_provider_or_a_compose_reference(raw_lab, calls, monkeypatch):
     from lab.providers import qemu
 
     monkeypatch.setattr(qemu.QemuProvider, "pid", lambda self: 4242)
     with pytest.raises(LabError, match=r"^a lab VM is up: the compose demo times a deploy on a fresh VM"):
         compose_demo.run_compose_demo(parse_lab(raw_lab, "lab.toml"))
+    network = {**raw_lab["network"], "ipvlan_mode": "l3"}  # bookworm's Docker has no l3s
+    compose = {**raw_lab, "stack": {"runtime": "compose"}, "network": network}
+    with pytest.raises(LabError, match=r"^compose.toml: \[stack\] runtime: the compose demo's reference runs "
+                                       r"on systemd, not compose; give a systemd lab file \(lab.toml\)$"):
+        compose_demo.run_compose_demo(parse_lab(compose, "compose.toml"))
     raw_lab["vm"]["provider"] = "vagrant"
     with pytest.raises(LabError, match=r"lab.toml: \[vm\] provider: the compose demo .* not vagrant"):
         compose_demo.run_compose_demo(parse_lab(raw_lab, "lab.toml"))
