@@ -102,7 +102,7 @@ def measured(run: Run | None, name: str) -> dict[str, Any] | None:
     faults = [f for f in cell.summary.get("faults") or [] if f.get("action") == action]
     returns = spread(r.get("first_answer_ms") for r in cell.summary.get("returns") or [])
     return {"name": name, "label": label(run), "fault": FAULTS.get(cell.experiment, cell.experiment),
-            "href": cell.href, "run_id": cell.run_id, "runtime": str(run.value("stack.runtime", "systemd")),
+            "href": cell.href, "run_id": cell.run_id,
             "n": fault.get("n", 0), "excluded": fault.get("excluded", 0),
             "why": [f["excluded_why"] for f in faults if f.get("excluded_why")],
             "stats": {k: stats.get(k) for k in STATS},
@@ -120,9 +120,9 @@ def compare(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None, stat: str)
     when they overlap; CANNOT_TELL with fewer than CI_MIN_N kept faults; NOT_MEASURED without a run."""
     what, unit = STATS[stat]
     if a is None or b is None:
-        missing = " and ".join(r["name"] for r in (a, b) if r is not None) or "either"
-        return {"verdict": NOT_MEASURED, "text": f"{what}: {NOT_MEASURED} (only {missing} ran)"
-                if a or b else f"{what}: {NOT_MEASURED}"}
+        ran = [r["name"] for r in (a, b) if r is not None]
+        only = f" (only {ran[0]} ran)" if ran else ""
+        return {"verdict": NOT_MEASURED, "text": f"{what}: {NOT_MEASURED}{only}"}
     sa, sb = a["stats"].get(stat), b["stats"].get(stat)
     if separated(sa, sb):
         verdict = f"lower with {(a if sa['median'] < sb['median'] else b)['name']}"  # type: ignore[index]

@@ -3,7 +3,9 @@ figure shows n and the faults excluded (and why), and a cell that did not run re
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -97,6 +99,8 @@ def test_missing_cells_read_not_measured_rather_than_failing():
     assert answers["init"] is None
     assert answers["keepalived"]["missing"] == ["systemd", 'compose, restart "no"']
     assert verdicts(answers["restart"]["comparisons"]) == [NOT_MEASURED] * 3
+    assert answers["restart"]["comparisons"][0]["text"] == (
+        "failover window: not measured (only compose, unless-stopped ran)")
     assert answers["docker_dns"]["sees"] == [NOT_MEASURED] * 3
     page = render_compose(data)
     assert 'Not measured: systemd; compose, restart &#34;no&#34;' in page
@@ -161,6 +165,10 @@ def test_write_compose_reads_the_real_seed_compose_matrix(tmp_path):
     page, data = write_compose(composed[-1] if composed else None, found[-1], None, None, tmp_path / "c.html")
     rows = data["answers"]["docker_dns"]["rows"]
     assert all(rows) and all(r["n"] + r["excluded"] == 5 for r in rows)
+    if composed:  # every completed cell of the compose suite is listed
+        cells = json.loads(composed[-1].read_text())["cells"]
+        assert [c["run_id"] for c in data["cells"] if c["suite"] == "compose"] == [
+            Path(c["run_dir"]).name for c in cells if c["status"] == "completed"]
     text = page.read_text()
     for row in rows:
         assert f"{row['n']} ({row['excluded']} excluded)" in text and len(row["why"]) == row["excluded"]
