@@ -122,6 +122,10 @@ def test_every_compose_cell_is_listed_with_its_link_and_only_the_picked_referenc
     page = render_compose(data)
     assert 'href="runs/c2/report.html"' in page and "docker pause of one resolver (the hang)" in page
     assert data["answers"]["keepalived"]["works"] is True
+    # the seed ran at its own rate: its failed queries are not weighed against the recommended settings'
+    presets = [c["text"].split(":")[0] for c in data["answers"]["presets"]["comparisons"]]
+    assert presets == ["detection", "failover window", "failover window", "failed queries per fault",
+                       "detection"]
 
 
 def test_the_lab_as_run_decides_which_cell_answers_what():
