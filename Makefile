@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml Makefile lab/host_setup.sh
 
 # PROVIDER=vagrant make demo uses Vagrant + libvirt; SUITE=quick make demo runs the short suite;
 # SUITE=releases make demo runs the whole job on each guest release in turn (reports/releases.html).
+# SUITE=compose make demo answers the compose runtime's questions on one fresh VM (reports/compose.html).
 demo: setup
 	$(VENV)/bin/fab demo $(if $(PROVIDER),--provider $(PROVIDER)) $(if $(SUITE),--suite $(SUITE))
 

@@ -109,7 +109,8 @@ def report(c, run=None):
 
 
 @task(help={"provider": "qemu | vagrant", "lab": "lab file",
-            "suite": "experiment suite; releases: the whole job on each guest release in turn (qemu)"})
+            "suite": "experiment suite; releases: the whole job on each guest release in turn (qemu); "
+                     "compose: the compose runtime's answers on one fresh VM (qemu)"})
 @cli_guard
 def demo(c, provider=None, suite="standard", lab=None):
     """The whole job: image, VM, deploy, experiment suite, answers report."""

@@ -152,11 +152,13 @@ def report(run: str | None) -> None:
 
 def demo(lab: str | None, provider: str | None, suite: str) -> Path:
     """The whole job; the answers page's path (with the `releases` suite: on each guest release in
-    turn, and the side-by-side page's path)."""
-    from dnslab import releases_demo
+    turn, and the side-by-side page's path; with the `compose` suite: the compose runtime's page)."""
+    from dnslab import compose_demo, releases_demo
     from dnslab.demo import run_demo
 
     if suite == releases_demo.SUITE:
         return releases_demo.run_releases_demo(lab_model(lab, provider), lab_file=str(lab_path(lab)))
+    if suite == compose_demo.SUITE:
+        return compose_demo.run_compose_demo(lab_model(lab, provider), lab_file=str(lab_path(lab)))
 
     return run_demo(lab_model(lab, provider), suite=suite, lab_file=str(lab_path(lab)))

@@ -1,4 +1,5 @@
-"""Command line: `python -m reports RUN_DIR`, `... compare RUN_DIR... [--out FILE]`, `... index`."""
+"""Command line: `python -m reports RUN_DIR`, `... compare RUN_DIR... [--out FILE]`, `... index`,
+`... compose --compose MATRIX_JSON --seed MATRIX_JSON --reference MATRIX_JSON [--deploy JSON]`."""
 
 from __future__ import annotations
 
@@ -64,10 +65,24 @@ def main(argv: list[str] | None = None) -> int:
         base = opts.runs or runs_dir()
         print(write_index(base, opts.out or base.parent / "index.html"))
         return 0
+    if args and args[0] == "compose":
+        from reports.compose_page import write_compose
+
+        p = _parser("python -m reports compose", "The compose runtime's answers page from the matrix "
+                    "directories of the compose and seed-compose suites and a systemd reference.")
+        for name in ("compose", "seed", "reference"):
+            p.add_argument(f"--{name}", type=Path, default=None, help=f"matrix.json of the {name} suite")
+        p.add_argument("--deploy", type=Path, default=None, help="the demo's compose-deploy.json")
+        p.add_argument("--out", type=Path, default=None, help="output HTML (default: reports/compose.html)")
+        opts = p.parse_args(args[1:])
+        print(write_compose(opts.compose, opts.seed, opts.reference, opts.deploy,
+                            opts.out or runs_dir().parent / "compose.html")[0])
+        return 0
     p = _parser(
         "python -m reports",
         "Write RUN_DIR/report.html and print the run's JSON summary. "
-        "Also: `python -m reports compare RUN_DIR...`, `python -m reports index`.",
+        "Also: `python -m reports compare RUN_DIR...`, `python -m reports index`, "
+        "`python -m reports compose --compose M --seed M --reference M`.",
     )
     p.add_argument("run", type=Path, help="run directory (reports/runs/<run-id>)")
     p.add_argument("--journal", type=Path, default=None,
