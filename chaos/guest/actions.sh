@@ -48,8 +48,13 @@ shift
 case "$action" in
     signal)  # PIDS UNIT SIGNAL: kill, terminate, stop a resolver; kill or reload Keepalived
         running_pid "$1" "$2"
-        now
-        if [ "$1" = docker ] && [ "$3" = STOP ]; then docker pause "$2" >/dev/null; else kill "-$3" "$pid"; fi
+        if [ "$1" = docker ] && [ "$3" = STOP ]; then
+            # the freeze is in force when `docker pause` returns; its CLI and API take ~1 s under TCG
+            docker pause "$2" >/dev/null && now
+        else
+            now
+            kill "-$3" "$pid"
+        fi
         echo "$pid";;
     cont)  # PIDS UNIT: SIGCONT its main process (docker: unpause it), if any
         pid=$(main_pid "$1" "$2")
