@@ -101,6 +101,8 @@ def measured(run: Run | None, name: str) -> dict[str, Any] | None:
     action = fault.get("action")
     faults = [f for f in cell.summary.get("faults") or [] if f.get("action") == action]
     returns = spread(r.get("first_answer_ms") for r in cell.summary.get("returns") or [])
+    spans = spread((f["span_end_ns"] - f["t_ns"]) / 1e6 for f in faults
+                   if f.get("span_end_ns") is not None and f.get("t_ns") is not None)
     return {"name": name, "label": label(run), "fault": FAULTS.get(cell.experiment, cell.experiment),
             "href": cell.href, "run_id": cell.run_id,
             "n": fault.get("n", 0), "excluded": fault.get("excluded", 0),
@@ -112,7 +114,7 @@ def measured(run: Run | None, name: str) -> dict[str, Any] | None:
             "max_stall_ms": cell.summary.get("max_stall_ms"),
             "run_lookups_failed": cell.summary.get("lookups_failed"),
             "run_lookup_max_ms": cell.summary.get("lookup_max_ms"),
-            "first_answer": short(returns, " ms")}
+            "first_answer": short(returns, " ms"), "span": short(spans, " ms")}
 
 
 def compare(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None, stat: str) -> dict[str, str]:
