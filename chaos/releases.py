@@ -29,14 +29,15 @@ def parse_releases(text: str) -> tuple[str, ...]:
     return names
 
 
-def refuse_unless_free(lab: Lab, what: str) -> None:
-    """A one-line error unless `what` may bring each release's VM up in turn: the qemu provider, and
-    no lab VM up."""
+def refuse_unless_free(lab: Lab, what: str, boots: str = "brings each release's VM up and down",
+                       fresh: str = "brings each release's VM up in turn") -> None:
+    """A one-line error unless `what` may boot VMs of its own: the qemu provider (`what` `boots` with
+    it), and no lab VM up (`what` `fresh`)."""
     if lab.vm.provider != "qemu":
-        raise ConfigError(f"{lab.source}: [vm] provider: {what} brings each release's VM up and down "
-                          f"with the qemu provider, not {lab.vm.provider}")
+        raise ConfigError(f"{lab.source}: [vm] provider: {what} {boots} with the qemu provider, "
+                          f"not {lab.vm.provider}")
     if QemuProvider(lab).pid() is not None:
-        raise ActionFailed(f"a lab VM is up: {what} brings each release's VM up in turn; `fab down` first")
+        raise ActionFailed(f"a lab VM is up: {what} {fresh}; `fab down` first")
 
 
 def run_releases(lab: Lab, suite: str, releases: tuple[str, ...]) -> Path:

@@ -34,16 +34,13 @@ SEED_LAB = REPO_ROOT / "labs" / "seed-compose.toml"
 def refuse_unless_fresh(lab: Lab) -> None:
     """A one-line error unless the demo can boot a fresh VM (the qemu provider, no lab VM up) and `lab`,
     the reference's, runs on systemd."""
-    from lab.providers.qemu import QemuProvider
+    from chaos.releases import refuse_unless_free
 
     if lab.stack.runtime != "systemd":
         raise ConfigError(f"{lab.source}: [stack] runtime: the compose demo's reference runs on systemd, "
                           f"not {lab.stack.runtime}; give a systemd lab file (lab.toml)")
-    if lab.vm.provider != "qemu":
-        raise ConfigError(f"{lab.source}: [vm] provider: the compose demo times a deploy on a fresh VM it "
-                          f"boots with the qemu provider, not {lab.vm.provider}")
-    if QemuProvider(lab).pid() is not None:
-        raise ActionFailed("a lab VM is up: the compose demo times a deploy on a fresh VM; `fab down` first")
+    refuse_unless_free(lab, "the compose demo", boots="times a deploy on a fresh VM it boots",
+                       fresh="times a deploy on a fresh VM")
 
 
 def timed_deploy(lab: Lab, conn: Any) -> Any:
