@@ -89,6 +89,7 @@ def meta(run: Any, steady: dict[str, Any], after: dict[str, Any], tools: dict[st
         "steady_state": steady, "steady_state_windows_ns": run.windows,
         "healthy_after": after["ok"], "errors": run.errors, "queries_rows": run.query_rows,
         "timing": {"warmup_s": exp.timing.warmup_s, "steady_s": exp.timing.steady_s,
-                   "recover_s": exp.timing.recover_s},
+                   "recover_s": exp.timing.recover_s,
+                   "slip_s": round(run.pace.slip_s, 3)},  # how far the actions ran past their slots
         **({"incomplete": run.incomplete} if run.incomplete else {}),
     }

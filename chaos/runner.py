@@ -30,9 +30,9 @@ from chaos.interrupts import Interrupted, deferred, stop_on_signals
 from chaos.journal import Journal, JournalWriter, activity_dict, utc_iso
 from chaos.link import ConnectionLost, Link
 from chaos.progress import ConsoleView
-from chaos.recording import Recorders
+from chaos.recording import MAX_SLIP_S, Recorders
 from chaos.rundir import claim, free_dir, guest_dir, run_id_for
-from chaos.timeline import Phases, Step, phases, schedule
+from chaos.timeline import Pace, Phases, Step, phases, schedule
 from chaos.undo_log import UndoLog, run_state
 from lab.local.atomic import write_json
 from lab.local.runlock import lab_lock
@@ -89,6 +89,7 @@ class Run:
         self.steps = schedule(self.exp.method)
         t = self.exp.timing
         self.phases: Phases = phases(t.warmup_s, t.steady_s, t.recover_s, self.steps)
+        self.pace = Pace()
 
     @property
     def recorders(self) -> Recorders:
@@ -211,14 +212,15 @@ class Run:
         self.recorders.stop()
 
     def timeline(self) -> None:
-        """Warmup and steady window, the method at its offsets, then recovery; shown as progress."""
+        """Warmup and steady window, the method at its offsets (moved by the slip: a pause counts from
+        when the activity before it ended), then recovery; shown as progress."""
         p = self.phases
         t0 = time.monotonic()
 
         def wait_until(offset: float, phase: str) -> None:
-            self.bus.progress(self, phase, time.monotonic() - t0, p.end)
+            self.bus.progress(self, phase, time.monotonic() - t0, p.end + self.pace.slip_s)
             while (left := offset - (time.monotonic() - t0)) > 0:
-                self.bus.progress(self, phase, time.monotonic() - t0, p.end)
+                self.bus.progress(self, phase, time.monotonic() - t0, p.end + self.pace.slip_s)
                 time.sleep(min(0.2, left))
 
         try:
@@ -227,11 +229,13 @@ class Run:
             wait_until(p.method_start, "steady state")
             self.note("method_start")
             for step in self.steps:
-                wait_until(p.method_start + step.offset_s, f"method: next {step.activity.name}")
+                check_slip(self.pace)
+                wait_until(p.method_start + self.pace.due(step), f"method: next {step.activity.name}")
                 self.perform(step)
-            wait_until(p.end, "recovery")
+                self.pace.ran(step, time.monotonic() - t0 - p.method_start)
+            wait_until(p.end + self.pace.slip_s, "recovery")
         finally:
-            self.bus.progress(self, None, p.end, p.end)
+            self.bus.progress(self, None, p.end + self.pace.slip_s, p.end + self.pace.slip_s)
         self.note("recover_end")
 
     def perform(self, step: Step) -> None:
@@ -325,3 +329,11 @@ class Run:
 
     def meta(self, steady: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         return collect.meta(self, steady, after, tool_banners(self.conn), guest_versions(self.conn))
+
+
+def check_slip(pace: Pace) -> None:
+    """ActionFailed when the run has fallen so far behind its plan that its recorders would stop first."""
+    if pace.slip_s > MAX_SLIP_S:
+        raise ActionFailed(f"the run fell {pace.slip_s:.0f} s behind its plan (its actions are slow here); "
+                           f"its recorders stop by themselves {MAX_SLIP_S:.0f} s after the planned end: "
+                           "give the experiment fewer repetitions or a longer recover_s")

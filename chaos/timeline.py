@@ -2,6 +2,10 @@
 
 Pure. An activity runs at its explicit `at` offset, or `pauses.before` seconds after the previous
 activity's slot (plus that activity's `pauses.after`). Offsets never go backwards.
+
+The plan is kept against the clock by a `Pace`: an action takes time (SSH, the guest's script, a
+container start: ~1 s and up to ~10 s under TCG), and a pause counts from when the previous activity
+ended, so every later slot moves by the time the activities ran past their slots (the slip).
 """
 
 from __future__ import annotations
@@ -42,6 +46,21 @@ def schedule(activities: Sequence[Timed]) -> list[Step]:
         steps.append(Step(offset_s=offset, index=index, activity=act))
         cursor = offset + act.after
     return steps
+
+
+@dataclass
+class Pace:
+    """The slip so far: how far (seconds) the activities ran past their slots. It only grows."""
+
+    slip_s: float = 0.0
+
+    def due(self, step: Step) -> float:
+        """When `step` runs, in seconds from the start of the method phase."""
+        return step.offset_s + self.slip_s
+
+    def ran(self, step: Step, ended_s: float) -> None:
+        """`step` ended `ended_s` seconds after the start of the method phase: later slots move with it."""
+        self.slip_s = max(self.slip_s, ended_s - step.offset_s)
 
 
 def method_span_s(steps: Sequence[Step]) -> float:

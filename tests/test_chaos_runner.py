@@ -117,3 +117,40 @@ def test_rollback_runs_each_distinct_undo_once(raw_lab, tmp_path, monkeypatch):
     # the experiment's own rollback (start rs2) covers the crashes' undo; the hang's runs
     assert calls == [("start_resolver", {"resolver": "rs2"}), ("cont_resolver", {"resolver": "rs3"})]
     assert [e["kind"] for e in run.events] == ["rollback"] * 2
+
+
+def test_the_timeline_counts_a_pause_from_when_the_action_ended(raw_lab, tmp_path, monkeypatch):
+    """A kill that takes 0.5 s to land is followed by its restart its full pause (0.3 s) later, not
+    at the restart's planned slot (which the slow kill has already passed)."""
+    import time
+    from dataclasses import dataclass
+
+    from chaos.runner import Run
+    from chaos.timeline import phases, schedule
+
+    @dataclass(frozen=True)
+    class A:
+        name: str
+        at: float | None = None
+        before: float = 0.0
+        after: float = 0.0
+
+    monkeypatch.setenv("DNSLAB_RUNS", str(tmp_path))
+    lab = parse_lab(raw_lab)
+    run = Run(lab, None, load_experiment("kill-one", lab))
+    run.dir.mkdir(parents=True)
+    run.steps = schedule([A("kill", after=0.3), A("restart")])
+    run.phases = phases(0, 0, 0.1, run.steps)
+    run.note = lambda *a, **k: None  # type: ignore[method-assign]
+    ended: dict[str, float] = {}
+    started: dict[str, float] = {}
+
+    def perform(step):
+        started[step.activity.name] = time.monotonic()
+        time.sleep(0.5 if step.activity.name == "kill" else 0.0)
+        ended[step.activity.name] = time.monotonic()
+
+    monkeypatch.setattr(run, "perform", perform)
+    run.timeline()
+    assert started["restart"] - ended["kill"] >= 0.3
+    assert run.pace.slip_s >= 0.5

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from chaos.timeline import method_span_s, phases, schedule
+from chaos.timeline import Pace, method_span_s, phases, schedule
 
 
 @dataclass(frozen=True)
@@ -42,3 +42,33 @@ def test_phases_of_a_run():
 def test_an_empty_method_is_a_steady_run():
     p = phases(1, 10, 0, schedule([]))
     assert p.method_start == p.method_end == p.end == 11
+
+
+def test_a_pause_counts_from_when_the_action_before_it_ended():
+    """A crash that took 1.2 s to land (SSH, the script) is restarted 3 s after it, not 1.8 s."""
+    kill, restart, kill2 = schedule([A("kill", after=3), A("restart", after=2), A("kill 2")])
+    pace = Pace()
+    assert pace.due(kill) == 0
+    pace.ran(kill, 1.2)
+    assert pace.due(restart) == pytest.approx(4.2)
+    pace.ran(restart, 4.2 + 10.0)  # a container start under TCG
+    assert pace.due(kill2) == pytest.approx(14.2 + 2)
+
+
+def test_the_slip_never_shrinks():
+    a, b = schedule([A("a", after=5), A("b")])
+    pace = Pace()
+    pace.ran(a, 3.0)
+    pace.ran(b, 5.5)  # b ran on time after a's slip: no new slip, and none taken back
+    assert pace.slip_s == pytest.approx(3.0)
+
+
+def test_a_run_too_far_behind_its_plan_stops_in_one_line():
+    from chaos.recording import MAX_SLIP_S
+    from chaos.runner import check_slip
+    from lab.model.errors import ActionFailed
+
+    pace = Pace(slip_s=MAX_SLIP_S + 1)
+    with pytest.raises(ActionFailed, match=r"fell \d+ s behind its plan .* fewer repetitions"):
+        check_slip(pace)
+    check_slip(Pace(slip_s=MAX_SLIP_S))

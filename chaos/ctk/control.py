@@ -8,8 +8,9 @@ Hooks (chaoslib calls them around the experiment, hypothesis, method, rollbacks 
 before the experiment, everything `fab chaos` does before the method (a failure stops the experiment:
 Chaos Toolkit then rolls back and this control still collects); before each hypothesis, the window of
 records its probes judge; around the method, its start and the recovery after it; before each method
-activity, its pause to its offset; after the experiment, the rollbacks and undos not yet played, stop,
-collect, and Chaos Toolkit's journal into the run directory.
+activity, its pause to its offset (moved by the slip), and after it, the slip (chaos.timeline.Pace);
+after the experiment, the rollbacks and undos not yet played, stop, collect, and Chaos Toolkit's
+journal into the run directory.
 """
 
 from __future__ import annotations
@@ -101,7 +102,15 @@ def before_rollback_control(context: dict[str, Any], **_: Any) -> None:
 
 def before_activity_control(context: dict[str, Any], **_: Any) -> None:
     if s.ACTIVE is not None:
-        s.before_activity(s.ACTIVE, context)
+        try:
+            s.before_activity(s.ACTIVE, context)
+        except LabError as err:  # the run fell too far behind its plan
+            _stop(err)
+
+
+def after_activity_control(context: dict[str, Any], **_: Any) -> None:
+    if s.ACTIVE is not None:
+        s.after_activity(s.ACTIVE, context)
 
 
 def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | None = None, **_: Any) -> None:

@@ -24,7 +24,7 @@ from chaos.events import ActivityDone
 from chaos.experiment import Experiment, lab_for, load_experiment, parse_experiment
 from chaos.journal import activity_dict, utc_iso
 from chaos.recover import before_run
-from chaos.runner import Run, console, settings_of
+from chaos.runner import Run, check_slip, console, settings_of
 from chaos.timeline import Step, method_span_s, schedule
 from lab.local.atomic import write_json
 from lab.model.config import Lab
@@ -179,8 +179,16 @@ def before_activity(session: Session, activity: dict[str, Any]) -> None:
     step = session.steps.get(id(activity))
     if step is None or session.method_t0 is None:
         return
-    left = session.method_t0 + step.offset_s - time.monotonic()
+    check_slip(session.run.pace)
+    left = session.method_t0 + session.run.pace.due(step) - time.monotonic()
     activity["pauses"] = {"before": round(max(0.0, left), 3)}
+
+
+def after_activity(session: Session, activity: dict[str, Any]) -> None:
+    """A method activity ended: later slots move by the time it ran past its own (chaos.timeline.Pace)."""
+    step = session.steps.get(id(activity))
+    if step is not None and session.method_t0 is not None:
+        session.run.pace.ran(step, time.monotonic() - session.method_t0)
 
 
 def end_of_method(session: Session) -> None:
@@ -188,7 +196,8 @@ def end_of_method(session: Session) -> None:
     run = session.run
     t0 = session.method_t0 if session.method_t0 is not None else time.monotonic()
     with console.status("recovery"):
-        _sleep_until(t0 + method_span_s(schedule(run.exp.method)) + run.exp.timing.recover_s)
+        span = method_span_s(schedule(run.exp.method)) + run.pace.slip_s
+        _sleep_until(t0 + span + run.exp.timing.recover_s)
     run.note("recover_end")
 
 
