@@ -33,6 +33,7 @@ QUESTIONS = {
     "docker_dns": "What does a client behind Docker's embedded DNS see during the burp: a stall, or "
                   "failures?",
     "restart": "What does the restart policy do to the burp?",
+    "exit": "Does removal on exit work in its container form (Docker's die and start events)?",
     "presets": "The seed preset against the recommended settings, and compose against systemd, on the "
                "same fault",
 }
@@ -44,6 +45,7 @@ CANNOT_TELL = "cannot tell"
 DETECTION = ("detection_ms", "failover_window_ms")
 FAULTS = {"kill-one": "SIGKILL of one resolver", "stop-one": "docker pause of one resolver (the hang)",
           "all-down": "every resolver killed, then back",
+          "all-down-repeat": "every resolver killed, then back (5 times)",
           "kill-one-of-two": "SIGKILL of one of two resolvers"}
 
 
@@ -149,10 +151,13 @@ def pick(runs: Sequence[Run], test: Callable[[Run], bool]) -> Run | None:
     return next((r for r in runs if r.cell.fault and test(r)), None)
 
 
-def on_compose(experiment: str, restart: str | None = None) -> Callable[[Run], bool]:
+def on_compose(experiment: str, restart: str | None = None,
+               exit_events: bool = False) -> Callable[[Run], bool]:
+    """Runs of `experiment` on compose, with that restart policy, with or without removal on exit."""
     def test(run: Run) -> bool:
         return (run.cell.experiment == experiment and run.value("stack.runtime") == "compose"
-                and (restart is None or run.value("stack.restart") == restart))
+                and (restart is None or run.value("stack.restart") == restart)
+                and bool(run.value("check.removal_on_exit", False)) == exit_events)
     return test
 
 
@@ -233,6 +238,7 @@ def docker_dns_answer(rows: Mapping[str, Any]) -> dict[str, Any]:
 
 ROWS = {"unless": ("compose, unless-stopped", "compose", on_compose("kill-one", "unless-stopped")),
         "no": ('compose, restart "no"', "compose", on_compose("kill-one", "no")),
+        "exit": ("compose, removal on exit", "compose", on_compose("kill-one", "unless-stopped", True)),
         "systemd": ("systemd", "reference", systemd_reference),
         "seed_vip": ("the seed, VIP direct", "seed", seed_path(False, "raw")),
         "seed_docker": ("the seed, Docker DNS (raw)", "seed", seed_path(True, "raw")),
@@ -258,6 +264,8 @@ def compose_answers(compose: Sequence[Run], seed: Sequence[Run], reference: Sequ
         "docker_dns": {**docker_dns_answer(rows), **table(rows, ("seed_vip", "seed_docker", "seed_musl"))},
         "restart": {**table(rows, ("unless", "no")),
                     "comparisons": comparisons(rows["unless"], rows["no"], stats)},
+        "exit": {**table(rows, ("unless", "exit")),
+                 "comparisons": comparisons(rows["exit"], rows["unless"], stats)},
         "presets": {**table(rows, ("seed_vip", "unless", "systemd")),
                     # each at its own rate: failed queries scale with it, windows and detection do not
                     "comparisons": comparisons(rows["seed_vip"], rows["unless"], DETECTION)
@@ -286,6 +294,7 @@ def headlines(data: Mapping[str, Any]) -> list[str]:
         if row:
             lines.append(f"{row['name']}: {seen} (n={row['n']}, {row['excluded']} excluded)")
     lines += [f"restart policy: {c['text']}" for c in a["restart"]["comparisons"][:1]]
+    lines += [f"removal on exit: {c['text']}" for c in a["exit"]["comparisons"][:1]]
     return lines
 
 

@@ -33,7 +33,8 @@ STALLED = "only 3% of the queries in the second before it were answered: the lab
 
 def run(run_id: str, experiment: str, windows: list[float], *, runtime: str = "compose",
         restart: str = "unless-stopped", nameservers: tuple[str, ...] = ("vip",), client: str = "raw",
-        excluded: int = 0, lookups_failed: int = 10, lookup_max: float = 50.0) -> Run:
+        excluded: int = 0, lookups_failed: int = 10, lookup_max: float = 50.0,
+        exit_events: bool = False) -> Run:
     """A fault run with one fault per window (the last `excluded` of them met a stalled lab) and the
     lab it ran, as meta.json holds it (flattened)."""
     faults = [{"action": "kill_resolver", "failover_window_ms": w, "failed": int(w / 10), "detection_ms": w,
@@ -44,7 +45,8 @@ def run(run_id: str, experiment: str, windows: list[float], *, runtime: str = "c
                "faults": faults, "fault_stats": action_stats(faults), "answers_by_resolver": {"rs2": 500},
                "lookups_failed": 100, "lookup_max_ms": lookup_max, "returns": [{"first_answer_ms": 12.0}]}
     lab = {"stack.runtime": runtime, "stack.restart": restart, "load.nameservers": list(nameservers),
-           "load.client": client, "check.type": "DNS_CHECK", "check.delay_loop": 0.5}
+           "load.client": client, "check.type": "DNS_CHECK", "check.delay_loop": 0.5,
+           "check.removal_on_exit": exit_events}
     return Run(Cell(run_id, experiment, {}, {}, summary, f"runs/{run_id}/report.html"), lab)
 
 
@@ -126,6 +128,18 @@ def test_every_compose_cell_is_listed_with_its_link_and_only_the_picked_referenc
     presets = [c["text"].split(":")[0] for c in data["answers"]["presets"]["comparisons"]]
     assert presets == ["detection", "failover window", "failover window", "failed queries per fault",
                        "detection"]
+
+
+def test_removal_on_exit_is_its_own_row_and_not_taken_for_the_plain_crash():
+    """The cell with removal on exit answers its question against the plain unless-stopped crash; it is
+    never picked as that crash's row, whichever comes first."""
+    runs = [run("e1", "kill-one", FAST, exit_events=True), *compose_suite(SLOW)]
+    data = compose_answers(runs, [], [], None)["answers"]
+    assert data["keepalived"]["rows"][1]["run_id"] == "c1"
+    assert [r["run_id"] for r in data["exit"]["rows"]] == ["c1", "e1"]
+    assert verdicts(data["exit"]["comparisons"]) == ["lower with compose, removal on exit"] * 3
+    assert compose_answers(compose_suite(SLOW), [], [], None)["answers"]["exit"]["missing"] == [
+        "compose, removal on exit"]
 
 
 def test_the_lab_as_run_decides_which_cell_answers_what():

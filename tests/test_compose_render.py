@@ -16,7 +16,14 @@ import yaml
 from lab.model.layout import COMPOSE_DIR, container_name
 from lab.model.parse import load_lab, with_overrides
 from lab.ops.validate import check_keepalived, check_unbound
-from lab.render.compose import CONFIG_LABEL, INIT_SCRIPT, compose_files
+from lab.render.compose import (
+    ADDRESS_LABEL,
+    CONFIG_LABEL,
+    EXIT_SCRIPT,
+    INIT_SCRIPT,
+    RESOLVER_LABEL,
+    compose_files,
+)
 from tests.conftest import REPO
 
 COMPOSE = {"stack": {"runtime": "compose", "restart": "unless-stopped", "client_dns": "docker"},
@@ -77,7 +84,8 @@ def test_compose_yaml_follows_the_operators_layout(project):
         assert rs["image"] == "dnslab/stack:bookworm" and rs["restart"] == "unless-stopped"
         assert rs["container_name"] == container_name(name) == f"dnslab-{name}"
         conf = (project / "unbound" / f"{name}.conf").read_bytes()
-        assert rs["labels"] == {CONFIG_LABEL: hashlib.sha256(conf).hexdigest()}  # changed: recreated
+        assert rs["labels"] == {CONFIG_LABEL: hashlib.sha256(conf).hexdigest(),  # changed: recreated
+                                RESOLVER_LABEL: name, ADDRESS_LABEL: address}  # read by the exit watcher
         assert rs["networks"]["dnsnet"]["ipv4_address"] == address
         assert set(rs["networks"]) == {"dnsnet"}
     ka = svc["keepalived"]
@@ -121,14 +129,36 @@ def test_without_vrrp_keepalived_runs_checkers_only_and_the_init_script_adds_the
     assert doc["services"]["rs1"]["restart"] == "no"
 
 
+def test_removal_on_exit_adds_the_exit_watch_service_that_keepalived_waits_for(seed, tmp_path):
+    """Its container form: a service following Docker's events with the socket read-only, the files made
+    by the init container before Keepalived reads them; docker-compose accepts the project."""
+    from lab.model.layout import EXIT_DIR, exit_file
+
+    lab = with_overrides(seed, {"check": {"removal_on_exit": True}})
+    files = compose_files(lab)
+    doc = yaml.safe_load(files[f"{COMPOSE_DIR}/compose.yaml"].content)
+    watch = doc["services"]["exit-watch"]
+    assert watch["network_mode"] == "host" and watch["restart"] == "unless-stopped"
+    assert "/var/run/docker.sock:/var/run/docker.sock:ro" in watch["volumes"]
+    assert watch["command"] == ["python3", f"/{EXIT_SCRIPT}", EXIT_DIR]
+    assert doc["services"]["keepalived"]["depends_on"]["exit-watch"] == {"condition": "service_started"}
+    made = doc["services"]["init"]["environment"]["DNSLAB_EXIT_FILES"]
+    assert made == f"{exit_file('rs1')} {exit_file('rs2')}"
+    assert files[f"{COMPOSE_DIR}/{EXIT_SCRIPT}"].mode == 0o755
+    assert "track_file dnslab_exit_rs1" in files[f"{COMPOSE_DIR}/keepalived.conf"].content.decode()
+    for path, file in files.items():
+        (tmp_path / path.rsplit("/", 1)[-1]).write_bytes(file.content)
+    assert compose(tmp_path, "config", "-q").returncode == 0
+    plain = yaml.safe_load(compose_files(seed)[f"{COMPOSE_DIR}/compose.yaml"].content)
+    assert "exit-watch" not in plain["services"]
+
+
 L3 = {"ipvlan_mode": "l3"}  # the seed's l3s is not a mode of bookworm's Docker
 BAD = [
     ({"stack": {"runtime": "docker"}}, "[stack] runtime: must be one of systemd, compose, got 'docker'"),
     ({"stack": {"restart": "always"}}, "[stack] restart: only the compose runtime reads it"),
     ({"stack": {"client_dns": "docker"}}, "[stack] client_dns: only the compose runtime reads it"),
     ({"stack": {"runtime": "compose", "restart": "sometimes"}}, "[stack] restart: must be one of no, always"),
-    ({"stack": {"runtime": "compose"}, "check": {"removal_on_exit": True}, "network": L3},
-     "[check] removal_on_exit: needs the systemd runtime"),
     ({"stack": {"runtime": "compose"}, "network": {"keepalived_netns": "lb", **L3}},
      "[network] keepalived_netns: the compose runtime runs Keepalived on the host network"),
     ({"stack": {"runtime": "compose"}, "network": {"vlan": False, **L3}},

@@ -12,6 +12,13 @@ set -eu
 mkdir -p "$(dirname "$DNSLAB_NOTIFY_FIFO")"
 [ -p "$DNSLAB_NOTIFY_FIFO" ] || mkfifo -m 0600 "$DNSLAB_NOTIFY_FIFO"
 
+# Removal on exit: each resolver's status file, 1 (not known to run) until the exit-watch service
+# sees it answer; Keepalived 2.3 rejects a track_file whose file does not exist.
+for f in ${DNSLAB_EXIT_FILES:-}; do
+    mkdir -p "$(dirname "$f")"
+    [ -e "$f" ] || echo 1 > "$f"
+done
+
 echo "sysctls from $DNSLAB_SYSCTL_FILE"
 sysctl -q -p "$DNSLAB_SYSCTL_FILE"
 

@@ -87,9 +87,6 @@ def check_runtime(stack: Stack, check: Any, network: Any, release: str, error: A
         error("network", "ipvlan_mode", f'"{network.ipvlan_mode}" is not a mode of {release}\'s Docker '
                                         f"ipvlan driver ({DOCKER_VERSIONS[release]}); set {modes}, or "
                                         '[stack] runtime = "systemd"')
-    if check.removal_on_exit:
-        error("check", "removal_on_exit", 'needs the systemd runtime (the resolver unit reports its exit); '
-                                          'set it to false or [stack] runtime = "systemd"')
     if not network.vlan:
         error("network", "vlan", "the compose runtime's dnsnet sits on the VLAN link (Docker's ipvlan driver "
                                  'makes it); set it to true or [stack] runtime = "systemd"')

@@ -22,14 +22,21 @@ from lab.model.layout import (
     COMPOSE_DIR,
     COMPOSE_FILE,
     COMPOSE_PROJECT,
+    EXIT_DIR,
     LVS_NOTIFY_FIFO,
     container_image,
     container_name,
+    exit_file,
 )
 from lab.model.stackconf import DOCKER_DNS
 from lab.render.files import GuestFile, render_keepalived, render_sysctl, render_unbound
 
 INIT_SCRIPT = "dnslab-compose-init.sh"
+EXIT_SCRIPT = "dnslab-docker-exits.py"  # removal on exit's container form (the exit-watch service)
+# Each resolver container's labels, read back by EXIT_SCRIPT from Docker's events (its LABEL, ADDRESS_LABEL).
+RESOLVER_LABEL = "dnslab.resolver"
+ADDRESS_LABEL = "dnslab.address"
+DOCKER_SOCKET = "/var/run/docker.sock"
 # A mounted file's hash as a label: compose recreates the container when the file changes.
 CONFIG_LABEL = "dnslab.config-sha256"
 DNSNET = "dnsnet"
@@ -55,6 +62,8 @@ def _init_service(lab: Lab) -> dict[str, Any]:
         "DNSLAB_SYSCTL_FILE": "/etc/dnslab/sysctl.conf",
         "DNSLAB_NOTIFY_FIFO": LVS_NOTIFY_FIFO,
     }
+    if lab.check.removal_on_exit:  # made as 1 (not known to run) before Keepalived reads them
+        env["DNSLAB_EXIT_FILES"] = " ".join(exit_file(r.name) for r in lab.resolvers)
     return {
         "image": container_image(lab.vm.release),
         "container_name": container_name("init"),
@@ -75,6 +84,8 @@ def _keepalived_service(lab: Lab) -> dict[str, Any]:
         argv.append("--check")
     depends = {"init": {"condition": "service_completed_successfully"}}
     depends |= {r.name: {"condition": "service_started"} for r in lab.resolvers}
+    if lab.check.removal_on_exit:
+        depends["exit-watch"] = {"condition": "service_started"}
     return {
         "image": container_image(lab.vm.release),
         "container_name": container_name("keepalived"),
@@ -92,11 +103,28 @@ def _resolver_service(lab: Lab, name: str, address: str) -> dict[str, Any]:
         "image": container_image(lab.vm.release),
         "container_name": container_name(name),
         "restart": lab.stack.restart,
-        "labels": {CONFIG_LABEL: GuestFile(render_unbound(lab, resolver).encode()).sha256},
+        "labels": {CONFIG_LABEL: GuestFile(render_unbound(lab, resolver).encode()).sha256,
+                   RESOLVER_LABEL: name, ADDRESS_LABEL: address},
         "hostname": name,
         "networks": {DNSNET: {"ipv4_address": address}},
         "volumes": [_mount(f"unbound/{name}.conf", "/etc/unbound/unbound.conf")],
         "command": ["unbound", "-d", "-c", "/etc/unbound/unbound.conf"],
+    }
+
+
+def _exit_watch_service(lab: Lab, script: GuestFile) -> dict[str, Any]:
+    """Removal on exit in its container form: Docker's die/start events -> the files Keepalived watches."""
+    return {
+        "image": container_image(lab.vm.release),
+        "container_name": container_name("exit-watch"),
+        "labels": {CONFIG_LABEL: script.sha256},
+        "init": True,
+        "restart": "unless-stopped",  # back when Docker's event stream ends (a daemon restart)
+        "network_mode": "host",  # it probes a started resolver on its dnsnet address
+        "depends_on": {"init": {"condition": "service_completed_successfully"}},
+        "volumes": [_mount(EXIT_SCRIPT, f"/{EXIT_SCRIPT}"), f"{DOCKER_SOCKET}:{DOCKER_SOCKET}:ro",
+                    "/run/dnslab:/run/dnslab"],
+        "command": ["python3", f"/{EXIT_SCRIPT}", EXIT_DIR],
     }
 
 
@@ -118,13 +146,16 @@ def _client_service(lab: Lab) -> dict[str, Any]:
 
 def services_running(lab: Lab) -> list[str]:
     """The services that run for good (every one but the one-shot init), in compose.yaml's order."""
-    return ["keepalived", *(r.name for r in lab.resolvers), "client"]
+    watch = ["exit-watch"] if lab.check.removal_on_exit else []
+    return ["keepalived", *watch, *(r.name for r in lab.resolvers), "client"]
 
 
 def compose_document(lab: Lab) -> dict[str, Any]:
     """compose.yaml as plain data."""
     net = lab.network
     services: dict[str, Any] = {"init": _init_service(lab), "keepalived": _keepalived_service(lab)}
+    if lab.check.removal_on_exit:
+        services["exit-watch"] = _exit_watch_service(lab, exit_script())
     for r in lab.resolvers:
         services[r.name] = _resolver_service(lab, r.name, str(r.address))
     services["client"] = _client_service(lab)
@@ -148,6 +179,11 @@ def render_compose(lab: Lab) -> str:
     return header + yaml.safe_dump(compose_document(lab), sort_keys=False, default_flow_style=False)
 
 
+def exit_script(root: Path = REPO_ROOT) -> GuestFile:
+    """The exit-watch service's program (lab/guest/dnslab-docker-exits.py)."""
+    return GuestFile((root / "lab" / "guest" / EXIT_SCRIPT).read_bytes(), 0o755)
+
+
 def compose_files(lab: Lab, root: Path = REPO_ROOT) -> dict[str, GuestFile]:
     """The compose project's files keyed by guest path: compose.yaml and everything it mounts."""
     files = {COMPOSE_FILE: GuestFile(render_compose(lab).encode())}
@@ -157,5 +193,7 @@ def compose_files(lab: Lab, root: Path = REPO_ROOT) -> dict[str, GuestFile]:
     files[f"{COMPOSE_DIR}/sysctl.conf"] = GuestFile(render_sysctl(lab).encode())
     script = (root / "lab" / "guest" / INIT_SCRIPT).read_bytes()
     files[f"{COMPOSE_DIR}/{INIT_SCRIPT}"] = GuestFile(script, 0o755)
+    if lab.check.removal_on_exit:
+        files[f"{COMPOSE_DIR}/{EXIT_SCRIPT}"] = exit_script(root)
     return files
 
