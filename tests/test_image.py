@@ -24,6 +24,13 @@ def test_parse_packages_skips_comments_and_blanks():
     assert image_recipe.parse_packages(text) == ("unbound", "keepalived", "ipvsadm")
 
 
+def test_a_package_can_be_for_some_releases_only():
+    text = "docker.io\ndocker-cli [trixie]  # its own package there\nfoo [bookworm, trixie]\n"
+    assert image_recipe.parse_packages(text, "bookworm") == ("docker.io", "foo")
+    assert image_recipe.parse_packages(text, "trixie") == ("docker.io", "docker-cli", "foo")
+    assert image_recipe.parse_packages(text) == ("docker.io", "docker-cli", "foo")
+
+
 def test_package_list_has_the_stack_and_no_duplicates():
     packages = image_recipe.parse_packages((image_recipe.BASE_DIR / "packages.txt").read_text())
     assert len(packages) == len(set(packages))

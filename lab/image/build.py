@@ -213,7 +213,7 @@ def _log(name: str, key: str) -> Path:
 def _rootfs(release: str, rootfs: Path, log: Path, env: dict[str, str]) -> None:
     """Stage 1, with a failure caused by the package source (no such suite or package) told in one
     line naming the release and what is missing."""
-    packages = parse_packages((BASE_DIR / "packages.txt").read_text())
+    packages = parse_packages((BASE_DIR / "packages.txt").read_text(), release)
     offset = log.stat().st_size
     try:
         run_step(f"stage 1/3: {release} rootfs (mmdebstrap)",
@@ -236,7 +236,7 @@ def _build_base(key: str, release: str) -> ImageArtifacts:
         if HOST_CA_BUNDLE.is_file():
             env["DNSLAB_PIP_CERT"] = str(HOST_CA_BUNDLE)
         rootfs, stack = tmp / "rootfs", tmp / "stack.tar"
-        packages = parse_packages(CONTAINER_PACKAGES.read_text())
+        packages = parse_packages(CONTAINER_PACKAGES.read_text(), release)
         try:
             # the container image's tarball is made alongside the rootfs (both mostly wait on apt)
             with alongside(f"stage 1/3: {release} container image (mmdebstrap, alongside)",

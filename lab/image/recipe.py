@@ -22,10 +22,18 @@ DISK_MIB = 4096
 PIP_PACKAGES = ("locust==2.47.0", "dnspython==2.9.2")
 KERNEL_CMDLINE = "root=LABEL=dnslab-root ro console=ttyS0,115200 net.ifnames=0 biosdevname=0"
 
-def parse_packages(text: str) -> tuple[str, ...]:
-    """Package names from packages.txt: one per line, `#` starts a comment."""
-    names = (line.split("#", 1)[0].strip() for line in text.splitlines())
-    return tuple(name for name in names if name)
+def parse_packages(text: str, release: str | None = None) -> tuple[str, ...]:
+    """Package names from packages.txt: one per line, `#` starts a comment; `name [trixie]` is only for
+    the releases in brackets (all of them when `release` is None)."""
+    out = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split(None, 1)
+        if not words:
+            continue
+        releases = words[1].strip().strip("[]").replace(",", " ").split() if len(words) > 1 else []
+        if release is None or not releases or release in releases:
+            out.append(words[0])
+    return tuple(out)
 
 
 def hash_inputs(files: Iterable[Path], extra: Mapping[str, str] | None = None) -> str:
