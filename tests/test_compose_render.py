@@ -138,7 +138,7 @@ def test_removal_on_exit_adds_the_exit_watch_service_that_keepalived_waits_for(s
     files = compose_files(lab)
     doc = yaml.safe_load(files[f"{COMPOSE_DIR}/compose.yaml"].content)
     watch = doc["services"]["exit-watch"]
-    assert watch["network_mode"] == "host" and watch["restart"] == "unless-stopped"
+    assert watch["network_mode"] == "host" and watch["pid"] == "host" and watch["restart"] == "unless-stopped"
     assert "/var/run/docker.sock:/var/run/docker.sock:ro" in watch["volumes"]
     assert watch["command"] == ["python3", f"/{EXIT_SCRIPT}", EXIT_DIR]
     assert doc["services"]["keepalived"]["depends_on"]["exit-watch"] == {"condition": "service_started"}

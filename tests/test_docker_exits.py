@@ -33,12 +33,14 @@ exits = _module()
 
 
 class FakeDocker(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """GET /containers/json (the given list) and /events (what the test puts in `events`; None ends it)."""
+    """GET /containers/json (the given list), /containers/ID/json (State.Pid from `pids`) and /events
+    (what the test puts in `events`; None ends it)."""
 
     daemon_threads = True
 
     def __init__(self, path: str, containers: list[dict]) -> None:
         self.containers, self.events, self.queries = containers, queue.Queue(), []
+        self.pids: dict[str, int] = {}
         super().__init__(path, Handler)
 
 
@@ -56,8 +58,12 @@ class Handler(BaseHTTPRequestHandler):
         server.queries.append(self.path)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
-        if self.path.startswith("/containers/json"):
-            body = json.dumps(server.containers).encode()
+        if self.path.startswith("/containers/"):
+            if self.path.startswith("/containers/json"):
+                body = json.dumps(server.containers).encode()
+            else:
+                cid = self.path.split("/")[2]
+                body = json.dumps({"Id": cid, "State": {"Pid": server.pids.get(cid, 0)}}).encode()
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -72,12 +78,13 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def container(name: str, address: str, state: str) -> dict:
-    return {"State": state, "Labels": {exits.LABEL: name, exits.ADDRESS_LABEL: address}}
+    return {"Id": f"id-{name}", "State": state, "Labels": {exits.LABEL: name, exits.ADDRESS_LABEL: address}}
 
 
 def event(action: str, name: str, address: str, **attributes: str) -> dict:
-    return {"Type": "container", "Action": action, "status": action,
-            "Actor": {"Attributes": {exits.LABEL: name, exits.ADDRESS_LABEL: address, **attributes}}}
+    return {"Type": "container", "Action": action, "status": action, "id": f"id-{name}",
+            "Actor": {"ID": f"id-{name}",
+                      "Attributes": {exits.LABEL: name, exits.ADDRESS_LABEL: address, **attributes}}}
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +150,21 @@ def test_the_files_follow_die_and_start_and_a_die_beats_a_pending_start(unbound,
     watcher.join(timeout=5)
     assert result == [1]
     assert state(out, "rs1") == "1" and not list(out.glob("*.tmp"))
+
+
+def test_the_process_s_exit_is_told_before_docker_s_die_event(unbound, docker, tmp_path):
+    """A pidfd on the container's process: 1 the instant it exits, with no event from Docker at all."""
+    import subprocess
+
+    process = subprocess.Popen(["sleep", "60"])
+    docker.pids["id-rs1"] = process.pid
+    out = tmp_path / "exit"
+    threading.Thread(target=exits.watch, args=(str(out), docker.server_address, PORT), daemon=True).start()
+    wait_for(out, "rs1", "0")
+    time.sleep(0.2)  # the pidfd is open once the probe thread has asked Docker for the process
+    process.kill()
+    process.wait()
+    wait_for(out, "rs1", "1", timeout_s=0.5)
 
 
 def test_a_probe_whose_resolver_never_answers_gives_up_to_the_regular_check(monkeypatch, tmp_path):

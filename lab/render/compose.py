@@ -121,6 +121,7 @@ def _exit_watch_service(lab: Lab, script: GuestFile) -> dict[str, Any]:
         "init": True,
         "restart": "unless-stopped",  # back when Docker's event stream ends (a daemon restart)
         "network_mode": "host",  # it probes a started resolver on its dnsnet address
+        "pid": "host",  # and holds a pidfd on its process (Docker's die event comes ~1.6 s later under TCG)
         "depends_on": {"init": {"condition": "service_completed_successfully"}},
         "volumes": [_mount(EXIT_SCRIPT, f"/{EXIT_SCRIPT}"), f"{DOCKER_SOCKET}:{DOCKER_SOCKET}:ro",
                     "/run/dnslab:/run/dnslab"],
