@@ -91,11 +91,15 @@ def test_deploy_plan_orders_the_steps(compose):
     names = [s.name for s in steps]
     order = ["runtime: no systemd", "sysctl ", "docker: daemon", "docker: image dnslab/stack:bookworm",
              "resolver rs1: container not paused", "file /opt/dnslab/compose/compose.yaml",
+             "file /etc/systemd/system/docker.service.d/50-dnslab-cpu.conf",
+             "docker: daemons at CPU weight 1",
              "host: VLAN link eth0.53 up with the host's address 192.168.100.1/32", "host: the init",
              "compose: project up", "keepalived: its container", "netns rs1", "netns client", "ready:"]
     at = [next(i for i, n in enumerate(names) if n.startswith(prefix)) for prefix in order]
     assert at == sorted(at), names
     assert "/opt/dnslab/loadtest/dns.py" in files  # the load generator runs in the client's namespace
+    dropin = files["/etc/systemd/system/containerd.service.d/50-dnslab-cpu.conf"].content.decode()
+    assert "[Service]\nCPUWeight=1\n" in dropin  # Docker's daemons yield the CPU to the data path
     without = [s.name for s in plan(compose, clear_faults=False)[1]]
     assert not any("not paused" in n for n in without)  # a deploy within an experiment leaves pauses be
 

@@ -73,6 +73,13 @@ CONTAINER_TARBALL = "/var/lib/dnslab/images/stack.tar"
 COMPOSE_PROJECT = "dnslab"
 COMPOSE_DIR = f"{HOME}/compose"
 COMPOSE_FILE = f"{COMPOSE_DIR}/compose.yaml"
+# Docker's daemons' drop-ins (their CPU weight: lab/render/templates/docker-cpu.conf.j2).
+DOCKER_DAEMONS = ("docker.service", "containerd.service")
+
+
+def docker_cpu_dropin(unit: str) -> str:
+    """The drop-in file of Docker daemon `unit` that sets its CPU weight."""
+    return f"/etc/systemd/system/{unit}.d/50-dnslab-cpu.conf"
 
 
 def container_image(release: str) -> str:

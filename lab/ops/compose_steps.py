@@ -19,14 +19,16 @@ from lab.model.config import Lab
 from lab.model.layout import (
     COMPOSE_FILE,
     COMPOSE_PROJECT,
+    DOCKER_DAEMONS,
     NETWORK_SCRIPT,
     STATE,
     container_image,
     container_name,
+    docker_cpu_dropin,
 )
 from lab.ops.services import _digest, file_step, preamble, ready_step
 from lab.render.compose import COMPOSE_DIR, HOST_LINK, INIT_SCRIPT, services_running
-from lab.render.files import GuestFile
+from lab.render.files import DOCKER_CPU_WEIGHT, GuestFile
 from lab.render.netplan import Step, tuning_steps
 
 DOCKER_UNITS = "docker.service docker.socket containerd.service"
@@ -73,6 +75,20 @@ def daemon_step() -> Step:
         check="systemctl is-active -q docker.service",
         apply="systemctl start docker.service",
         undo=f"systemctl stop {DOCKER_UNITS}; {DOCKER_RULES_CLEAR}",
+    )
+
+
+def daemon_weight_step() -> Step:
+    """Docker's daemons at the CPU weight of their drop-ins (docker_host_files), applied to the running
+    daemons by a reload; teardown removes the drop-ins and reloads again."""
+    weights = " && ".join(f"[ \"$(systemctl show -P CPUWeight {unit})\" = {DOCKER_CPU_WEIGHT} ]"
+                          for unit in DOCKER_DAEMONS)
+    dropins = " ".join(docker_cpu_dropin(unit) for unit in DOCKER_DAEMONS)
+    return Step(
+        name=f"docker: daemons at CPU weight {DOCKER_CPU_WEIGHT} (the data path first)",
+        check=weights,
+        apply="systemctl daemon-reload",
+        undo=f"rm -f {dropins}; systemctl daemon-reload",
     )
 
 
@@ -178,8 +194,8 @@ def compose_steps(lab: Lab, files: Mapping[str, GuestFile], *, clear_faults: boo
     installs = [file_step(path, file) for path, file in files.items()]
     leftovers = unpaused_steps(lab) if clear_faults else []
     return [runtime_step(), *tuning_steps(lab), daemon_step(), image_step(lab), *leftovers, *installs,
-            vlan_step(lab), host_setup_step(lab), up_step(lab, files), keepalived_step(lab, files),
-            *netns_steps(lab), ready_step(lab)]
+            daemon_weight_step(), vlan_step(lab), host_setup_step(lab), up_step(lab, files),
+            keepalived_step(lab, files), *netns_steps(lab), ready_step(lab)]
 
 
 def compose_preamble(lab: Lab, files: Mapping[str, GuestFile]) -> str:

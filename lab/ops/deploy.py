@@ -36,7 +36,7 @@ from lab.model.stackconf import Stack
 from lab.ops.compose_steps import compose_preamble, compose_steps
 from lab.ops.services import COMPOSE_ABSENT, deploy_steps, preamble
 from lab.ops.validate import validate_for
-from lab.render.compose import compose_files
+from lab.render.compose import compose_files, docker_host_files
 from lab.render.files import GuestFile, loadtest_files, render_files, render_script
 from lab.render.netplan import Step, network_plan
 from lab.ssh import remote
@@ -107,7 +107,7 @@ def plan(lab: Lab, *, clear_faults: bool = True) -> tuple[dict[str, GuestFile], 
     """What a deploy of the lab's runtime installs and runs: (files by guest path, steps, the steps'
     shell preamble)."""
     if lab.stack.runtime == "compose":
-        files = {**compose_files(lab), **loadtest_files()}
+        files = {**compose_files(lab), **docker_host_files(lab), **loadtest_files()}
         return files, compose_steps(lab, files, clear_faults=clear_faults), compose_preamble(lab, files)
     files = render_files(lab)
     steps = deploy_steps(lab, files, network_plan(lab), clear_faults=clear_faults)

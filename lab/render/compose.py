@@ -22,14 +22,22 @@ from lab.model.layout import (
     COMPOSE_DIR,
     COMPOSE_FILE,
     COMPOSE_PROJECT,
+    DOCKER_DAEMONS,
     EXIT_DIR,
     LVS_NOTIFY_FIFO,
     container_image,
     container_name,
+    docker_cpu_dropin,
     exit_file,
 )
 from lab.model.stackconf import DOCKER_DNS
-from lab.render.files import GuestFile, render_keepalived, render_sysctl, render_unbound
+from lab.render.files import (
+    GuestFile,
+    render_docker_cpu_dropin,
+    render_keepalived,
+    render_sysctl,
+    render_unbound,
+)
 
 INIT_SCRIPT = "dnslab-compose-init.sh"
 EXIT_SCRIPT = "dnslab-docker-exits.py"  # removal on exit's container form (the exit-watch service)
@@ -178,6 +186,12 @@ def render_compose(lab: Lab) -> str:
               f"# lab/render/compose.py from {lab.source}; do not edit by hand.\n"
               f"# Run: docker-compose -p {COMPOSE_PROJECT} up -d\n")
     return header + yaml.safe_dump(compose_document(lab), sort_keys=False, default_flow_style=False)
+
+
+def docker_host_files(lab: Lab) -> dict[str, GuestFile]:
+    """The host's own files of the compose runtime (not the project's): Docker's daemons' CPU weight."""
+    dropin = GuestFile(render_docker_cpu_dropin(lab).encode())
+    return {docker_cpu_dropin(unit): dropin for unit in DOCKER_DAEMONS}
 
 
 def exit_script(root: Path = REPO_ROOT) -> GuestFile:

@@ -32,6 +32,8 @@ from lab.model.removal import DRAIN_S, track_file_name
 from lab.model.stackconf import expand_misc
 from lab.render.netplan import Step, link_name, network_plan, topology_signature
 
+DOCKER_CPU_WEIGHT = 1  # systemd's lowest: Docker's daemons run on what the data path leaves
+
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("lab.render", "templates"),
     undefined=jinja2.StrictUndefined,
@@ -168,6 +170,11 @@ def render_keepalived_unit(lab: Lab) -> str:
         exit_dir=EXIT_DIR,
         notify_fifo=LVS_NOTIFY_FIFO,
     )
+
+
+def render_docker_cpu_dropin(lab: Lab) -> str:
+    """The compose runtime's drop-in for Docker's daemons: the data path before Docker's control plane."""
+    return _ENV.get_template("docker-cpu.conf.j2").render(source=lab.source, weight=DOCKER_CPU_WEIGHT)
 
 
 def render_sysctl(lab: Lab) -> str:
