@@ -29,9 +29,11 @@ EXIT_WORDS = {None: "-", "": "(none)", "0": "0 running", "1": "1 exited"}  # rem
 
 def unit_names(lab: Lab) -> dict[str, str]:
     """What runs each resolver and Keepalived ("keepalived"): its systemd unit, or under compose its
-    container."""
+    container (and the exit-watch service's, with removal on exit)."""
     if lab.stack.runtime == "compose":
-        return {name: container_name(name) for name in [*(r.name for r in lab.resolvers), "keepalived"]}
+        watch = ["exit-watch"] if lab.check.removal_on_exit else []  # removal on exit's container form
+        names = [*(r.name for r in lab.resolvers), "keepalived", *watch]
+        return {name: container_name(name) for name in names}
     return {**{r.name: resolver_unit(r.name) for r in lab.resolvers}, "keepalived": KEEPALIVED}
 
 

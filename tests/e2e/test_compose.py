@@ -1,8 +1,9 @@
-"""End to end on the compose runtime: the recommended settings on compose (labs/compose.toml) deployed as
-a Docker compose project on the session's VM, twice (the second changes nothing), Docker's embedded DNS
-in the client container answering through the VIP, then a resolver container crashed three times
-under load, the report's figures asserted, and a teardown that leaves no container, link, rule or IPVS
-service behind. (The seed's own preset, labs/seed-compose.toml, checks with nslookup every second: under
+"""End to end on the compose runtime: the recommended settings on compose with removal on exit in its
+container form (labs/compose-exit.toml) deployed as a Docker compose project on the session's VM, twice
+(the second changes nothing), Docker's embedded DNS in the client container answering through the VIP,
+then a resolver container crashed three times under load, the report's figures asserted (the exit-watch
+service removes it before DNS_CHECK could), and a teardown that leaves no container, link, rule or
+IPVS service behind. (The seed's own preset, labs/seed-compose.toml, checks with nslookup every second: under
 TCG with Docker's DNS in the path its checks flap, so its figures come from the seed-compose suite.)
 
 Marked `last`: it replaces the session VM's systemd stack (deploy retires the other runtime), so
@@ -27,7 +28,8 @@ from tests.conftest import REPO
 from tests.e2e.conftest import few_crashes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.last]
-COMPOSE_LAB = REPO / "labs" / "compose.toml"
+COMPOSE_LAB = REPO / "labs" / "compose-exit.toml"
+DNS_CHECK_REMOVAL_MS = 1000  # DNS_CHECK alone removed a crashed container after 1022-1720 ms here
 CRASHES = 3
 
 
@@ -70,7 +72,8 @@ def test_status_shows_the_containers_and_ipvs(compose):
     status = compose["status"]
     assert status["runtime"] == "compose"
     assert status["units"] == {"rs1": "running", "rs2": "running", "rs3": "running",
-                               "keepalived": "running"}, status["units"]
+                               "keepalived": "running", "exit-watch": "running"}, status["units"]
+    assert {c["exit_file"] for c in status["checks"]} == {"0"}, status["checks"]  # every resolver ready
     udp = next(s for s in status["ipvs"] if s["proto"] == "udp")
     assert {rs["real_server"] for rs in udp["real_servers"]} == {f"192.168.100.1{i}:53" for i in (1, 2, 3)}
 
@@ -86,8 +89,11 @@ def test_a_crashed_resolver_container_has_its_fault_figures(compose):
     assert stats["n"] + stats["excluded"] == CRASHES and stats["n"] >= 1, stats
     window = stats["failover_window_ms"]
     assert window["median"] is not None and window["min"] <= window["median"] <= window["max"], window
+    # removal on exit: the exit-watch's pidfd tells Keepalived before its DNS_CHECK could
+    assert stats["detection_ms"]["n"] >= 1 and stats["detection_ms"]["max"] < DNS_CHECK_REMOVAL_MS, stats
     meta = json.loads((compose["kill"] / "meta.json").read_text())
     assert meta["lab"]["stack"] == {"runtime": "compose", "restart": "unless-stopped", "client_dns": "vip"}
+    assert meta["lab"]["check"]["removal_on_exit"] is True
     kills = [json.loads(line) for line in (compose["kill"] / "events.jsonl").read_text().splitlines()]
     assert sum(e["kind"] == "fault" and e["action"] == "kill_resolver" for e in kills) == CRASHES
 
