@@ -93,7 +93,7 @@ def run_compose_demo(lab: Lab, *, lab_file: str = "lab.toml") -> Path:
     reports = runs_dir().parent
     found = measure(lab, stages, {"deploy": reports / "compose-deploy.json"})
     page, data = stages.run(
-        "answers", lambda: write_compose([found[SUITE]], [found[SEED_SUITE]], [found[REFERENCE_SUITE]],
+        "answers", lambda: write_compose(found[SUITE], found[SEED_SUITE], found[REFERENCE_SUITE],
                                          found["deploy"], reports / "compose.html"), lambda r: str(r[0]))
     console.print(stages.table())
     print("\n".join([f"compose answers: {page}", *headlines(data)]))

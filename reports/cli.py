@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         p = _parser("python -m reports compose", "The compose runtime's answers page from the matrix "
                     "directories of the compose and seed-compose suites and a systemd reference.")
         for name in ("compose", "seed", "reference"):
-            p.add_argument(f"--{name}", type=Path, action="append", default=[],
-                           help=f"matrix.json of the {name} suite (again for a rerun of some of its cells)")
+            p.add_argument(f"--{name}", type=Path, default=None, help=f"matrix.json of the {name} suite")
         p.add_argument("--deploy", type=Path, default=None, help="the demo's compose-deploy.json")
         p.add_argument("--out", type=Path, default=None, help="output HTML (default: reports/compose.html)")
         opts = p.parse_args(args[1:])

@@ -315,22 +315,21 @@ def _json(path: Path, fix: str = "") -> Any:
         return None
 
 
-def read_runs(matrices: Sequence[Path], out: Path) -> list[Run]:
-    """The completed runs of some matrices (a suite's, and any rerun of some of its cells), in order,
-    each with the lab it ran (meta.json); links relative to the page `out`."""
-    runs = []
-    for matrix_json in matrices:
-        data = _json(matrix_json, "give a suite's matrix.json (reports/matrix/<ts>-<suite>/)")
-        entries = data.get("cells") or []
-        dirs = {Path(e["run_dir"]).name: Path(e["run_dir"]) for e in entries}
-        runs += [Run(cell, flatten((_json(dirs[cell.run_id] / "meta.json") or {}).get("lab") or {}))
-                 for cell in load_cells(matrix_json, out.parent)]
-    return runs
+def read_runs(matrix_json: Path | None, out: Path) -> list[Run]:
+    """The completed runs of a matrix (none without one), each with the lab it ran (meta.json);
+    links relative to the page `out`."""
+    if matrix_json is None:
+        return []
+    data = _json(matrix_json, "give a suite's matrix.json (reports/matrix/<ts>-<suite>/)")
+    entries = data.get("cells") or []
+    dirs = {Path(e["run_dir"]).name: Path(e["run_dir"]) for e in entries}
+    return [Run(cell, flatten((_json(dirs[cell.run_id] / "meta.json") or {}).get("lab") or {}))
+            for cell in load_cells(matrix_json, out.parent)]
 
 
-def write_compose(compose_json: Sequence[Path], seed_json: Sequence[Path], reference_json: Sequence[Path],
+def write_compose(compose_json: Path | None, seed_json: Path | None, reference_json: Path | None,
                   deploy_json: Path | None, out: Path) -> tuple[Path, dict[str, Any]]:
-    """Write the page to `out` from each group's matrices; its path and data."""
+    """Write the page to `out`; its path and data."""
     deploy = _json(deploy_json, "run `SUITE=compose make demo`, or leave it out") if deploy_json else None
     data = compose_answers(read_runs(compose_json, out), read_runs(seed_json, out),
                            read_runs(reference_json, out), deploy)
