@@ -37,9 +37,10 @@ fi
 systemctl start docker.service
 docker image inspect --format 'dnslab: container image {{.RepoTags}} {{.Size}} bytes' "dnslab/stack:$release"
 systemctl stop docker.service docker.socket containerd.service
-for tool in docker docker-compose; do
-    command -v "$tool" >/dev/null || { echo "dnslab: $tool missing from the image" >&2; exit 1; }
-done
+command -v docker >/dev/null || { echo "dnslab: docker missing from the image" >&2; exit 1; }
+# Compose v1 (bookworm: docker-compose) or v2 (trixie: the `docker compose` plugin, maybe also as docker-compose)
+docker-compose version >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 \
+    || { echo "dnslab: neither docker-compose nor docker compose in the image" >&2; exit 1; }
 
 # Root is reached only with the lab's own key: no vagrant user (only the Vagrant box adds one).
 if getent passwd vagrant >/dev/null || [ -e /etc/sudoers.d/vagrant ]; then
