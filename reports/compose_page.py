@@ -322,7 +322,7 @@ def read_runs(matrix_json: Path | None, out: Path) -> list[Run]:
         return []
     data = _json(matrix_json, "give a suite's matrix.json (reports/matrix/<ts>-<suite>/)")
     entries = data.get("cells") or []
-    dirs = {Path(e["run_dir"]).name: Path(e["run_dir"]) for e in entries}
+    dirs = {Path(e["run_dir"]).name: Path(e["run_dir"]) for e in entries if e.get("run_dir")}
     return [Run(cell, flatten((_json(dirs[cell.run_id] / "meta.json") or {}).get("lab") or {}))
             for cell in load_cells(matrix_json, out.parent)]
 

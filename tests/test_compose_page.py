@@ -142,6 +142,16 @@ def test_removal_on_exit_is_its_own_row_and_not_taken_for_the_plain_crash():
         "compose, removal on exit"]
 
 
+def test_a_cell_that_failed_before_its_run_directory_is_skipped(tmp_path):
+    """A matrix entry without a run directory (the cell failed before its run began) is not a run."""
+    from reports.compose_page import read_runs
+
+    matrix = tmp_path / "matrix.json"
+    matrix.write_text(json.dumps({"cells": [{"experiment": "all-down-repeat", "status": "failed",
+                                             "error": "the run fell 254 s behind its plan"}]}))
+    assert read_runs(matrix, tmp_path / "c.html") == []
+
+
 def test_the_lab_as_run_decides_which_cell_answers_what():
     """A seed cell that asked Docker's DNS (meta.json) is not taken for the VIP-direct one."""
     docker_only = [run("s2", "kill-one-of-two", FAST, nameservers=("docker",))]
@@ -175,9 +185,14 @@ def test_deploy_figures_time_compose_up_and_the_steps_until_the_vip_answers():
 
 def test_write_compose_reads_the_real_seed_compose_matrix(tmp_path):
     """From the seed-compose suite's measured runs (and the compose suite's, when there), if present."""
-    found = sorted((runs_dir().parent / "matrix").glob("*-seed-compose/matrix.json"))
+    def complete(path: Path) -> bool:
+        cells = json.loads(path.read_text()).get("cells") or []
+        return bool(cells) and all(c.get("status") == "completed" for c in cells)
+
+    matrices = sorted((runs_dir().parent / "matrix").glob("*-seed-compose/matrix.json"))
+    found = [p for p in matrices if complete(p)]
     if not found:
-        pytest.skip("no seed-compose matrix under reports/matrix (DNSLAB_RUNS: a reports/runs with one)")
+        pytest.skip("no complete seed-compose matrix under reports/matrix (DNSLAB_RUNS: one with it)")
     composed = sorted((runs_dir().parent / "matrix").glob("*-compose/matrix.json"))
     composed = [p for p in composed if "seed-compose" not in p.parent.name]
     page, data = write_compose(composed[-1] if composed else None, found[-1], None, None, tmp_path / "c.html")
