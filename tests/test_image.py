@@ -104,31 +104,11 @@ def test_a_release_the_package_source_lacks_is_one_line_naming_it(tmp_path, monk
     fake.chmod(0o755)
     monkeypatch.setattr(image, "mmdebstrap_argv", lambda release, *a: [str(fake), release])
     with pytest.raises(LabError) as err:
-        image._rootfs("forky", tmp_path / "rootfs", log, {},
-                      image.PackageCache(tmp_path / "c", tmp_path / "o"))
+        image._rootfs("forky", tmp_path / "rootfs", log, {})
     text = str(err.value)
     assert text.startswith("image build: release forky: the package source lacks the suite 'forky'")
     assert "\n" not in text and str(log) in text
 
-
-
-def test_the_package_cache_feeds_mmdebstrap_and_keeps_what_the_last_build_used(tmp_path):
-    debs = image.PackageCache(tmp_path / "debs" / "bookworm-rootfs", tmp_path / "staging" / "debs-rootfs")
-    argv = debs.argv(["mmdebstrap", "--variant=minbase", "bookworm", "/t/rootfs"])
-    assert argv[0] == "mmdebstrap" and argv[-2:] == ["bookworm", "/t/rootfs"]
-    assert f"--setup-hook=sync-in {debs.cache} /var/cache/apt/archives" in argv
-    assert f"--customize-hook=sync-out /var/cache/apt/archives {debs.out}" in argv
-    assert argv.index(f"--customize-hook=sync-out /var/cache/apt/archives {debs.out}") < argv.index(
-        '--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb')  # kept, then none left in the image
-    assert "--skip=download/empty" in argv and "--skip=essential/unlink" in argv
-    debs.cache.mkdir(parents=True)
-    (debs.cache / "old_1.0_amd64.deb").write_text("old")
-    debs.out.mkdir(parents=True)
-    (debs.out / "new_2.0_amd64.deb").write_text("new")
-    debs.keep()
-    assert sorted(p.name for p in debs.cache.iterdir()) == ["new_2.0_amd64.deb"] and not debs.out.exists()
-    spaced = image.PackageCache(tmp_path / "a b", tmp_path / "o")
-    assert spaced.argv(["mmdebstrap", "x", "y"]) == ["mmdebstrap", "x", "y"]
 
 
 def test_the_container_image_is_a_tarball_of_debian_packages_without_docs():

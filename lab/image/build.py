@@ -4,10 +4,7 @@ Two cache levels under cache_dir(), each keyed by a sha256 of its inputs (lab/im
   base/<key>/    base.qcow2, vmlinuz, initrd.img     (packer/base/*, the pip pins, the recipe)
   images/<key>/  dnslab.qcow2, vmlinuz, initrd.img   (the base key, packer/dnslab.pkr.hcl, scripts)
 Each is built in a temporary directory beside its final place and renamed into place when complete,
-so a half-built image is never used. Logs go to cache_dir()/logs/. The .debs each mmdebstrap used are
-kept in cache_dir()/debs/<release>-<rootfs|container>/ for the next build (`PackageCache`); apt still
-resolves every package against the archive and checks each file's hash, so they change no byte of an
-image and are not part of its key.
+so a half-built image is never used. Logs go to cache_dir()/logs/.
 """
 
 from __future__ import annotations
@@ -47,44 +44,6 @@ from lab.model.errors import ActionFailed, ConfigError
 from lab.model.layout import CONTAINER_TARBALL
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-
-
-@dataclass(frozen=True)
-class PackageCache:
-    """The .debs of one kind of mmdebstrap build (mmdebstrap(1)'s package cache example): the cache's
-    files go into the chroot's apt archive before the download, and what that build then had there goes
-    to `out`, which replaces the cache once the build succeeded (so it holds what the last build used)."""
-
-    cache: Path
-    out: Path
-
-    @classmethod
-    def of(cls, release: str, kind: str, staging: Path) -> PackageCache:
-        return cls(cache_dir() / "debs" / f"{release}-{kind}", staging / f"debs-{kind}")
-
-    def argv(self, argv: list[str]) -> list[str]:
-        """mmdebstrap's `argv` with the cache's options after the program; the chroot keeps no .deb.
-        Unchanged when a path has whitespace (mmdebstrap splits its sync-in/out arguments)."""
-        if any(c.isspace() for c in f"{self.cache}{self.out}"):
-            return argv
-        archive = "/var/cache/apt/archives"
-        options = ["--skip=download/empty", "--skip=essential/unlink",
-                   f'--setup-hook=mkdir -p "$1"{archive} {self.cache} {self.out}',
-                   f"--setup-hook=sync-in {self.cache} {archive}",
-                   f"--customize-hook=sync-out {archive} {self.out}",
-                   f'--customize-hook=rm -f "$1"{archive}/*.deb']
-        return [argv[0], *options, *argv[1:]]
-
-    def keep(self) -> None:
-        """The build succeeded: what it used becomes the cache."""
-        if not self.out.is_dir():
-            return
-        old = self.cache.with_name(f"{self.cache.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.cache.exists():
-            self.cache.rename(old)
-        self.out.rename(self.cache)
-        shutil.rmtree(old, ignore_errors=True)
 
 # Host tools the build runs, and the Debian package that provides each.
 TOOLS = {
@@ -251,15 +210,14 @@ def _log(name: str, key: str) -> Path:
     return log
 
 
-def _rootfs(release: str, rootfs: Path, log: Path, env: dict[str, str], debs: PackageCache) -> None:
+def _rootfs(release: str, rootfs: Path, log: Path, env: dict[str, str]) -> None:
     """Stage 1, with a failure caused by the package source (no such suite or package) told in one
     line naming the release and what is missing."""
     packages = parse_packages((BASE_DIR / "packages.txt").read_text(), release)
     offset = log.stat().st_size
     try:
         run_step(f"stage 1/3: {release} rootfs (mmdebstrap)",
-                 debs.argv(mmdebstrap_argv(release, packages, BASE_DIR / "customize.sh", rootfs)), log,
-                 env=env)
+                 mmdebstrap_argv(release, packages, BASE_DIR / "customize.sh", rootfs), log, env=env)
     except ActionFailed:
         with log.open("rb") as fh:
             fh.seek(offset)
@@ -279,15 +237,11 @@ def _build_base(key: str, release: str) -> ImageArtifacts:
             env["DNSLAB_PIP_CERT"] = str(HOST_CA_BUNDLE)
         rootfs, stack = tmp / "rootfs", tmp / "stack.tar"
         packages = parse_packages(CONTAINER_PACKAGES.read_text(), release)
-        debs = {kind: PackageCache.of(release, kind, tmp) for kind in ("rootfs", "container")}
         try:
             # the container image's tarball is made alongside the rootfs (both mostly wait on apt)
             with alongside(f"stage 1/3: {release} container image (mmdebstrap, alongside)",
-                           debs["container"].argv(container_argv(release, packages, stack)),
-                           _log("container", key)):
-                _rootfs(release, rootfs, log, env, debs["rootfs"])
-            for cache in debs.values():
-                cache.keep()
+                           container_argv(release, packages, stack), _log("container", key)):
+                _rootfs(release, rootfs, log, env)
             target = rootfs / CONTAINER_TARBALL.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(stack, target)
