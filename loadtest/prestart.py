@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import signal
 import sys
 import time
 
@@ -62,6 +63,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args, locust_args = parse(sys.argv[1:] if argv is None else argv)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # started in the background of a non-interactive shell (as the runner does): SIGINT must still
+        # stop the wait, as it stops the run (loadtest/process.py does the same at Locust's init)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     import locust.main  # the slow part: gevent's monkey patching, Flask, ...
 
     if not wait_for(args.go, args.wait_s):

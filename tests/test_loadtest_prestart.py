@@ -23,10 +23,14 @@ ADDRESS = "127.0.0.84"
 PRESTART = [sys.executable, str(REPO / "loadtest" / "prestart.py")]
 
 
-def _prestart(go: Path, wait_s: float, *locust_args: str, netns: str = "") -> subprocess.Popen:
+def _prestart(go: Path, wait_s: float, *locust_args: str, netns: str = "",
+              sigint: signal.Handlers = signal.SIG_DFL) -> subprocess.Popen:
+    """prestart.py started with SIGINT's disposition `sigint` (SIG_IGN: as a background job of a
+    non-interactive shell, which is how the runner starts it in the guest)."""
     command = [*PRESTART, "--go", str(go), "--netns", netns, "--wait-s", str(wait_s), "--", *locust_args]
     return subprocess.Popen(command, cwd="/", env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
 
 
 def test_the_arguments_after_the_separator_are_locusts():
@@ -46,11 +50,13 @@ def test_without_its_go_file_it_exits_and_sends_nothing(tmp_path):
     assert not records.exists()
 
 
-def test_interrupted_while_waiting_it_exits(tmp_path):
-    """The runner stops a prestarted load it no longer needs with SIGINT (chaos/guest/stop.sh)."""
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["foreground", "background"])
+def test_interrupted_while_waiting_it_exits(tmp_path, sigint):
+    """The runner stops a prestarted load it no longer needs with SIGINT (chaos/guest/stop.sh), also
+    when it was started with SIGINT ignored, as `setsid ... &` from an SSH command leaves it."""
     records = tmp_path / "records"
     proc = _prestart(tmp_path / "go", 60, "-f", str(REPO / "loadtest" / "dns.py"), "--headless",
-                     "--dns-records", str(records))
+                     "--dns-records", str(records), sigint=sigint)
     time.sleep(3)  # importing Locust or waiting: either way SIGINT ends it, long before the 60 s
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=30)
