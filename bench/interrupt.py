@@ -43,6 +43,7 @@ KINDS = ("SIGINT", "SIGTERM", "SIGKILL", "ssh-drop")
 EXPERIMENTS = ("netem-one", "stop-one", "kill-one", "link-down-one")
 FAB = str(Path(sys.executable).with_name("fab"))
 RUNNER_EXIT_TIMEOUT_S = 300.0
+ENDED = "already ended"  # the phase of a run whose runner had exited before its interrupt came
 
 # Processes of a run in the guest name its directory under GUEST_RUNS on their command line. The
 # pattern is assembled at run time so that this script's own command line does not match it.
@@ -155,7 +156,7 @@ def interrupt_once(n: int, kind: str, experiment: str, at_s: float, *, conn: Any
             break
         time.sleep(0.1)
     out.at_s = round(time.monotonic() - start, 1)
-    out.phase = phase_of(runs, before) if runner.poll() is None else "already ended"
+    out.phase = phase_of(runs, before) if runner.poll() is None else ENDED
     if runner.poll() is None:
         if kind == "ssh-drop":
             if not drop_ssh(conn):
@@ -201,7 +202,8 @@ def table(outcomes: list[Outcome]) -> str:
 
 def summary(outcomes: list[Outcome]) -> dict[str, Any]:
     dirs = [v.split(" ", 1)[0] for o in outcomes for v in o.dirs.values()]
-    return {"runs": len(outcomes), "leftovers": sum(len(o.left) for o in outcomes),
+    return {"runs": len(outcomes), "live": sum(o.phase != ENDED for o in outcomes),
+            "leftovers": sum(len(o.left) for o in outcomes),
             "runs_with_leftovers": sum(bool(o.left) for o in outcomes),
             "run_dirs": {s: dirs.count(s) for s in ("readable", "incomplete", "BAD")},
             "kinds": {k: sum(o.kind == k for o in outcomes) for k in KINDS},
@@ -256,7 +258,8 @@ def _main(args: argparse.Namespace) -> int:
     print(table(outcomes))
     result = summary(outcomes)
     kinds_done = ", ".join(f"{k} {v}" for k, v in result["kinds"].items())
-    print(f"\n{result['runs']} interrupted runs ({kinds_done}); seed {seed}")
+    print(f"\n{result['runs']} interrupted runs ({kinds_done}), {result['live']} of them before the run "
+          f"had ended (the others: lower --max-at); seed {seed}")
     print(f"leftovers after recovery: {result['leftovers']} (in {result['runs_with_leftovers']} runs)")
     print(f"left by SIGKILL before recovery: {result['faults_left_by_sigkill_before_recovery']} findings")
     print(f"run directories: {result['run_dirs']['readable']} readable, {result['run_dirs']['incomplete']} "

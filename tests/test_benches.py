@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench.interrupt import check_run_dir
+from bench.interrupt import ENDED, Outcome, check_run_dir, summary
 from bench.load import _udp_in_packets
 from bench.synthetic import write_planted_run
 from lab.model.errors import LabError
@@ -44,3 +44,13 @@ def test_a_run_dir_is_readable_incomplete_or_bad(tmp_path):
     (cut / "queries.csv").write_text("t_send_ns\n1,")
     status, detail = check_run_dir(cut)
     assert status == "BAD" and "queries.csv" in detail
+
+
+def test_the_summary_counts_the_runs_interrupted_before_they_ended():
+    outcomes = [Outcome(1, "SIGINT", "kill-one", 9.0, phase="rolling back", dirs={"a": "readable"}),
+                Outcome(2, "SIGKILL", "netem-one", 40.0, phase=ENDED, left=["rs2 does not answer"]),
+                Outcome(3, "ssh-drop", "stop-one", 3.0, phase="starting")]
+    result = summary(outcomes)
+    counts = (result["runs"], result["live"], result["leftovers"], result["runs_with_leftovers"])
+    assert counts == (3, 2, 1, 1)
+    assert result["run_dirs"] == {"readable": 1, "incomplete": 0, "BAD": 0}
