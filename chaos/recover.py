@@ -26,7 +26,7 @@ from chaos.link import Link
 from chaos.runner import Run, console
 from chaos.undo_log import VERSION, clear_marker, marked_run, read_state, undo_calls
 from lab.local.atomic import write_atomic, write_json
-from lab.local.state import RUN_INCOMPLETE
+from lab.local.state import RUN_INCOMPLETE, RUN_INTERRUPTED
 from lab.model.config import Lab
 from lab.model.errors import ActionFailed, LabError
 from lab.model.parse import parse_lab
@@ -93,7 +93,7 @@ def recover_dead_run(conn: Any, by: str) -> tuple[Run, dict[str, Any]] | None:
     pending = len(run.undo) + len(run.exp.rollbacks)
     console.print(f"[yellow]run {run.run_id} did not finish (its runner died or lost the lab): "
                   f"{pending} rollback(s) and undo call(s) to run, then its data is saved[/]")
-    run.status = "interrupted"
+    run.status = RUN_INTERRUPTED
     run.errors.append(f"the runner stopped before rolling back; {by} finished the run")
     if remote.run(run.conn, f"test -d {shlex.quote(run.remote)}").exited != 0:
         run.incomplete = (f"its records in the lab ({run.remote}) were gone when {by} finished the "
@@ -145,7 +145,7 @@ def close_offline(run_dir: Path, reason: str) -> Path:
         "run_id": state.get("run_id", run_dir.name), "experiment": exp.get("name"), "title": exp.get("title"),
         "description": exp.get("description", ""), "settings": state.get("settings") or {},
         "start": utc_iso(events[0]["t_ns"]) if events else None,
-        "end": utc_iso(events[-1]["t_ns"]) if events else None, "status": "interrupted",
+        "end": utc_iso(events[-1]["t_ns"]) if events else None, "status": RUN_INTERRUPTED,
         "errors": [f"the runner stopped before rolling back; {reason}"], "incomplete": reason,
         "pending_undo": [asdict(u) for u in undo_calls(state)],
     })

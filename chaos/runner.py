@@ -36,6 +36,7 @@ from chaos.timeline import Pace, Phases, Step, phases, schedule
 from chaos.undo_log import UndoLog, run_state
 from lab.local.atomic import write_json
 from lab.local.runlock import lab_lock
+from lab.local.state import RUN_INTERRUPTED
 from lab.model.config import Lab
 from lab.model.errors import ActionFailed, LabError
 from lab.model.parse import flatten, merge
@@ -114,7 +115,7 @@ class Run:
             self.timeline()
         except KeyboardInterrupt as err:
             stopped = err if isinstance(err, Interrupted) else Interrupted("SIGINT")
-            self.status = "interrupted"
+            self.status = RUN_INTERRUPTED
             self.errors.append(f"interrupted by {stopped.signame}")
         except LabError as err:
             self.status = "failed"

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv
 
-from lab.local.state import RUN_INCOMPLETE
+from lab.local.state import RUN_INCOMPLETE, RUN_INTERRUPTED
 from lab.model.errors import LabError
 
 _DICT = pa.dictionary(pa.int32(), pa.string())
@@ -82,7 +82,9 @@ def load_run(path: str | Path) -> Run:
     queries = read_queries(run_dir / "queries.csv", meta.get("queries_rows"))
     events = read_events(run_dir / "events.jsonl")
     ipvs = read_ipvs(run_dir / "ipvs.csv")
-    check_event_servers(run_dir, events, ipvs)
+    if not (ipvs.empty and meta.get("status") == RUN_INTERRUPTED):
+        # an interrupted run may have stopped before its IPVS sampler's first row: nothing to check
+        check_event_servers(run_dir, events, ipvs)
     return Run(run_dir, meta, queries, events, ipvs)
 
 

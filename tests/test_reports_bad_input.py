@@ -170,3 +170,19 @@ def test_good_run_still_works(tmp_path: Path) -> None:
     result = _report(run)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["queries"] == 600
+
+
+def test_an_interrupted_run_without_ipvs_samples_reads_and_a_finished_one_does_not(tmp_path: Path) -> None:
+    """A run interrupted before its IPVS sampler's first row (bench.interrupt found one: SIGINT 5.6 s
+    in, its rollback event naming a real server) stays readable; a finished run missing its samples
+    is still refused, since then its collection failed."""
+    run = write_planted_run(tmp_path / "run")
+    (run / "ipvs.csv").unlink()
+    result = _report(run)
+    assert result.returncode == 2 and "ipvs.csv is missing or empty" in result.stderr
+
+    meta = json.loads((run / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps({**meta, "status": "interrupted"}))
+    result = _report(run)
+    assert result.returncode == 0, result.stderr
+    assert (run / "report.html").exists()

@@ -11,6 +11,7 @@ from lab.model.config import REPO_ROOT
 # In a run directory while its runner has not finished (rolled back and saved its data): the pending
 # undo (chaos.undo_log). `python -m reports` refuses such a directory; `fab recover` finishes it.
 RUN_INCOMPLETE = "running.json"
+RUN_INTERRUPTED = "interrupted"  # meta.json "status" of a run stopped before its end (and rolled back)
 
 
 def state_dir() -> Path:
