@@ -86,6 +86,15 @@ def test_trixie_docker_takes_l3s(compose):
     assert with_overrides(compose, {"vm": {"release": "trixie"}, "network": {"ipvlan_mode": "l3s"}})
 
 
+def test_the_trixie_preset_is_the_recommended_compose_lab_with_the_seeds_l3s():
+    trixie = load_lab(REPO / "labs" / "trixie-compose.toml")
+    exit_lab = load_lab(REPO / "labs" / "compose-exit.toml")
+    assert (trixie.vm.release, trixie.network.ipvlan_mode, trixie.stack) == ("trixie", "l3s", exit_lab.stack)
+    assert trixie.check == exit_lab.check and trixie.check.removal_on_exit
+    files, steps, _ = plan(trixie)
+    assert any(s.name.startswith("docker: image dnslab/stack:trixie") for s in steps)
+
+
 def test_deploy_plan_orders_the_steps(compose):
     files, steps, _ = plan(compose)
     names = [s.name for s in steps]
