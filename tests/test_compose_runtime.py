@@ -91,7 +91,7 @@ def test_the_trixie_preset_is_the_recommended_compose_lab_with_the_seeds_l3s():
     exit_lab = load_lab(REPO / "labs" / "compose-exit.toml")
     assert (trixie.vm.release, trixie.network.ipvlan_mode, trixie.stack) == ("trixie", "l3s", exit_lab.stack)
     assert trixie.check == exit_lab.check and trixie.check.removal_on_exit
-    files, steps, _ = plan(trixie)
+    _, steps, _ = plan(trixie)
     assert any(s.name.startswith("docker: image dnslab/stack:trixie") for s in steps)
 
 
