@@ -146,10 +146,19 @@ def cont_resolver(t: Target, resolver: str) -> Outcome:
 
 def restart_resolver(t: Target, resolver: str) -> Outcome:
     """`systemctl restart` the resolver's unit (compose: start its container unless its restart policy
-    already has)."""
+    already has; the event says who started it, `started_by` policy or runner, and when, `started_ns`)."""
     unit, detail = _resolver(t, resolver)
-    t_ns, _ = _run(t, "restart", t.layout.pids, unit, _netns(t, resolver))
-    return Outcome(t_ns, "restart_resolver", resolver, detail)
+    t_ns, out = _run(t, "restart", t.layout.pids, unit, _netns(t, resolver))
+    return Outcome(t_ns, "restart_resolver", resolver, {**detail, **started_detail(out)})
+
+
+def started_detail(out: str) -> dict[str, Any]:
+    """`policy 1796...` (the restart action's report under docker) -> started_by and started_ns; {} for
+    anything else (systemd prints nothing; a container never started has a StartedAt before 1970)."""
+    words = out.split()
+    if len(words) != 2 or words[0] not in ("policy", "runner") or not words[1].isdigit():
+        return {}
+    return {"started_by": words[0], "started_ns": int(words[1])}
 
 
 def start_resolver(t: Target, resolver: str) -> Outcome:

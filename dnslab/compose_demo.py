@@ -7,28 +7,24 @@ suite on labs/compose.toml, the `seed-compose` suite on labs/seed-compose.toml, 
 (the `compose-reference` suite, kill-one, on the lab file given: lab.toml; deploy retires the compose
 stack), then down, also when a stage fails or is interrupted; then the page. Refused while a lab VM is
 up (the first deploy must meet a fresh VM) and with another provider than qemu. The suites' finished
-cells are remembered (dnslab/demo.py), so a re-run picks up where an interrupted one stopped.
+cells are remembered (dnslab/stages.py), so a re-run picks up where an interrupted one stopped.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from dnslab.demo import Stages, console, run_name, run_suite
-from lab.local.atomic import write_json
+from dnslab.compose_part import COMPOSE_LAB, SEED_LAB, compose_labs, deploy_twice
+from dnslab.stages import Stages, console, run_name, run_suite
 from lab.local.runlock import locked
 from lab.local.state import runs_dir
-from lab.model.config import REPO_ROOT, Lab
-from lab.model.errors import ActionFailed, ConfigError
-from lab.model.parse import load_lab, with_overrides
-from reports.compose_page import deploy_figures, headlines, write_compose
+from lab.model.config import Lab
+from lab.model.errors import ConfigError
+from reports.compose_page import headlines, write_compose
 
 SUITE = "compose"
 SEED_SUITE = "seed-compose"
 REFERENCE_SUITE = "compose-reference"
-COMPOSE_LAB = REPO_ROOT / "labs" / "compose.toml"
-SEED_LAB = REPO_ROOT / "labs" / "seed-compose.toml"
 
 
 def refuse_unless_fresh(lab: Lab) -> None:
@@ -43,36 +39,17 @@ def refuse_unless_fresh(lab: Lab) -> None:
                        fresh="times a deploy on a fresh VM")
 
 
-def timed_deploy(lab: Lab, conn: Any) -> Any:
-    """Deploy `lab`; its Summary. A failed step stops the demo (one line, the step and its error)."""
-    from lab.ops.deploy import deploy
-
-    summary = deploy(lab, conn)
-    if summary.failed:
-        first = (summary.error or "see above").splitlines()[0]
-        raise ActionFailed(f"{lab.source}: deploy failed at {summary.failed_step}: {first}")
-    return summary
-
-
 def measure(lab: Lab, stages: Stages, files: dict[str, Path]) -> dict[str, Path]:
     """The stages that need the VM (image, up, both deploys, the three suites), the VM brought down
     whatever happens; the deploy figures' file and each suite's matrix.json."""
     from lab.providers import bring_up, lab_image, open_lab, take_down
 
-    compose, seed = (with_overrides(load_lab(p), {"vm": {"provider": lab.vm.provider}})
-                     for p in (COMPOSE_LAB, SEED_LAB))
+    compose, seed = compose_labs(lab)
     stages.run("image", lambda: lab_image(compose), lambda a: a.qcow2.name)
     try:
         endpoint = stages.run("up", lambda: bring_up(compose), lambda e: f"{e.host}:{e.port}")
         with open_lab(endpoint) as conn:
-            fresh = stages.run("deploy (fresh VM)", lambda: timed_deploy(compose, conn),
-                               lambda s: f"{s.changed} changed, {s.seconds:.0f} s")
-            again = stages.run("deploy again", lambda: timed_deploy(compose, conn),
-                               lambda s: f"{s.changed} changed, {s.seconds:.0f} s")
-            figures = deploy_figures(fresh.seconds, fresh.step_seconds, again.seconds, again.changed,
-                                     fresh.changed_steps())
-            write_json(files["deploy"], figures)
-            out = {"deploy": files["deploy"]}
+            out = {"deploy": deploy_twice(stages, compose, conn, files["deploy"], fresh_vm=True)}
             out[SUITE] = stages.run(f"{SUITE} suite", lambda: run_suite(compose, conn, SUITE), run_name)
             out[SEED_SUITE] = stages.run(f"{SEED_SUITE} suite", lambda: run_suite(seed, conn, SEED_SUITE),
                                          run_name)

@@ -1,106 +1,23 @@
-"""`fab demo` / `make demo`: image, VM, deploy, experiment suite, answers page — timed by stage.
+"""`fab demo` / `make demo`: image, VM, deploy, probes, the compose part, the experiment suite, the
+answers pages — timed by stage.
 
 Re-runnable: the image is cached, a running lab is reused, deploy is idempotent, the probes (sysctl
-namespaces, health-check cost; reused for the same lab) and the suite's finished cells are kept in
-state_dir()/demo.json and reused by the next run.
+namespaces, health-check cost; reused for the same lab) and the suites' finished cells are kept in
+state_dir()/demo.json and reused by the next run (dnslab/stages.py). The standard suite on a systemd lab
+gets the compose part first (dnslab/compose_part.py): its cells answer the compose runtime's questions on
+reports/compose.html, summed up on the answers page.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
-from rich.console import Console
-from rich.table import Table
-
-from lab.local.atomic import write_json
+from dnslab.compose_part import has_part, run_part
+from dnslab.stages import Stages, console, probe, run_name, run_suite
 from lab.local.runlock import locked
-from lab.local.state import runs_dir, state_dir
+from lab.local.state import runs_dir
 from lab.model.config import Lab
-from lab.model.errors import ActionFailed
-
-T = TypeVar("T")
-console = Console(stderr=True)
-
-
-class Stages:
-    """Runs named stages in order and keeps how long each took."""
-
-    def __init__(self) -> None:
-        self.times: list[tuple[str, float, str]] = []
-
-    def run(self, name: str, func: Callable[[], T], note: Callable[[T], str] = lambda _: "") -> T:
-        console.rule(f"[bold]{name}")
-        start = time.monotonic()
-        result = func()
-        self.times.append((name, time.monotonic() - start, note(result)))
-        return result
-
-    def table(self) -> Table:
-        table = Table(title="demo: time by stage")
-        for column in ("stage", "seconds", "result"):
-            table.add_column(column, justify="right" if column == "seconds" else "left")
-        for name, seconds, note in self.times:
-            table.add_row(name, f"{seconds:.0f}", note)
-        table.add_row("total", f"{sum(t for _, t, _ in self.times):.0f}", "")
-        return table
-
-
-def _progress_file() -> Path:
-    return state_dir() / "demo.json"
-
-
-def _remembered() -> dict[str, Any]:
-    try:
-        return json.loads(_progress_file().read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _remember(**values: Any) -> None:
-    write_json(_progress_file(), {**_remembered(), **values})
-
-
-def _key(name: str, tag: str) -> str:
-    return f"{name}_{tag}" if tag else name
-
-
-def probe(lab: Lab, conn: Any, experiment: str, *, tag: str = "") -> Path:
-    """A probe experiment's JSON (`<run>/probe_*.json`); an earlier demo's is reused for the same lab
-    (remembered under `tag` too: one per release in the per-release demo)."""
-    from chaos.execute import run_experiment
-
-    key = _key(f"probe_{experiment}", tag)
-    known = _remembered().get(key) or {}
-    if known.get("lab") == lab.as_dict() and Path(known.get("path", "")).is_file():
-        return Path(known["path"])
-    run_dir = run_experiment(lab, conn, experiment)
-    found = sorted(run_dir.glob("probe_*.json"))
-    if not found:
-        raise ActionFailed(f"{run_dir}: the {experiment} probe wrote no probe_*.json")
-    _remember(**{key: {"path": str(found[0]), "lab": lab.as_dict()}})
-    return found[0]
-
-
-def run_name(path: Path) -> str:
-    """A stage result's run directory name (the stage table's result column)."""
-    return path.parent.name
-
-
-def run_suite(lab: Lab, conn: Any, suite: str, *, tag: str = "") -> Path:
-    """The suite's matrix.json, keeping the cells an interrupted demo (with the same `tag`) already
-    finished."""
-    from chaos.matrix import matrix_dir, run_matrix
-
-    key = _key(f"matrix_{suite}", tag)
-    out_dir = Path(_remembered().get(key) or matrix_dir(f"{suite}-{tag}" if tag else suite))
-    _remember(**{key: str(out_dir)})
-    report = run_matrix(lab, conn, suite, out_dir=out_dir)
-    _remember(**{key: None})
-    return report.parent / "matrix.json"
 
 
 @locked("demo")
@@ -109,9 +26,13 @@ def run_demo(lab: Lab, *, suite: str = "standard", lab_file: str = "lab.toml") -
     from lab.ops.deploy import deploy
     from lab.providers import ensure_up, lab_image, open_lab
     from reports.answers import headlines, write_answers
+    from reports.compose_page import headlines as compose_headlines
+    from reports.compose_page import summary_section, write_compose
 
     stages = Stages()
-    console.print(f"dnslab demo: lab {lab_file}, provider {lab.vm.provider}, suite {suite}")
+    part = has_part(lab, suite)
+    console.print(f"dnslab demo: lab {lab_file}, provider {lab.vm.provider}, suite {suite}"
+                  + (", with its compose part" if part else ""))
     if lab.vm.provider != "ssh":
         stages.run("image", lambda: lab_image(lab), lambda a: a.qcow2.name)
     endpoint = stages.run("up", lambda: ensure_up(lab), lambda e: f"{e.host}:{e.port}")
@@ -119,14 +40,24 @@ def run_demo(lab: Lab, *, suite: str = "standard", lab_file: str = "lab.toml") -
     stages.run("deploy", lambda: deploy(lab, conn), lambda s: f"{s.changed} changed")
     sysctls = stages.run("sysctl probe", lambda: probe(lab, conn, "sysctl-namespaces"), run_name)
     costs = stages.run("checks probe", lambda: probe(lab, conn, "check-cost"), run_name)
+    reports = runs_dir().parent
+    found = run_part(lab, conn, suite, stages, reports / "compose-deploy.json") if part else {}
     matrix_json = stages.run("experiments", lambda: run_suite(lab, conn, suite), run_name)
-    runs = runs_dir()
-    index = runs.parent / "index.html"
+    extra, lines = [], []
+    if found:
+        compose_page, data = stages.run(
+            "compose answers", lambda: write_compose(found["compose"], found["seed"], matrix_json,
+                                                     found["deploy"], reports / "compose.html"),
+            lambda r: str(r[0]))
+        extra, lines = [summary_section(data, compose_page.name)], compose_headlines(data)
+    index = reports / "index.html"
     page, answers = stages.run(
-        "answers", lambda: write_answers(matrix_json, sysctls, lab, runs, index, costs), lambda r: str(r[0]))
+        "answers", lambda: write_answers(matrix_json, sysctls, lab, runs_dir(), index, costs, extra),
+        lambda r: str(r[0]))
     console.print(stages.table())
     cells = json.loads(matrix_json.read_text()).get("cells") or []
     done = sum(c.get("status") == "completed" for c in cells)
-    print("\n".join([f"answers: {page}", f"cells: {done} of {len(cells)} completed", *headlines(answers)]))
+    print("\n".join([f"answers: {page}", f"cells: {done} of {len(cells)} completed", *headlines(answers),
+                     *(f"compose: {line}" for line in lines)]))
     console.print(f"The lab is still up: `fab status`, `fab chaos`, `fab down` when done. Open {page}")
     return page

@@ -5,7 +5,7 @@ For each release of RELEASES, in order: the lab file's lab with `[vm] release` s
 deploy, both probes, the `releases` suite and that release's answers page
 (reports/answers-<release>.html), then down, also when a stage fails or is interrupted. Then
 reports/releases.html puts the releases side by side. Refused while a lab VM is up and with another
-provider than qemu. Probes and finished cells are remembered per release (dnslab/demo.py), so a
+provider than qemu. Probes and finished cells are remembered per release (dnslab/stages.py), so a
 re-run picks up where an interrupted one stopped.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dnslab.demo import Stages, console, probe, run_name, run_suite
+from dnslab.stages import Stages, console, probe, run_name, run_suite
 from lab.local.runlock import locked
 from lab.local.state import runs_dir
 from lab.model.config import RELEASES, Lab

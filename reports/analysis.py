@@ -36,6 +36,9 @@ DEFINITIONS: dict[str, str] = {
     "fault's real server in the load's protocol (udp unless every query is TCP) has weight > 0 (absent "
     "counts as removed); empty when never removed in the span",
     "detection_by_proto": "detection_ms for each protocol's virtual server",
+    "restarted_ms": "compose: from the fault to the instant Docker's restart policy started the resolver's "
+    "container again (its State.StartedAt, which the restart action after the fault reports when the "
+    "container was running already); empty when the runner started it, and under systemd",
     "notify_detection_ms": "from the fault to Keepalived's own report that the server is down (its "
     "lvs_notify_fifo line, a detect event) in the load's protocol; it comes just before the IPVS sample "
     "that shows the removal (at most one sample interval)",

@@ -242,8 +242,9 @@ def load_cells(matrix_json: Path, out_dir: Path) -> list[Cell]:
 
 
 def write_answers(matrix_json: Path, probe_json: Path | None, lab: Lab, runs: Path, out: Path,
-                  cost_json: Path | None = None) -> tuple[Path, Answers]:
-    """Write the answers page (answers, then every run under `runs`) to `out`; its path and the answers.
+                  cost_json: Path | None = None, extra: Sequence[Section] = ()) -> tuple[Path, Answers]:
+    """Write the answers page (answers, `extra` sections, then every run under `runs`) to `out`; its
+    path and the answers.
 
     `probe_json` is the sysctl-namespace probe's result, `cost_json` the health-check cost probe's."""
     cells = load_cells(matrix_json, out.parent)
@@ -253,4 +254,4 @@ def write_answers(matrix_json: Path, probe_json: Path | None, lab: Lab, runs: Pa
         cost = {"summary": _read_json(cost_json)["summary"], "href": os.path.relpath(cost_json, out.parent),
                 "run_id": cost_json.parent.name}
     result = answer(cells, probe, lab, cost)
-    return write_index(runs, out, sections(result), title="dnslab: measured answers"), result
+    return write_index(runs, out, [*sections(result), *extra], title="dnslab: measured answers"), result

@@ -24,6 +24,7 @@ from lab.model.parse import flatten
 from reports.answers import STALL_MS, load_cells
 from reports.cells import Cell
 from reports.html import environment
+from reports.index import Section
 from reports.stats import CI_MIN_N, NO_DIFFERENCE, separated, spread
 from reports.stats import describe as spread_text
 
@@ -43,6 +44,7 @@ STATS = {"failover_window_ms": ("failover window", " ms"), "failed": ("failed qu
 NOT_MEASURED = "not measured"
 CANNOT_TELL = "cannot tell"
 DETECTION = ("detection_ms", "failover_window_ms")
+CRASH = ("failover_window_ms", "failed", "detection_ms")  # two runs of the same crash at the same rate
 FAULTS = {"kill-one": "SIGKILL of one resolver", "stop-one": "docker pause of one resolver (the hang)",
           "all-down": "every resolver killed, then back",
           "all-down-repeat": "every resolver killed, then back (5 times)",
@@ -105,6 +107,7 @@ def measured(run: Run | None, name: str) -> dict[str, Any] | None:
     returns = spread(r.get("first_answer_ms") for r in cell.summary.get("returns") or [])
     spans = spread((f["span_end_ns"] - f["t_ns"]) / 1e6 for f in faults
                    if f.get("span_end_ns") is not None and f.get("t_ns") is not None)
+    restarts = [f for f in faults if not f.get("excluded_why") and f.get("restarted_ms") is not None]
     return {"name": name, "label": label(run), "fault": FAULTS.get(cell.experiment, cell.experiment),
             "href": cell.href, "run_id": cell.run_id,
             "n": fault.get("n", 0), "excluded": fault.get("excluded", 0),
@@ -116,7 +119,9 @@ def measured(run: Run | None, name: str) -> dict[str, Any] | None:
             "max_stall_ms": cell.summary.get("max_stall_ms"),
             "run_lookups_failed": cell.summary.get("lookups_failed"),
             "run_lookup_max_ms": cell.summary.get("lookup_max_ms"),
-            "first_answer": short(returns, " ms"), "span": short(spans, " ms")}
+            "first_answer": short(returns, " ms"), "span": short(spans, " ms"),
+            "restarted": short(stats.get("restarted_ms"), " ms"), "restarted_n": len(restarts),
+            "restarted_after_window": sum(f["restarted_ms"] > f["failover_window_ms"] for f in restarts)}
 
 
 def compare(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None, stat: str) -> dict[str, str]:
@@ -189,10 +194,11 @@ def keepalived_answer(compose: Sequence[Run], rows: Mapping[str, Any]) -> dict[s
 
 
 def deploy_figures(fresh_s: float, steps: Mapping[str, float], again_s: float, again_changed: int,
-                   changed: Sequence[str]) -> dict[str, Any]:
-    """The demo's deploy figures: the fresh deploy's time, `docker-compose up -d` (its step), from its
+                   changed: Sequence[str], *, fresh_vm: bool = True) -> dict[str, Any]:
+    """The demo's deploy figures: the first deploy's time, `docker-compose up -d` (its step), from its
     end until the VIP answers (every later step up to and including "ready:"), the redeploy's time and
-    changes, and the steps the fresh deploy changed."""
+    changes, the steps the first deploy changed, and whether it met a fresh VM (else the demo's VM, its
+    systemd stack torn down by that deploy)."""
     names = list(steps)
     up = next((i for i, n in enumerate(names) if n.startswith("compose: project up")), None)
     ready = next((i for i, n in enumerate(names) if n.startswith("ready:")), None)
@@ -200,7 +206,7 @@ def deploy_figures(fresh_s: float, steps: Mapping[str, float], again_s: float, a
     return {"fresh_s": fresh_s, "again_s": again_s, "again_changed": again_changed,
             "compose_up_s": steps[names[up]] if ok else None,  # type: ignore[index]
             "ready_s": sum(steps[n] for n in names[up + 1:ready + 1]) if ok else None,  # type: ignore[operator]
-            "changed_steps": list(changed)}
+            "changed_steps": list(changed), "fresh_vm": fresh_vm}
 
 
 def init_answer(deploy: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -236,6 +242,43 @@ def docker_dns_answer(rows: Mapping[str, Any]) -> dict[str, Any]:
             + comparisons(rows["seed_musl"], rows["seed_docker"], stats[1:])}
 
 
+def restart_answer(rows: Mapping[str, Any]) -> dict[str, Any]:
+    """unless-stopped against restart "no" on the same crash, and from the unless-stopped run alone when
+    Docker's policy restarted the container (`policy`: after the failover window had closed in how many
+    kept faults: then the policy cannot have changed the burp, which Keepalived's removal ended)."""
+    unless = rows["unless"]
+    policy = None
+    if unless and unless["restarted_n"]:
+        after, n = unless["restarted_after_window"], unless["restarted_n"]
+        policy = {"restarted": unless["restarted"], "after": after, "n": n, "shortened": n - after,
+                  "window": unless["text"]["failover_window_ms"], "detection": unless["text"]["detection_ms"]}
+    return {**table(rows, ("unless", "no")), "policy": policy,
+            "comparisons": comparisons(rows["unless"], rows["no"], CRASH)}
+
+
+def policy_line(policy: Mapping[str, Any] | None) -> list[str]:
+    """The restart policy's effect read from the unless-stopped run (none without a policy restart)."""
+    if not policy:
+        return []
+    verdict = ("so the policy did not shorten the burp" if not policy["shortened"] else
+               f"so it shortened the burp in {policy['shortened']} of {policy['n']}")
+    return [f"restart policy: Docker started the crashed container again {policy['restarted']} after the "
+            f"crash, after the failover window had closed in {policy['after']} of {policy['n']} kept "
+            f"faults, {verdict}"]
+
+
+def presets_answer(rows: Mapping[str, Any]) -> dict[str, Any]:
+    """The seed against the recommended settings on compose, and compose against systemd. Each runs at its
+    own rate: failed queries scale with it, windows and detection do not. Without the seed's VIP-direct
+    cell another seed cell stands in, compared on detection alone (Keepalived's removal does not depend
+    on the client path; the window does)."""
+    seed = next((k for k in ("seed_vip", "seed_docker", "seed_musl") if rows[k] is not None), "seed_vip")
+    seed_stats = DETECTION if seed == "seed_vip" else ("detection_ms",)
+    return {**table(rows, (seed, "unless", "systemd")),
+            "comparisons": comparisons(rows[seed], rows["unless"], seed_stats)
+            + comparisons(rows["unless"], rows["systemd"], CRASH)}
+
+
 ROWS = {"unless": ("compose, unless-stopped", "compose", on_compose("kill-one", "unless-stopped")),
         "no": ('compose, restart "no"', "compose", on_compose("kill-one", "no")),
         "exit": ("compose, removal on exit", "compose", on_compose("kill-one", "unless-stopped", True)),
@@ -257,19 +300,14 @@ def compose_answers(compose: Sequence[Run], seed: Sequence[Run], reference: Sequ
     groups = {"compose": compose, "seed": seed, "reference": reference}
     picked = {key: pick(groups[group], test) for key, (_, group, test) in ROWS.items()}
     rows = {key: measured(run, ROWS[key][0]) for key, run in picked.items()}
-    stats = ("failover_window_ms", "failed", "detection_ms")
     answers = {
         "keepalived": {**keepalived_answer(compose, rows), **table(rows, ("systemd", "unless", "no"))},
         "init": init_answer(deploy),
         "docker_dns": {**docker_dns_answer(rows), **table(rows, ("seed_vip", "seed_docker", "seed_musl"))},
-        "restart": {**table(rows, ("unless", "no")),
-                    "comparisons": comparisons(rows["unless"], rows["no"], stats)},
+        "restart": restart_answer(rows),
         "exit": {**table(rows, ("unless", "exit")),
-                 "comparisons": comparisons(rows["exit"], rows["unless"], stats)},
-        "presets": {**table(rows, ("seed_vip", "unless", "systemd")),
-                    # each at its own rate: failed queries scale with it, windows and detection do not
-                    "comparisons": comparisons(rows["seed_vip"], rows["unless"], DETECTION)
-                    + comparisons(rows["unless"], rows["systemd"], stats)},
+                 "comparisons": comparisons(rows["exit"], rows["unless"], CRASH)},
+        "presets": presets_answer(rows),
     }
     listed = [("compose", r) for r in compose] + [("seed-compose", r) for r in seed]
     listed += [("systemd reference", picked["systemd"])] if picked["systemd"] else []
@@ -278,24 +316,41 @@ def compose_answers(compose: Sequence[Run], seed: Sequence[Run], reference: Sequ
     return {"questions": QUESTIONS, "answers": answers, "cells": cells, "ci_min_n": CI_MIN_N}
 
 
-def headlines(data: Mapping[str, Any]) -> list[str]:
-    """A few terminal lines: one per answer."""
+def answer_lines(data: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Each question's answer in a few lines of text, by question key (the terminal, the answers page)."""
     a = data["answers"]
     k = a["keepalived"]
     works = NOT_MEASURED if k["works"] is None else "works" if k["works"] else "not shown"
-    lines = [f"keepalived in compose: {works} (removed the resolver in {k['removed']} of {k['kept']} "
-             "kept faults)"]
-    lines += [f"  {c['text']}" for c in k["comparisons"][:2]]
     init = a["init"]
-    lines.append("init container: not measured" if not init else
+    seen = [f"{row['name']}: {sees_text} (n={row['n']}, {row['excluded']} excluded)"
+            for row, sees_text in zip(a["docker_dns"]["rows"], a["docker_dns"]["sees"], strict=True) if row]
+    return {
+        "keepalived": [f"keepalived in compose: {works} (removed the resolver in {k['removed']} of "
+                       f"{k['kept']} kept faults)", *(c["text"] for c in k["comparisons"][:2])],
+        "init": ["init container: not measured" if not init else
                  f"init container: docker-compose up {init['compose_up_s'] or 0:.1f} s, VIP answering "
-                 f"{init['ready_s'] or 0:.1f} s later; redeploy {init['again_changed']} changed")
-    for row, seen in zip(a["docker_dns"]["rows"], a["docker_dns"]["sees"], strict=True):
-        if row:
-            lines.append(f"{row['name']}: {seen} (n={row['n']}, {row['excluded']} excluded)")
-    lines += [f"restart policy: {c['text']}" for c in a["restart"]["comparisons"][:1]]
-    lines += [f"removal on exit: {c['text']}" for c in a["exit"]["comparisons"][:1]]
-    return lines
+                 f"{init['ready_s'] or 0:.1f} s later; redeploy {init['again_changed']} changed"],
+        "docker_dns": seen or [f"Docker DNS: {NOT_MEASURED}"],
+        "restart": [f"restart policy: {c['text']}" for c in a["restart"]["comparisons"][:1]
+                    if c["verdict"] != NOT_MEASURED or not a["restart"]["policy"]]
+                   + policy_line(a["restart"]["policy"]),
+        "exit": [f"removal on exit: {c['text']}" for c in a["exit"]["comparisons"][:1]],
+        "presets": [f"presets: {c['text']}" for c in a["presets"]["comparisons"]],
+    }
+
+
+def headlines(data: Mapping[str, Any]) -> list[str]:
+    """A few terminal lines: the answers' lines without the presets' (on the page)."""
+    by_question = answer_lines(data)
+    return [line for key, lines in by_question.items() if key != "presets" for line in lines]
+
+
+def summary_section(data: Mapping[str, Any], href: str) -> Section:
+    """The answers page's section on the compose runtime: each question and its answer's lines, and a
+    link to the page (`href`, relative to the answers page)."""
+    html = environment().get_template("compose_summary.html.j2").render(
+        questions=data["questions"], lines=answer_lines(data), href=href)
+    return Section("The compose runtime (the seed's own stack)", html)
 
 
 def render_compose(data: Mapping[str, Any], generated: str = "") -> str:

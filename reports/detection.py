@@ -200,7 +200,7 @@ def _flaps(events: pd.DataFrame, real_server: str, t: int, end: int | None, prot
 
 
 STAT_KEYS = ("failover_window_ms", "failed", "detection_ms", "notify_detection_ms", "lookups_failed",
-             "lookup_max_ms")
+             "lookup_max_ms", "restarted_ms")
 
 
 def action_stats(faults: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -37,6 +37,7 @@ class FaultResult:
     served_before: float | None
     pinning: pd.DataFrame = field(repr=False, compare=False)
     lookups: LookupStats | None = None  # lookups whose first query was sent in the span
+    restarted_ms: float | None = None  # Docker's restart policy started the resolver again (compose)
 
     @property
     def excluded_why(self) -> str | None:
@@ -67,6 +68,7 @@ class FaultResult:
             "share_before": self.share_before,
             "served_before": self.served_before,
             "excluded_why": self.excluded_why,
+            "restarted_ms": self.restarted_ms,
             **{k: lookups.get(k) for k in ("lookups", "lookups_failed", "lookups_retried", "lookup_max_ms")},
         }
 
@@ -165,7 +167,23 @@ def analyse_fault(
         share_before=traffic_share(queries, resolver, t),
         served_before=served_before(queries, t),
         pinning=pinning,
+        restarted_ms=policy_restart_ms(events, str(event["target"]), t),
     )
+
+
+def policy_restart_ms(events: pd.DataFrame, target: str, t: int) -> float | None:
+    """From the fault at `t` to Docker's restart policy starting its target's container again: the
+    `started_ns` of the next restart_resolver event of that target when it says `started_by` policy
+    (chaos/actions.py); None otherwise (systemd, restart "no", a runner's start)."""
+    later = events[(events["t_ns"] > t) & (events["action"] == "restart_resolver")
+                   & (events["target"] == target)]
+    detail = later.iloc[0]["detail"] if len(later) else None
+    if not isinstance(detail, dict) or detail.get("started_by") != "policy":
+        return None
+    started = detail.get("started_ns")
+    if not isinstance(started, int) or isinstance(started, bool) or started < t:
+        return None
+    return (started - t) / NS_PER_MS
 
 
 def fault_spans(events: pd.DataFrame) -> list[tuple[int, int | None]]:

@@ -39,7 +39,7 @@ def test_bytes_and_mode(tmp_path):
 
 
 def test_demo_state_is_written_with_it(tmp_path, monkeypatch):
-    from dnslab import demo
+    from dnslab import stages
     from lab.local import atomic
 
     monkeypatch.setenv("DNSLAB_STATE", str(tmp_path))
@@ -47,7 +47,7 @@ def test_demo_state_is_written_with_it(tmp_path, monkeypatch):
     real = atomic.write_atomic
     monkeypatch.setattr(atomic, "write_atomic",
                         lambda p, d, mode=0o644: written.append(p) or real(p, d, mode))
-    demo._remember(matrix_quick="x")
-    demo._remember(probe="y")
+    stages._remember(matrix_quick="x")
+    stages._remember(probe="y")
     assert written == [tmp_path / "demo.json"] * 2
     assert json.loads((tmp_path / "demo.json").read_text()) == {"matrix_quick": "x", "probe": "y"}

@@ -211,3 +211,16 @@ def test_a_sysctl_the_lab_leaves_alone_is_undone_to_its_value_before_the_fault(l
     t = actions.Target(_InNs(netns), with_overrides(lab, {"network": {"keepalived_netns": "lb"}}))
     planned = actions.planned_undo(t, "set_sysctl", {"name": "net.ipv4.ip_default_ttl", "value": 77})
     assert planned == (actions.Undo("set_sysctl", {"name": "net.ipv4.ip_default_ttl", "value": "64"}),)
+
+
+@pytest.mark.parametrize(("out", "detail"), [
+    ("policy 1796117215123456789", {"started_by": "policy", "started_ns": 1796117215123456789}),
+    ("runner 1796117215123456789", {"started_by": "runner", "started_ns": 1796117215123456789}),
+    ("", {}),  # systemd prints nothing after the instant
+    ("policy -62135596800000000000", {}),  # a container never started: StartedAt 0001-01-01
+    ("someone 1", {}),
+])
+def test_the_restart_actions_report_says_who_started_the_container_and_when(out, detail):
+    from chaos.actions import started_detail
+
+    assert started_detail(out) == detail

@@ -45,6 +45,27 @@ def test_shipped_suites_are_valid_for_the_lab(raw_lab, suite):
         with_overrides(lab, cell.overrides)
 
 
+@pytest.mark.parametrize(("suite", "lab_file"), [
+    ("compose", "labs/compose.toml"), ("compose-reference", "lab.toml"),
+    ("seed-compose", "labs/seed-compose.toml"), ("standard-compose", "labs/compose.toml"),
+    ("standard-seed", "labs/seed-compose.toml")])
+def test_the_compose_suites_are_valid_for_their_labs(suite, lab_file):
+    lab = load_lab(REPO / lab_file)
+    check_cells(lab, cells(load_suite(suite)))
+
+
+def test_make_demos_compose_part_runs_its_suites_on_the_compose_labs(raw_lab):
+    """`make demo` (the standard suite) gets its compose part from dnslab/compose_part.py: each suite it
+    names exists and its cells are valid on the lab it runs on, each fault cell with n >= 5."""
+    from dnslab.compose_part import PARTS, compose_labs
+
+    compose, seed = compose_labs(parse_lab(raw_lab))
+    for suite, lab in zip(PARTS["standard"], (compose, seed), strict=True):
+        todo = cells(load_suite(suite))
+        check_cells(lab, todo)
+        assert all(load_experiment(c.experiment, lab).repeat.times >= 5 for c in todo), suite
+
+
 def test_standard_suite_covers_the_seed_questions():
     standard = cells(load_suite("standard"))
     varied = {key for cell in standard for key in cell.varied}

@@ -95,7 +95,7 @@ def test_the_demo_deploys_twice_runs_three_suites_goes_down_then_writes_the_page
     assert page == tmp_path / "reports" / "compose.html"
     figures = json.loads((tmp_path / "reports" / "compose-deploy.json").read_text())
     assert figures == {"fresh_s": 60.0, "again_s": 5.0, "again_changed": 0, "compose_up_s": 20.0,
-                       "ready_s": 3.0, "changed_steps": [UP]}
+                       "ready_s": 3.0, "changed_steps": [UP], "fresh_vm": True}
     out = capsys.readouterr()
     assert f"compose answers: {page}\na headline" in out.out and "The lab is down" in out.err
 

@@ -15,12 +15,14 @@ from reports.compose_page import (
     CANNOT_TELL,
     NOT_MEASURED,
     Run,
+    answer_lines,
     compose_answers,
     deploy_figures,
     headlines,
     init_answer,
     render_compose,
     sees,
+    summary_section,
     write_compose,
 )
 from reports.detection import action_stats
@@ -34,12 +36,13 @@ STALLED = "only 3% of the queries in the second before it were answered: the lab
 def run(run_id: str, experiment: str, windows: list[float], *, runtime: str = "compose",
         restart: str = "unless-stopped", nameservers: tuple[str, ...] = ("vip",), client: str = "raw",
         excluded: int = 0, lookups_failed: int = 10, lookup_max: float = 50.0,
-        exit_events: bool = False) -> Run:
+        exit_events: bool = False, restarted: list[float | None] | None = None) -> Run:
     """A fault run with one fault per window (the last `excluded` of them met a stalled lab) and the
-    lab it ran, as meta.json holds it (flattened)."""
+    lab it ran, as meta.json holds it (flattened); `restarted`: each fault's policy restart."""
     faults = [{"action": "kill_resolver", "failover_window_ms": w, "failed": int(w / 10), "detection_ms": w,
                "resolver": "rs2", "lookups_failed": lookups_failed, "lookup_max_ms": lookup_max,
-               "excluded_why": STALLED if i >= len(windows) - excluded else None}
+               "excluded_why": STALLED if i >= len(windows) - excluded else None,
+               "restarted_ms": (restarted or [None] * len(windows))[i]}
               for i, w in enumerate(windows)]
     summary = {"queries": 3000, "ok": 2900, "dropped": 100, "max_stall_ms": max(windows), "duration_s": 10.0,
                "faults": faults, "fault_stats": action_stats(faults), "answers_by_resolver": {"rs2": 500},
@@ -206,3 +209,63 @@ def test_write_compose_reads_the_real_seed_compose_matrix(tmp_path):
     for row in rows:
         assert f"{row['n']} ({row['excluded']} excluded)" in text and len(row["why"]) == row["excluded"]
         assert all(why in text for why in row["why"])
+
+
+def test_without_the_seeds_vip_cell_another_seed_cell_is_compared_on_detection_alone():
+    """make demo's seed cell asks through Docker's DNS: its window depends on that client path, Keepalived's
+    removal does not."""
+    musl = [r for r in seed_suite() if r.value("load.client") == "musl"]
+    data = compose_answers(compose_suite(SLOW), musl, SYSTEMD, None)
+    presets = data["answers"]["presets"]
+    assert [r["name"] for r in presets["rows"]] == ["the seed, Docker DNS (musl)", "compose, unless-stopped",
+                                                    "systemd"]
+    texts = [c["text"] for c in presets["comparisons"]]
+    assert texts[0].startswith("detection: ") and "with the seed, Docker DNS (musl)" in texts[0]
+    assert [t.split(":")[0] for t in texts[1:]] == ["failover window", "failed queries per fault",
+                                                    "detection"]
+    assert verdicts(presets["comparisons"])[0] == "lower with the seed, Docker DNS (musl)"
+
+
+def test_the_answers_pages_section_gives_each_question_its_lines_and_links_the_page():
+    data = compose_answers(compose_suite(FAST, no=SLOW), seed_suite(), SYSTEMD,
+                           init_answer({**DEPLOY, "fresh_vm": False}))
+    section = summary_section(data, "compose.html")
+    assert section.title == "The compose runtime (the seed's own stack)"
+    for key in data["questions"]:
+        assert f'data-question="{key}"' in section.html
+    assert ("init container: docker-compose up 20.0 s, VIP answering 3.0 s later; redeploy 0 changed"
+            in section.html)
+    assert "restart policy: failover window: " in section.html and "presets: detection: " in section.html
+    assert '<a href="compose.html">compose.html</a>' in section.html
+    page = render_compose(data)
+    assert ("On the demo&#39;s VM, its systemd stack torn down by this deploy, "
+            "<code>docker-compose up -d</code>") in page
+    assert "On a fresh VM" in render_compose(compose_answers([], [], [], init_answer(DEPLOY)))
+
+
+@pytest.mark.parametrize(("restarted", "spread", "after", "line"), [
+    ([3000.0, 3100, 2900, 3050, 2950], "3000 [2900–3100] ms, n=5", 5,
+     "so the policy did not shorten the burp"),
+    ([3000.0, 3100, 1000, 3050, 1200], "3000 [1000–3100] ms, n=5", 3,
+     "so it shortened the burp in 2 of 5"),
+])
+def test_without_a_restart_no_cell_the_policy_is_read_from_when_docker_restarted_the_container(
+        restarted, spread, after, line):
+    """A restart after the window closed cannot have changed the burp: Keepalived's removal ended it."""
+    unless = run("c1", "kill-one", SLOW, restarted=restarted)
+    data = compose_answers([unless], [], SYSTEMD, None)
+    restart = data["answers"]["restart"]
+    assert (restart["policy"]["after"], restart["policy"]["n"]) == (after, 5)
+    assert restart["policy"]["restarted"] == spread
+    (text,) = answer_lines(data)["restart"]  # the "no" comparison reads not measured: left out
+    assert text.startswith(f"restart policy: Docker started the crashed container again {spread} after")
+    assert text.endswith(line)
+    page = render_compose(data)
+    assert f"had closed by then in <b>{after} of 5</b> kept faults" in page
+
+
+def test_no_policy_restart_leaves_the_measured_comparison_alone():
+    data = compose_answers(compose_suite(SLOW, no=FAST), [], [], None)
+    assert data["answers"]["restart"]["policy"] is None
+    (text,) = answer_lines(data)["restart"]
+    assert text.startswith("restart policy: failover window: ") and "lower with compose, restart" in text

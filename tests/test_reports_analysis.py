@@ -237,3 +237,33 @@ def test_a_fault_that_meets_a_stalled_lab_is_left_out_of_the_statistics(tmp_path
     stats = a.summary()["fault_stats"]["kill"]
     assert (stats["n"], stats["excluded"]) == (1, 1)
     assert stats["failover_window_ms"]["median"] == first.failover_window_ms == 90.0
+
+
+@pytest.mark.parametrize(("detail", "expected"), [
+    ({"started_by": "policy", "started_ns": T0_NS + 2300 * MS}, 300.0),  # Docker's policy, 300 ms after
+    ({"started_by": "runner", "started_ns": T0_NS + 2500 * MS}, None),  # restart "no": the runner did
+    ({}, None),  # systemd: `systemctl restart` says nothing
+    ({"started_by": "policy", "started_ns": T0_NS + 1000 * MS}, None),  # a start before the kill
+    ({"started_by": "policy", "started_ns": "soon"}, None),
+])
+def test_a_policy_restart_is_timed_from_its_crash(tmp_path: Path, detail: dict,
+                                                  expected: float | None) -> None:
+    """restarted_ms: from a kill to the container's start by Docker's restart policy, as the restart
+    action after it reports; the spread goes to fault_stats like every other figure."""
+    rows = [{"t_send_ns": T0_NS + 10 * i * MS, "latency_ms": 2.0, "outcome": "ok", "rcode": "NOERROR",
+             "resolver": ("rs1", "rs2")[i % 2], "proto": "udp", "qname": "who.lab.test", "qtype": "TXT",
+             "src_port": 20000 + i, "worker": f"w{i % 4}"} for i in range(400)]
+    rs2 = "192.168.100.12:53"
+    events = [{"t_ns": T0_NS + 2000 * MS, "kind": "fault", "action": "kill_resolver", "target": "rs2",
+               "detail": {"real_server": rs2, "signal": "KILL"}},
+              {"t_ns": T0_NS + 2500 * MS, "kind": "rollback", "action": "restart_resolver", "target": "rs2",
+               "detail": {"real_server": rs2, **detail}}]
+    ipvs = [{"t_ns": T0_NS + 100 * k * MS, "vip": "192.168.100.100:53", "proto": "udp", "real_server": rs2,
+             "weight": 1, "active_conns": 0, "inactive_conns": 0} for k in range(40)]
+    run = load_run(write_run(tmp_path / "restart", meta_for("restart", "planted", None), rows, events, ipvs))
+    a = analyse(run.queries, run.events, run.ipvs, run.meta)
+    (fault,) = a.faults
+    assert fault.restarted_ms == expected
+    assert a.summary()["faults"][0]["restarted_ms"] == expected
+    spread = a.summary()["fault_stats"]["kill_resolver"]["restarted_ms"]
+    assert (spread or {}).get("median") == expected

@@ -19,17 +19,28 @@ main_pid() {  # PIDS UNIT
     esac
 }
 
-netns_attach() {  # CONTAINER NETNS: NETNS names the container's current network namespace
-    pid=$(docker inspect -f '{{.State.Pid}}' "$1") || return
-    [ "$(stat -L -c %i "/run/netns/$2" 2>/dev/null)" = "$(stat -L -c %i "/proc/$pid/ns/net")" ] && return
-    ip netns delete "$2" 2>/dev/null
-    ip netns attach "$2" "$pid"
+netns_attach() {  # NETNS PID: NETNS names the network namespace of process PID (a container's)
+    [ "$(stat -L -c %i "/run/netns/$1" 2>/dev/null)" = "$(stat -L -c %i "/proc/$2/ns/net")" ] && return
+    ip netns delete "$1" 2>/dev/null
+    ip netns attach "$1" "$2"
 }
 
 container_ensure() {  # CONTAINER NETNS: unpaused, running, its namespace named
-    [ "$(docker inspect -f '{{.State.Paused}}' "$1")" = true ] && docker unpause "$1" >/dev/null
-    [ "$(docker inspect -f '{{.State.Running}}' "$1")" = true ] || docker start "$1" >/dev/null || return
-    [ -z "$2" ] || netns_attach "$1" "$2"
+    # One `docker inspect` when it runs already (each Docker CLI call takes ~1 s under TCG and load, the
+    # daemons at CPU weight 1): a restart policy has usually brought a crashed resolver back by now.
+    # Sets started_by (policy: it was running, runner: this started it) and started_at (State.StartedAt).
+    state=$(docker inspect -f '{{.State.Paused}} {{.State.Running}} {{.State.Pid}} {{.State.StartedAt}}' "$1") \
+        || return
+    read -r paused running pid started_at <<<"$state"
+    started_by=policy
+    if [ "$paused" = true ]; then docker unpause "$1" >/dev/null || return; fi
+    if [ "$running" != true ]; then
+        started_by=runner
+        docker start "$1" >/dev/null || return
+        state=$(docker inspect -f '{{.State.Pid}} {{.State.StartedAt}}' "$1") || return
+        read -r pid started_at <<<"$state"
+    fi
+    [ -z "$2" ] || netns_attach "$2" "$pid"
 }
 
 running_pid() {  # PIDS UNIT: the main PID, or a message and exit 3
@@ -77,7 +88,12 @@ case "$action" in
         stamp
         # Under docker every experiment restarts a crashed resolver: `docker start` it, or leave it to
         # its restart policy when that brought it back already (a `docker restart` would crash it again).
-        if [ "$1" = docker ]; then container_ensure "$2" "${3:-}"; exit; fi
+        # Then prints who started it and when (ns): `policy 1796...` or `runner 1796...`.
+        if [ "$1" = docker ]; then
+            container_ensure "$2" "${3:-}" || exit
+            echo "$started_by $(date -d "$started_at" +%s%N)"
+            exit
+        fi
         systemctl restart "$2";;
     unit_stop)  # PIDS UNIT
         now

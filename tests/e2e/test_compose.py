@@ -96,7 +96,15 @@ def test_a_crashed_resolver_container_has_its_fault_figures(compose):
     assert meta["lab"]["check"]["removal_on_exit"] is True
     kills = [json.loads(line) for line in (compose["kill"] / "events.jsonl").read_text().splitlines()]
     assert sum(e["kind"] == "fault" and e["action"] == "kill_resolver" for e in kills) == CRASHES
-
+    # each restart says who started the container (unless-stopped: mostly Docker's policy) and when;
+    # a policy restart is timed from its crash
+    restarts = [e["detail"] for e in kills if e["action"] == "restart_resolver"]
+    assert len(restarts) == CRASHES and {d["started_by"] for d in restarts} <= {"policy", "runner"}, restarts
+    for fault, restart in zip(s["faults"], restarts, strict=True):
+        if restart["started_by"] == "policy":
+            assert fault["restarted_ms"] == pytest.approx((restart["started_ns"] - fault["t_ns"]) / 1e6)
+        else:
+            assert fault["restarted_ms"] is None
 
 def test_teardown_leaves_nothing_behind(compose):
     assert not compose["down"].failed, compose["down"].error
