@@ -36,8 +36,9 @@ def compose_labs(lab: Lab) -> tuple[Lab, Lab]:
 
 
 def has_part(lab: Lab, suite: str) -> bool:
-    """Whether the demo of `suite` on `lab` runs the compose part (a systemd lab: the reference)."""
-    return suite in PARTS and lab.stack.runtime == "systemd"
+    """Whether the demo of `suite` on `lab` runs the compose part: a systemd lab (the reference) on a lab
+    VM (qemu or Vagrant: the lab image has Docker; a host of the operator's, the ssh provider, need not)."""
+    return suite in PARTS and lab.stack.runtime == "systemd" and lab.vm.provider != "ssh"
 
 
 def timed_deploy(lab: Lab, conn: Any) -> Any:

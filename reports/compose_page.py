@@ -313,7 +313,8 @@ def compose_answers(compose: Sequence[Run], seed: Sequence[Run], reference: Sequ
     listed += [("systemd reference", picked["systemd"])] if picked["systemd"] else []
     cells = [{"suite": suite, **m} for suite, run in listed if run.cell.fault
              for m in [measured(run, run.cell.run_id)] if m]
-    return {"questions": QUESTIONS, "answers": answers, "cells": cells, "ci_min_n": CI_MIN_N}
+    return {"questions": QUESTIONS, "answers": answers, "cells": cells, "ci_min_n": CI_MIN_N,
+            "not_measured": NOT_MEASURED}
 
 
 def answer_lines(data: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -322,7 +323,8 @@ def answer_lines(data: Mapping[str, Any]) -> dict[str, list[str]]:
     k = a["keepalived"]
     works = NOT_MEASURED if k["works"] is None else "works" if k["works"] else "not shown"
     init = a["init"]
-    seen = [f"{row['name']}: {sees_text} (n={row['n']}, {row['excluded']} excluded)"
+    seen = [f"{row['name']}: {sees_text}: failed lookups per fault {row['text']['lookups_failed']}, longest "
+            f"lookup {row['text']['lookup_max_ms']} ({row['excluded']} excluded)"
             for row, sees_text in zip(a["docker_dns"]["rows"], a["docker_dns"]["sees"], strict=True) if row]
     return {
         "keepalived": [f"keepalived in compose: {works} (removed the resolver in {k['removed']} of "
@@ -334,7 +336,9 @@ def answer_lines(data: Mapping[str, Any]) -> dict[str, list[str]]:
         "restart": [f"restart policy: {c['text']}" for c in a["restart"]["comparisons"][:1]
                     if c["verdict"] != NOT_MEASURED or not a["restart"]["policy"]]
                    + policy_line(a["restart"]["policy"]),
-        "exit": [f"removal on exit: {c['text']}" for c in a["exit"]["comparisons"][:1]],
+        "exit": [f"removal on exit: {c['text']}" if c["verdict"] != NOT_MEASURED else
+                 f"removal on exit: {NOT_MEASURED} here (`SUITE=compose make demo` measures it)"
+                 for c in a["exit"]["comparisons"][:1]],
         "presets": [f"presets: {c['text']}" for c in a["presets"]["comparisons"]],
     }
 

@@ -269,3 +269,12 @@ def test_no_policy_restart_leaves_the_measured_comparison_alone():
     assert data["answers"]["restart"]["policy"] is None
     (text,) = answer_lines(data)["restart"]
     assert text.startswith("restart policy: failover window: ") and "lower with compose, restart" in text
+
+
+def test_a_comparison_with_a_side_not_measured_is_left_off_the_page():
+    data = compose_answers(compose_suite(SLOW), [], SYSTEMD, None)
+    assert verdicts(data["answers"]["restart"]["comparisons"]) == [NOT_MEASURED] * 3
+    page = render_compose(data)
+    assert 'data-verdict="not measured"' not in page and 'data-verdict="no measurable difference"' in page
+    (text,) = answer_lines(data)["exit"]
+    assert text == "removal on exit: not measured here (`SUITE=compose make demo` measures it)"

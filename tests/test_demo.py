@@ -120,6 +120,13 @@ def test_a_compose_lab_has_no_compose_part(raw_lab, calls):
     assert not compose_part.has_part(lab, "standard")
 
 
+def test_a_host_of_the_operators_gets_no_compose_part(raw_lab):
+    """The ssh provider reaches a host that need not have Docker: the compose part is the lab image's."""
+    raw_lab["vm"]["provider"] = "ssh"
+    raw_lab["ssh"]["host"] = "192.0.2.10"
+    assert not compose_part.has_part(parse_lab(raw_lab, "lab.toml"), "standard")
+
+
 def test_a_failed_compose_deploy_stops_the_demo_in_one_line(raw_lab, calls, monkeypatch):
     import lab.ops.deploy
 
