@@ -237,6 +237,7 @@ def test_the_answers_pages_section_gives_each_question_its_lines_and_links_the_p
             in section.html)
     assert "restart policy: failover window: " in section.html and "presets: detection: " in section.html
     assert '<a href="compose.html">compose.html</a>' in section.html
+    assert "python -m lab render --lab labs/compose-exit.toml --out DIR" in section.html
     page = render_compose(data)
     assert ("On the demo&#39;s VM, its systemd stack torn down by this deploy, "
             "<code>docker-compose up -d</code>") in page
