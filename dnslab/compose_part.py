@@ -4,10 +4,10 @@ of the standard `make demo`.
 The part runs on the demo's own VM after its probes: deploy labs/compose.toml (the systemd stack is torn
 down first; timed from `docker-compose up -d` until the VIP answers) and again (0 changed when
 idempotent), the `standard-compose` suite (a resolver container crashed 5 times under restart
-unless-stopped and "no") and the `standard-seed` suite on labs/seed-compose.toml (the seed's client
-through Docker's embedded DNS). The standard suite that follows deploys the systemd stack back, and
-reports/compose.html compares these cells with its kill-one. The full set, on a fresh VM:
-`SUITE=compose make demo` (dnslab/compose_demo.py).
+unless-stopped; when Docker restarted it answers what the policy does) and the `standard-seed` suite on
+labs/seed-compose.toml (the seed's client through Docker's embedded DNS). The standard suite that
+follows deploys the systemd stack back, and reports/compose.html compares these cells with its
+kill-one. The full set, on a fresh VM: `SUITE=compose make demo` (dnslab/compose_demo.py).
 """
 
 from __future__ import annotations

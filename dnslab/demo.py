@@ -40,7 +40,8 @@ def run_demo(lab: Lab, *, suite: str = "standard", lab_file: str = "lab.toml") -
     stages.run("deploy", lambda: deploy(lab, conn), lambda s: f"{s.changed} changed")
     sysctls = stages.run("sysctl probe", lambda: probe(lab, conn, "sysctl-namespaces"), run_name)
     costs = stages.run("checks probe", lambda: probe(lab, conn, "check-cost"), run_name)
-    reports = runs_dir().parent
+    runs = runs_dir()
+    reports = runs.parent
     found = run_part(lab, conn, suite, stages, reports / "compose-deploy.json") if part else {}
     matrix_json = stages.run("experiments", lambda: run_suite(lab, conn, suite), run_name)
     extra, lines = [], []
@@ -52,7 +53,7 @@ def run_demo(lab: Lab, *, suite: str = "standard", lab_file: str = "lab.toml") -
         extra, lines = [summary_section(data, compose_page.name)], compose_headlines(data)
     index = reports / "index.html"
     page, answers = stages.run(
-        "answers", lambda: write_answers(matrix_json, sysctls, lab, runs_dir(), index, costs, extra),
+        "answers", lambda: write_answers(matrix_json, sysctls, lab, runs, index, costs, extra),
         lambda r: str(r[0]))
     console.print(stages.table())
     cells = json.loads(matrix_json.read_text()).get("cells") or []

@@ -12,9 +12,7 @@ from dnslab import compose_demo, tasks
 from lab.model.errors import ActionFailed, LabError
 from lab.model.parse import parse_lab
 from lab.ssh.endpoint import Endpoint
-
-UP = "compose: project up with the current compose.yaml, every container running"
-READY = "ready: IPVS lists every real server (and, after a change, every resolver answers)"
+from tests.fakedeploy import UP, Deployed
 
 
 class FakeConn:
@@ -23,16 +21,6 @@ class FakeConn:
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-class Deployed:
-    def __init__(self, changed: int, failed: int = 0) -> None:
-        self.changed, self.failed, self.seconds = changed, failed, 60.0 if changed else 5.0
-        self.step_seconds = {"docker: daemon running": 4.0, UP: 20.0, "netns: rs1": 1.0, READY: 2.0}
-        self.failed_step, self.error = ("docker: daemon running", "no daemon") if failed else (None, "")
-
-    def changed_steps(self) -> list[str]:
-        return [UP] if self.changed else []
 
 
 @pytest.fixture

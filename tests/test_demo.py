@@ -15,19 +15,7 @@ from lab.model.errors import ActionFailed
 from lab.model.parse import parse_lab
 from lab.ssh.endpoint import Endpoint
 from reports.index import Section
-
-UP = "compose: project up with the current compose.yaml, every container running"
-READY = "ready: IPVS lists every real server (and, after a change, every resolver answers)"
-
-
-class Deployed:
-    def __init__(self, changed: int, failed: int = 0) -> None:
-        self.changed, self.failed, self.seconds = changed, failed, 40.0 if changed else 5.0
-        self.step_seconds = {"docker: daemon running": 4.0, UP: 15.0, READY: 2.0} if changed else {READY: 0.5}
-        self.failed_step, self.error = ("docker: daemon running", "no daemon") if failed else (None, "")
-
-    def changed_steps(self) -> list[str]:
-        return [UP] if self.changed else []
+from tests.fakedeploy import Deployed
 
 
 @pytest.fixture
@@ -73,7 +61,7 @@ def calls(tmp_path, monkeypatch):
     def compose_page(compose, seed, reference, deploy_json, out):
         seen.append(("compose page", f"{compose.parent.name} {seed.parent.name} {reference.parent.name}"))
         figures = json.loads(deploy_json.read_text())
-        assert (figures["compose_up_s"], figures["ready_s"], figures["fresh_vm"]) == (15.0, 2.0, False)
+        assert (figures["compose_up_s"], figures["ready_s"], figures["fresh_vm"]) == (20.0, 3.0, False)
         return out, {"answers": {}}
     monkeypatch.setattr(reports.compose_page, "write_compose", compose_page)
     monkeypatch.setattr(reports.compose_page, "headlines", lambda data: ["a compose headline"])
